@@ -1,0 +1,75 @@
+"""Every error mmetools raises on purpose. The CLI turns these into messages and exit codes.
+
+Each message names what the user has to look at: the file, the model, the step, the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class MmetoolsError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(MmetoolsError):
+    """A command was called with arguments that cannot work (a path that is no model, ...)."""
+
+    exit_code = 2
+
+
+class ConfigError(MmetoolsError):
+    """A file of a model (config.pbtxt, model_version.txt, ...) or of mmetools is malformed."""
+
+
+class ValidationFailed(MmetoolsError):
+    """Static validation found errors; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ProcessError(MmetoolsError):
+    """An external command (dvc, tar, venv-pack, tritonserver, ...) failed."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, output: str, context: str = "") -> None:
+        self.argv = tuple(argv)
+        self.returncode = returncode
+        self.output = output
+        tail = "\n".join(output.strip().splitlines()[-20:])
+        what = context or f"`{' '.join(self.argv)}`"
+        message = f"{what} failed with exit code {returncode}"
+        if tail:
+            message += f":\n{tail}"
+        super().__init__(message)
+
+
+class DvcError(MmetoolsError):
+    """Weights could not be fetched or checked through DVC."""
+
+
+class EnvPackError(MmetoolsError):
+    """A Python environment for a model's Python steps could not be built or packed."""
+
+
+class TritonError(MmetoolsError):
+    """The Triton server could not be started, or a model could not be loaded or run."""
+
+
+class FixtureError(MmetoolsError):
+    """A fixture file is malformed or does not match the model's inputs and outputs."""
+
+
+class ArtifactError(MmetoolsError):
+    """A model artifact could not be built, or a given tarball is not a valid artifact."""
+
+
+class PublishError(MmetoolsError):
+    """An artifact could not be published, or publishing it would overwrite different bytes."""
+
+
+class ScaffoldError(MmetoolsError):
+    """``mmetools new`` cannot create the requested model."""

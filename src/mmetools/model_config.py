@@ -1,0 +1,143 @@
+"""Reading Triton model repositories: config.pbtxt through Triton's own protobuf schema.
+
+``tritonclient`` ships the classes generated from Triton's model_config.proto, so a config is
+parsed exactly as Triton parses it (protobuf text format); nothing here hand-parses pbtxt.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from mmetools.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ModelConfig = model_config_pb2.ModelConfig
+DataType = model_config_pb2.DataType
+
+CONFIG_FILE = "config.pbtxt"
+
+ENSEMBLE_PLATFORM = "ensemble"
+ONNX_PLATFORM = "onnxruntime_onnx"
+TORCHSCRIPT_PLATFORM = "pytorch_libtorch"
+PYTHON_BACKEND = "python"
+
+# How Triton maps a platform to the backend that serves it (triton core, backend_model.cc).
+PLATFORM_BACKENDS = {
+    ONNX_PLATFORM: "onnxruntime",
+    TORCHSCRIPT_PLATFORM: "pytorch",
+    "tensorflow_savedmodel": "tensorflow",
+    "tensorflow_graphdef": "tensorflow",
+    "tensorrt_plan": "tensorrt",
+}
+# Weight file Triton looks for when a config does not set default_model_filename.
+DEFAULT_MODEL_FILENAMES = {
+    "onnxruntime": "model.onnx",
+    "pytorch": "model.pt",
+    "tensorflow": "model.savedmodel",
+    "tensorrt": "model.plan",
+    PYTHON_BACKEND: "model.py",
+}
+KNOWN_BACKENDS = frozenset(
+    {"python", "onnxruntime", "pytorch", "tensorflow", "tensorrt", "openvino", "fil", "dali",
+     "identity", "repeat", "square", "vllm", "tensorrtllm"}
+)
+
+_VERSION_DIR = re.compile(r"^[0-9]+$")
+
+
+def parse_config(text: str, path: Path) -> ModelConfig:
+    """Parse config.pbtxt text; errors name ``path`` with the line and column protobuf reports."""
+    config = ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        # protobuf formats its position as "line:column : message"
+        message = str(e)
+        match = re.match(r"^(\d+):(\d+)\s*:\s*(.*)$", message, re.DOTALL)
+        where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
+        detail = match.group(3) if match else message
+        raise ConfigError(f"{where}: invalid config.pbtxt: {detail}") from e
+    return config
+
+
+def load_config(path: Path) -> ModelConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: file not found") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    return parse_config(text, path)
+
+
+def config_to_text(config: ModelConfig) -> str:
+    return str(text_format.MessageToString(config))
+
+
+def backend_of(config: ModelConfig) -> str:
+    """The backend Triton will run this model with ("" for ensembles and unknown platforms)."""
+    if config.backend:
+        return str(config.backend)
+    return PLATFORM_BACKENDS.get(config.platform, "")
+
+
+def is_ensemble(config: ModelConfig) -> bool:
+    return bool(config.platform == ENSEMBLE_PLATFORM)
+
+
+def dtype_name(dtype: int) -> str:
+    return str(DataType.Name(dtype))
+
+
+@dataclass(frozen=True)
+class RepositoryModel:
+    """One model folder of a Triton model repository, with its parsed config."""
+
+    name: str  # folder name, which is the name Triton serves it under
+    path: Path
+    config: ModelConfig
+    versions: tuple[int, ...]  # numeric version folders present on disk
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+
+def version_folders(model_dir: Path) -> tuple[int, ...]:
+    return tuple(
+        sorted(
+            int(child.name)
+            for child in model_dir.iterdir()
+            if child.is_dir() and _VERSION_DIR.match(child.name)
+        )
+    )
+
+
+def model_folders(repository: Path) -> list[Path]:
+    """Folders directly under ``repository`` that hold a config.pbtxt, sorted by name."""
+    return sorted(
+        child
+        for child in repository.iterdir()
+        if child.is_dir() and (child / CONFIG_FILE).is_file()
+    )
+
+
+def load_repository(repository: Path) -> tuple[dict[str, RepositoryModel], list[str]]:
+    """Parse every model of a repository; returns the models that parsed and one line per error."""
+    models: dict[str, RepositoryModel] = {}
+    errors: list[str] = []
+    for folder in model_folders(repository):
+        try:
+            config = load_config(folder / CONFIG_FILE)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        models[folder.name] = RepositoryModel(folder.name, folder, config, version_folders(folder))
+    return models, errors

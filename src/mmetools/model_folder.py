@@ -1,0 +1,150 @@
+"""The project's layout of one model: ``models/<name>/`` holding a Triton ensemble and its files.
+
+    models/<name>/
+      model_version.txt            positive integer; the artifact is <name>_<version>.tar.gz
+      requirements.txt             pip requirements of the Python steps
+      <name>_preprocessing/        Python backend step: config.pbtxt, 1/model.py
+      <name>_inferencer/           onnxruntime_onnx (1/model.onnx) or pytorch_libtorch (1/model.pt),
+                                   the weight file tracked by DVC (1/model.onnx.dvc in git)
+      <name>_postprocessing/       optional Python backend step
+      <name>_pipeline/             platform: "ensemble", wiring the steps
+      tests/fixtures/<case>.json   fixture cases: inputs and expected outputs with tolerances
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmetools.errors import ConfigError, UsageError
+from mmetools.model_config import (
+    CONFIG_FILE,
+    DEFAULT_MODEL_FILENAMES,
+    PYTHON_BACKEND,
+    RepositoryModel,
+    backend_of,
+    is_ensemble,
+    load_repository,
+)
+
+VERSION_FILE = "model_version.txt"
+REQUIREMENTS_FILE = "requirements.txt"
+TESTS_DIR = "tests"
+FIXTURES_DIR = "tests/fixtures"
+ENV_ARCHIVE = "python_env.tar.gz"
+EXECUTION_ENV_KEY = "EXECUTION_ENV_PATH"
+EXECUTION_ENV_VALUE = f"$$TRITON_MODEL_DIRECTORY/{ENV_ARCHIVE}"
+
+MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
+_VERSION_TEXT = re.compile(r"^[1-9][0-9]*$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model of the monorepo and the version it would ship as."""
+
+    name: str
+    version: int
+
+    @property
+    def artifact_name(self) -> str:
+        return f"{self.name}_{self.version}.tar.gz"
+
+
+def read_model_version(path: Path) -> int:
+    """Read model_version.txt: one positive integer (surrounding whitespace allowed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: missing; it must hold the model's version, e.g. 1") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text") from e
+    value = text.strip()
+    if not _VERSION_TEXT.match(value):
+        shown = repr(value) if value else "empty"
+        raise ConfigError(f"{path}: version must be a positive integer such as 1 or 12, got {shown}")
+    return int(value)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A monorepo model folder has a model_version.txt; a plain Triton repository does not."""
+    return (path / VERSION_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """``models/<name>/`` of the monorepo. Its Triton models are the subfolders with a config."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def version_file(self) -> Path:
+        return self.path / VERSION_FILE
+
+    @property
+    def requirements_file(self) -> Path:
+        return self.path / REQUIREMENTS_FILE
+
+    @property
+    def fixtures_dir(self) -> Path:
+        return self.path / FIXTURES_DIR
+
+    def version(self) -> int:
+        return read_model_version(self.version_file)
+
+    def ref(self) -> ModelRef:
+        return ModelRef(self.name, self.version())
+
+    def repository(self) -> dict[str, RepositoryModel]:
+        """The Triton models of this folder; raises ConfigError when a config does not parse."""
+        models, errors = load_repository(self.path)
+        if errors:
+            raise ConfigError("\n".join(errors))
+        return models
+
+    def ensemble(self) -> RepositoryModel:
+        ensembles = [m for m in self.repository().values() if is_ensemble(m.config)]
+        if len(ensembles) != 1:
+            found = ", ".join(m.name for m in ensembles) or "none"
+            raise ConfigError(
+                f"{self.path}: model '{self.name}' needs exactly one ensemble "
+                f'(platform: "ensemble"), found {found}'
+            )
+        return ensembles[0]
+
+    def python_steps(self) -> list[RepositoryModel]:
+        return [m for m in self.repository().values() if backend_of(m.config) == PYTHON_BACKEND]
+
+
+def weight_filename(model: RepositoryModel) -> str | None:
+    """The weight file a non-Python, non-ensemble step loads, or None for Python/ensembles."""
+    backend = backend_of(model.config)
+    if is_ensemble(model.config) or backend == PYTHON_BACKEND:
+        return None
+    return model.config.default_model_filename or DEFAULT_MODEL_FILENAMES.get(backend)
+
+
+def weight_paths(model: RepositoryModel) -> list[Path]:
+    """Every version's weight file path (present or not) for an inferencer step."""
+    filename = weight_filename(model)
+    if filename is None:
+        return []
+    return [model.path / str(version) / filename for version in model.versions]
+
+
+def model_folder(path: Path) -> ModelFolder:
+    """``path`` as a monorepo model folder; UsageError when it is not one."""
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such folder")
+    if not is_model_folder(path):
+        raise UsageError(
+            f"{path}: not a model folder (expected {VERSION_FILE} and the model's step folders)"
+        )
+    if not any(path.glob(f"*/{CONFIG_FILE}")):
+        raise UsageError(f"{path}: no Triton model folders (subfolders with {CONFIG_FILE})")
+    return ModelFolder(path)
