@@ -1,0 +1,128 @@
+"""Project settings: ``mmetools.toml`` at the repository root, overridden by environment variables.
+
+Every setting has an embedded default, so a fresh clone works with no file at all: envs for the
+local Python, the bundled CPU Triton, and ``file:`` publish destinations inside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mmetools.errors import ConfigError
+
+SETTINGS_FILE = "mmetools.toml"
+
+# Environment variable -> (section, key) it overrides.
+ENV_OVERRIDES = {
+    "MMETOOLS_STAGING_URI": ("publish", "staging_uri"),
+    "MMETOOLS_PRODUCTION_URI": ("publish", "production_uri"),
+    "MMETOOLS_PRODUCTION_BRANCH": ("publish", "production_branch"),
+    "MMETOOLS_ENV_BACKEND": ("env", "backend"),
+    "MMETOOLS_PYTHON_VERSION": ("env", "python_version"),
+    "MMETOOLS_TRITON_MODE": ("triton", "mode"),
+    "MMETOOLS_TRITON_IMAGE": ("triton", "image"),
+    "MMETOOLS_CACHE_DIR": ("cache", "dir"),
+}
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    backend: str = "auto"  # "auto" (conda when conda/mamba is on PATH), "conda" or "venv"
+    # Python of the packed env; must equal the Triton python-backend stub's (3.12 for Triton >= 24.11).
+    python_version: str = "3.11"
+    triton_stub_python: str = "3.11"
+
+
+@dataclass(frozen=True)
+class TritonSettings:
+    mode: str = "auto"  # "auto", "bundled", "native" or "docker"
+    image: str = "nvcr.io/nvidia/tritonserver:24.11-py3"
+    version: str = "2.51.0"  # Triton release the artifacts are tested with (the bundled server's)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    # file: URIs may be relative ("file:.published/staging"): they resolve against the repository root.
+    staging_uri: str = "file:.published/staging"
+    production_uri: str = "file:.published/production"
+    production_branch: str = "main"
+    namespace_staging_by_branch: bool = True
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    dir: str = ""  # "" means $XDG_CACHE_HOME/mmetools or ~/.cache/mmetools
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    env: EnvSettings = EnvSettings()
+    triton: TritonSettings = TritonSettings()
+    publish: PublishSettings = PublishSettings()
+    cache: CacheSettings = CacheSettings()
+
+    @property
+    def cache_dir(self) -> Path:
+        if self.cache.dir:
+            return Path(self.cache.dir).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "mmetools"
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository root: the nearest folder up from ``start`` with mmetools.toml or .git."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / SETTINGS_FILE).is_file() or (folder / ".git").exists():
+            return folder
+    return here
+
+
+def _section(cls: type[Any], path: Path, name: str, values: Mapping[str, Any]) -> Any:
+    default = cls()
+    allowed = {f.name: type(getattr(default, f.name)) for f in fields(cls)}
+    for key, value in values.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}: [{name}] has no setting '{key}' (known: {', '.join(sorted(allowed))})"
+            )
+        if not isinstance(value, allowed[key]):
+            raise ConfigError(
+                f"{path}: [{name}] {key} must be a {allowed[key].__name__}, got {value!r}"
+            )
+    return replace(default, **values)
+
+
+def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``<root>/mmetools.toml`` (optional) and apply the MMETOOLS_* environment overrides."""
+    root = root if root is not None else find_root()
+    environ = os.environ if environ is None else environ
+    path = root / SETTINGS_FILE
+    data: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from e
+        for name, values in raw.items():
+            if name not in ("env", "triton", "publish", "cache") or not isinstance(values, dict):
+                raise ConfigError(
+                    f"{path}: unknown section [{name}] (known: cache, env, publish, triton)"
+                )
+            data[name] = dict(values)
+    for variable, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(variable):
+            data.setdefault(section, {})[key] = environ[variable]
+    return Settings(
+        root=root,
+        env=_section(EnvSettings, path, "env", data.get("env", {})),
+        triton=_section(TritonSettings, path, "triton", data.get("triton", {})),
+        publish=_section(PublishSettings, path, "publish", data.get("publish", {})),
+        cache=_section(CacheSettings, path, "cache", data.get("cache", {})),
+    )
