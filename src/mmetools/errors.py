@@ -35,7 +35,9 @@ class ValidationFailed(MmetoolsError):
 class ProcessError(MmetoolsError):
     """An external command (dvc, tar, venv-pack, tritonserver, ...) failed."""
 
-    def __init__(self, argv: Sequence[str], returncode: int, output: str, context: str = "") -> None:
+    def __init__(
+        self, argv: Sequence[str], returncode: int, output: str, context: str = ""
+    ) -> None:
         self.argv = tuple(argv)
         self.returncode = returncode
         self.output = output
@@ -73,3 +75,8 @@ class PublishError(MmetoolsError):
 
 class ScaffoldError(MmetoolsError):
     """``mmetools new`` cannot create the requested model."""
+
+
+class ModelRunError(MmetoolsError):
+    """A model's ensemble failed when run in-process by the reference runner (a step's model.py
+    raised, returned an error, or produced a tensor its config does not declare)."""

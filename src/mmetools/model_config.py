@@ -10,6 +10,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -18,7 +19,8 @@ from mmetools.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-ModelConfig = model_config_pb2.ModelConfig
+# TypeAlias: tritonclient has no type stubs, so without it mypy rejects ModelConfig as a type.
+ModelConfig: TypeAlias = model_config_pb2.ModelConfig
 DataType = model_config_pb2.DataType
 
 CONFIG_FILE = "config.pbtxt"
@@ -45,8 +47,21 @@ DEFAULT_MODEL_FILENAMES = {
     PYTHON_BACKEND: "model.py",
 }
 KNOWN_BACKENDS = frozenset(
-    {"python", "onnxruntime", "pytorch", "tensorflow", "tensorrt", "openvino", "fil", "dali",
-     "identity", "repeat", "square", "vllm", "tensorrtllm"}
+    {
+        "python",
+        "onnxruntime",
+        "pytorch",
+        "tensorflow",
+        "tensorrt",
+        "openvino",
+        "fil",
+        "dali",
+        "identity",
+        "repeat",
+        "square",
+        "vllm",
+        "tensorrtllm",
+    }
 )
 
 _VERSION_DIR = re.compile(r"^[0-9]+$")

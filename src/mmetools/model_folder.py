@@ -1,14 +1,14 @@
 """The project's layout of one model: ``models/<name>/`` holding a Triton ensemble and its files.
 
-    models/<name>/
-      model_version.txt            positive integer; the artifact is <name>_<version>.tar.gz
-      requirements.txt             pip requirements of the Python steps
-      <name>_preprocessing/        Python backend step: config.pbtxt, 1/model.py
-      <name>_inferencer/           onnxruntime_onnx (1/model.onnx) or pytorch_libtorch (1/model.pt),
-                                   the weight file tracked by DVC (1/model.onnx.dvc in git)
-      <name>_postprocessing/       optional Python backend step
-      <name>_pipeline/             platform: "ensemble", wiring the steps
-      tests/fixtures/<case>.json   fixture cases: inputs and expected outputs with tolerances
+models/<name>/
+  model_version.txt            positive integer; the artifact is <name>_<version>.tar.gz
+  requirements.txt             pip requirements of the Python steps
+  <name>_preprocessing/        Python backend step: config.pbtxt, 1/model.py
+  <name>_inferencer/           onnxruntime_onnx (1/model.onnx) or pytorch_libtorch (1/model.pt),
+                               the weight file tracked by DVC (1/model.onnx.dvc in git)
+  <name>_postprocessing/       optional Python backend step
+  <name>_pipeline/             platform: "ensemble", wiring the steps
+  tests/fixtures/<case>.json   fixture cases: inputs and expected outputs with tolerances
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ def read_model_version(path: Path) -> int:
     value = text.strip()
     if not _VERSION_TEXT.match(value):
         shown = repr(value) if value else "empty"
-        raise ConfigError(f"{path}: version must be a positive integer such as 1 or 12, got {shown}")
+        raise ConfigError(
+            f"{path}: version must be a positive integer such as 1 or 12, got {shown}"
+        )
     return int(value)
 
 
