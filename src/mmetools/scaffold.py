@@ -1,0 +1,129 @@
+"""``mmetools new``: a complete model folder from the templates in ``mmetools/templates/``.
+
+``templates/common/`` holds what every framework shares, ``templates/<framework>/`` what differs
+(the inferencer's config.pbtxt, and ``export.py.part``, the export function of train.py).
+``{{name}}`` and the other tokens of :class:`Framework` are replaced in file names and contents;
+a trailing ``.tmpl`` is dropped (it keeps the templates' .py files away from pytest, mypy and
+the import system). The folder is built in a temp sibling and renamed into place, so a failure
+leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+from mmetools.errors import ScaffoldError
+from mmetools.model_folder import MODEL_NAME_PATTERN
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_SUFFIX = ".tmpl"
+EXPORT_PART = "export.py.part"
+
+
+@dataclass(frozen=True)
+class Framework:
+    """What differs between inferencer formats; each field is a ``{{token}}`` of the templates."""
+
+    framework: str
+    platform: str
+    weight_file: str
+    inferencer_input: str
+    inferencer_output: str
+    runtime: str
+
+
+FRAMEWORKS = {
+    "onnx": Framework(
+        "onnx", "onnxruntime_onnx", "model.onnx", "features", "logits", "onnxruntime"
+    ),
+    "torchscript": Framework(
+        "torchscript", "pytorch_libtorch", "model.pt", "INPUT__0", "OUTPUT__0", "torch"
+    ),
+}
+
+
+def check_name(name: str) -> None:
+    if not MODEL_NAME_PATTERN.match(name):
+        raise ScaffoldError(
+            f"invalid model name {name!r}: use lowercase letters, digits and '_', starting with a "
+            "letter and not ending with '_' (e.g. 'fraud_scorer'); it becomes the folder name, "
+            "the Triton model names and the artifact name <name>_<version>.tar.gz"
+        )
+
+
+def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
+    """Create ``models_dir/name`` for ``framework`` ("onnx" or "torchscript"); returns the folder.
+    ScaffoldError if the name is invalid, the framework unknown or the folder exists."""
+    check_name(name)
+    if framework not in FRAMEWORKS:
+        raise ScaffoldError(
+            f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}"
+        )
+    target = models_dir / name
+    if target.exists() or target.is_symlink():
+        raise ScaffoldError(f"{target}: already exists; `mmetools new` never overwrites a folder")
+    root = resources.files("mmetools").joinpath("templates")
+    tokens = template_tokens(name, FRAMEWORKS[framework])
+    tokens["export"] = root.joinpath(framework, EXPORT_PART).read_text(encoding="utf-8").rstrip()
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=models_dir))
+    try:
+        _render_tree(root.joinpath("common"), staging, tokens)
+        _render_tree(root.joinpath(framework), staging, tokens)
+        _fix_permissions(staging)
+        # os.rename fails if the target appeared meanwhile, so a concurrent run cannot be clobbered
+        try:
+            os.rename(staging, target)
+        except OSError as e:
+            raise ScaffoldError(f"{target}: cannot create it: {e.strerror or e}") from e
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.debug("created %s (%s)", target, framework)
+    return target
+
+
+def template_tokens(name: str, framework: Framework) -> dict[str, str]:
+    return {
+        "name": name,
+        "framework": framework.framework,
+        "platform": framework.platform,
+        "weight_file": framework.weight_file,
+        "inferencer_input": framework.inferencer_input,
+        "inferencer_output": framework.inferencer_output,
+        "runtime": framework.runtime,
+    }
+
+
+def render(text: str, tokens: dict[str, str]) -> str:
+    for key, value in tokens.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def _render_tree(source: Traversable, destination: Path, tokens: dict[str, str]) -> None:
+    for entry in sorted(source.iterdir(), key=lambda e: e.name):
+        if entry.name == EXPORT_PART or entry.name == "__pycache__":
+            continue
+        name = render(entry.name, tokens).removesuffix(TEMPLATE_SUFFIX)
+        target = destination / name
+        if entry.is_dir():
+            target.mkdir(exist_ok=True)
+            _render_tree(entry, target, tokens)
+        else:
+            target.write_text(render(entry.read_text(encoding="utf-8"), tokens), encoding="utf-8")
+
+
+def _fix_permissions(folder: Path) -> None:
+    # mkdtemp creates 0700; the model folder should have the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
