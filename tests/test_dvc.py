@@ -1,0 +1,353 @@
+"""mmetools.dvc: weights checked against their .dvc pointers, fetched with the real dvc.
+
+The fetch tests work on a scratch copy of the repository's DVC setup (.dvc/config, the local
+remote .dvc/example-remote) and example models, with the weight files left out, the way a fresh
+clone looks. S3 runs against moto_server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import boto3
+import pytest
+from dvc_data.hashfile.hash import file_md5 as dvc_data_file_md5
+
+from conftest import EXAMPLE_MODELS, MODELS_DIR, REPO_ROOT
+from mmetools import process
+from mmetools.cli import main
+from mmetools.dvc import (
+    LEGACY_MD5,
+    MD5,
+    Md5Memo,
+    WeightState,
+    dvc_executable,
+    fetch_weights,
+    file_md5,
+    read_pointer,
+    tracked_files,
+    weight_status,
+)
+from mmetools.errors import DvcError
+from mmetools.model_folder import ModelFolder
+from mmetools.settings import load_settings
+
+ONNX = "models/screen_detector/screen_detector_inferencer/1/model.onnx"
+TORCHSCRIPT = "models/intent_classifier/intent_classifier_inferencer/1/model.pt"
+
+
+def copy_repository(destination: Path) -> Path:
+    """The repository as a fresh clone has it: DVC config + local remote + models, no weights."""
+    destination.mkdir()
+    shutil.copytree(
+        REPO_ROOT / ".dvc",
+        destination / ".dvc",
+        ignore=shutil.ignore_patterns("cache", "tmp", "config.local"),
+    )
+    shutil.copy2(REPO_ROOT / ".dvcignore", destination / ".dvcignore")
+    for name in EXAMPLE_MODELS:
+        shutil.copytree(
+            MODELS_DIR / name,
+            destination / "models" / name,
+            ignore=shutil.ignore_patterns("model.onnx", "model.pt", "__pycache__"),
+        )
+    # DVC wants a git repository around it (core.no_scm is not set in .dvc/config)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    return destination
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def dvc(repo: Path, *args: str) -> str:
+    return process.run([dvc_executable(), *args], cwd=repo).output
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return copy_repository(tmp_path / "repo")
+
+
+@pytest.fixture
+def no_subprocess() -> Iterator[list[Sequence[str]]]:
+    """Fail any command run through mmetools.process: proves a code path never calls dvc."""
+    calls: list[Sequence[str]] = []
+
+    def refuse(
+        argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None
+    ) -> process.CompletedCommand:
+        calls.append(argv)
+        raise AssertionError(f"unexpected command: {' '.join(argv)}")
+
+    previous = process.set_runner(refuse)
+    try:
+        yield calls
+    finally:
+        process.set_runner(previous)
+
+
+def model(repo: Path, name: str) -> ModelFolder:
+    return ModelFolder(repo / "models" / name)
+
+
+# --- pointers and md5 semantics -----------------------------------------------------------------
+
+
+def test_read_pointer_of_the_example_weights() -> None:
+    (tracked,) = read_pointer(REPO_ROOT / f"{ONNX}.dvc")
+    assert tracked.path == REPO_ROOT / ONNX
+    assert tracked.hash_name == MD5
+    assert len(tracked.md5) == 32 and tracked.size is not None
+    assert tracked.size < 1_000_000  # the examples' weights stay well under 1 MB
+
+
+def test_tracked_files_are_the_inferencer_weights() -> None:
+    for name, weight in (("screen_detector", ONNX), ("intent_classifier", TORCHSCRIPT)):
+        files = tracked_files(ModelFolder(MODELS_DIR / name))
+        assert [f.path for f in files] == [REPO_ROOT / weight]
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"", "empty"),
+        (b"line one\r\nline two\r\n", "text with CRLF"),
+        (b"\x00\x01binary\r\n" * 100, "binary with CRLF"),
+        (b"text\r\n" * 300_000, "text larger than one 1 MiB chunk"),
+        (bytes(range(256)) * 5000, "binary larger than one chunk"),
+    ],
+)
+def test_file_md5_equals_dvc_data(tmp_path: Path, content: bytes, why: str) -> None:
+    path = tmp_path / "file"
+    path.write_bytes(content)
+    for hash_name in (MD5, LEGACY_MD5):
+        assert file_md5(path, hash_name) == dvc_data_file_md5(str(path), name=hash_name), why
+
+
+def test_legacy_pointer_without_hash_field_uses_dos2unix_md5(tmp_path: Path) -> None:
+    (tmp_path / "labels.txt").write_bytes(b"a\r\nb\r\n")
+    pointer = tmp_path / "labels.txt.dvc"
+    lf_md5 = hashlib.md5(b"a\nb\n").hexdigest()
+    pointer.write_text(f"outs:\n- md5: {lf_md5}\n  size: 6\n  path: labels.txt\n")
+    (tracked,) = read_pointer(pointer)
+    assert tracked.hash_name == LEGACY_MD5
+    assert weight_status(ModelFolder(tmp_path))[0].state is WeightState.PRESENT
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("outs: []\n", "not a DVC pointer: expected a non-empty 'outs' list"),
+        ("just text\n", "not a DVC pointer: expected a non-empty 'outs' list"),
+        ("outs:\n- md5: 123\n  path: w.bin\n", "outs[0]: 'md5' must be 32 hex digits (got 123)"),
+        ("outs:\n- md5: " + "a" * 32 + "\n", "outs[0]: missing 'path'"),
+        (
+            "outs:\n- md5: " + "a" * 32 + "\n  hash: sha256\n  path: w.bin\n",
+            "outs[0]: unsupported hash 'sha256' (expected 'md5')",
+        ),
+        (
+            "outs:\n- md5: " + "a" * 32 + "\n  path: s3://bucket/w.bin\n",
+            "outs[0]: path 's3://bucket/w.bin' is outside the repository",
+        ),
+        ("outs: [\n", "cannot read DVC pointer"),
+    ],
+)
+def test_bad_pointer_is_named(tmp_path: Path, text: str, message: str) -> None:
+    pointer = tmp_path / "w.bin.dvc"
+    pointer.write_text(text)
+    with pytest.raises(DvcError) as raised:
+        read_pointer(pointer)
+    assert str(raised.value).startswith(f"{pointer}: {message}")
+
+
+def test_weight_status_missing_then_modified(repo: Path) -> None:
+    folder = model(repo, "screen_detector")
+    assert [s.state for s in weight_status(folder)] == [WeightState.MISSING]
+    weight = repo / ONNX
+    shutil.copy2(REPO_ROOT / f"{ONNX}.dvc", repo / f"{ONNX}.dvc")  # unchanged pointer
+    weight.write_bytes(b"not the tracked weights")
+    assert [s.state for s in weight_status(folder)] == [WeightState.MODIFIED]
+
+
+def test_md5_memo_skips_unchanged_files_and_notices_changes(tmp_path: Path) -> None:
+    weight = tmp_path / "w.bin"
+    weight.write_bytes(b"one")
+    memo_path = tmp_path / "cache" / "memo.json"
+    memo = Md5Memo(memo_path)
+    assert memo.md5(weight, MD5) == hashlib.md5(b"one").hexdigest()
+    memo.save()
+    # a stored entry with the file's stat stamp is trusted without reading the file ...
+    reloaded = Md5Memo(memo_path)
+    ((key, entry),) = reloaded.entries.items()
+    reloaded.entries[key] = [*entry[:3], "0" * 32]
+    assert reloaded.md5(weight, MD5) == "0" * 32
+    # ... and a changed file (size/mtime/inode differ) is hashed again
+    weight.write_bytes(b"two!")
+    assert reloaded.md5(weight, MD5) == hashlib.md5(b"two!").hexdigest()
+
+
+# --- fetching from the repository's local remote -------------------------------------------------
+
+
+@pytest.mark.integration
+def test_fetch_restores_weights_from_the_local_remote(repo: Path) -> None:
+    for name, weight in (("screen_detector", ONNX), ("intent_classifier", TORCHSCRIPT)):
+        (tracked,) = read_pointer(repo / f"{weight}.dvc")
+        assert not (repo / weight).exists()
+        fetched = fetch_weights(model(repo, name))
+        assert fetched == [repo / weight]
+        assert md5_of(repo / weight) == tracked.md5
+        assert (repo / weight).stat().st_size == tracked.size
+        assert [s.state for s in weight_status(model(repo, name))] == [WeightState.PRESENT]
+
+
+@pytest.mark.integration
+def test_fetch_pulls_only_that_models_weights(repo: Path) -> None:
+    fetch_weights(model(repo, "intent_classifier"))
+    assert (repo / TORCHSCRIPT).is_file()
+    assert not (repo / ONNX).exists()
+
+
+@pytest.mark.integration
+def test_fetch_is_a_noop_without_dvc_when_weights_match(
+    repo: Path, no_subprocess: list[Sequence[str]]
+) -> None:
+    shutil.copy2(REPO_ROOT / ONNX, repo / ONNX)  # the tracked bytes, put in place by hand
+    assert fetch_weights(model(repo, "screen_detector")) == []
+    assert no_subprocess == []
+
+
+@pytest.mark.integration
+def test_fetch_refuses_to_overwrite_a_modified_weight(
+    repo: Path, no_subprocess: list[Sequence[str]]
+) -> None:
+    (repo / ONNX).write_bytes(b"retrained locally")
+    with pytest.raises(DvcError) as raised:
+        fetch_weights(model(repo, "screen_detector"))
+    assert str(raised.value) == (
+        f"{ONNX}: differs from its DVC pointer {ONNX}.dvc (model screen_detector): keep it with "
+        f"`dvc add {ONNX}` and `dvc push`, or replace it with the tracked version with "
+        "`mmetools fetch --force`"
+    )
+    assert (repo / ONNX).read_bytes() == b"retrained locally"
+    assert no_subprocess == []
+
+
+@pytest.mark.integration
+def test_fetch_force_replaces_a_modified_weight(repo: Path) -> None:
+    (repo / ONNX).write_bytes(b"retrained locally")
+    assert fetch_weights(model(repo, "screen_detector"), force=True) == [repo / ONNX]
+    assert md5_of(repo / ONNX) == read_pointer(repo / f"{ONNX}.dvc")[0].md5
+
+
+@pytest.mark.integration
+def test_fetch_names_model_and_file_when_the_remote_lacks_the_object(repo: Path) -> None:
+    (tracked,) = read_pointer(repo / f"{ONNX}.dvc")
+    (
+        repo / ".dvc" / "example-remote" / "files" / "md5" / tracked.md5[:2] / tracked.md5[2:]
+    ).unlink()
+    with pytest.raises(DvcError) as raised:
+        fetch_weights(model(repo, "screen_detector"))
+    assert str(raised.value) == (
+        f"{ONNX}: not in DVC remote 'examples' (md5 {tracked.md5}, model screen_detector): "
+        f"push it with `dvc push {ONNX}.dvc` from a checkout that has the file, or point the "
+        "remote at the storage that holds it (.dvc/config)"
+    )
+    assert not (repo / ONNX).exists()
+
+
+@pytest.mark.integration
+def test_fetch_unknown_remote_fails_with_dvc_message(repo: Path) -> None:
+    with pytest.raises(DvcError) as raised:
+        fetch_weights(model(repo, "screen_detector"), remote="nowhere")
+    message = str(raised.value)
+    assert message.startswith(f"{ONNX}: missing after `dvc pull` from remote 'nowhere' ")
+    assert "nowhere" in message.splitlines()[-1]  # dvc's own explanation follows
+
+
+def test_fetch_of_a_model_without_pointers_does_nothing(
+    tmp_path: Path, no_subprocess: list[Sequence[str]]
+) -> None:
+    assert fetch_weights(ModelFolder(tmp_path)) == []
+
+
+@pytest.mark.integration
+def test_cli_fetch_then_up_to_date(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(repo)
+    assert main(["fetch", "models/screen_detector", "models/intent_classifier"]) == 0
+    out = capsys.readouterr().out
+    assert "screen_detector: fetched screen_detector_inferencer/1/model.onnx (" in out
+    assert "intent_classifier: fetched intent_classifier_inferencer/1/model.pt (" in out
+    assert main(["fetch", "models/screen_detector"]) == 0
+    assert "screen_detector: up to date (1 tracked file(s), " in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_cli_fetch_reports_a_failure_per_model(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(repo)
+    (repo / ONNX).write_bytes(b"retrained locally")
+    assert main(["fetch", "models/screen_detector", "models/intent_classifier"]) == 1
+    captured = capsys.readouterr()
+    assert f"error: {ONNX}: differs from its DVC pointer" in captured.err
+    assert "intent_classifier: fetched" in captured.out  # the other model still got its weights
+
+
+def test_cli_fetch_rejects_a_folder_that_is_no_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fetch", str(tmp_path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # main() lets rich wrap long lines
+    assert err == (
+        f"error: {tmp_path}: not a model folder "
+        "(expected model_version.txt and the model's step folders)"
+    )
+
+
+def test_fetch_with_settings_remembers_md5s(repo: Path, tmp_path: Path) -> None:
+    shutil.copy2(REPO_ROOT / ONNX, repo / ONNX)
+    settings = load_settings(repo, environ={"MMETOOLS_CACHE_DIR": str(tmp_path / "cache")})
+    assert fetch_weights(model(repo, "screen_detector"), settings) == []
+    assert (tmp_path / "cache" / "dvc-md5-memo.json").is_file()
+
+
+# --- an S3 remote (moto_server on loopback) ------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_fetch_from_an_s3_remote(repo: Path, aws_env: str) -> None:
+    bucket = "dvc-example-weights"
+    s3 = boto3.client("s3", endpoint_url=aws_env)
+    s3.create_bucket(Bucket=bucket)
+    dvc(repo, "remote", "add", "store", f"s3://{bucket}/dvcstore")
+    dvc(repo, "remote", "modify", "store", "endpointurl", aws_env)
+    # fill the local cache from the repository's remote, then push it to S3
+    dvc(repo, "pull")
+    dvc(repo, "push", "--remote", "store")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+    pointers = {w: read_pointer(repo / f"{w}.dvc")[0] for w in (ONNX, TORCHSCRIPT)}
+    assert keys == sorted(f"dvcstore/files/md5/{p.md5[:2]}/{p.md5[2:]}" for p in pointers.values())
+    # a fresh clone: no weights, no cache; pull from S3 only
+    shutil.rmtree(repo / ".dvc" / "cache")
+    for weight in pointers:
+        (repo / weight).unlink()
+    assert fetch_weights(model(repo, "screen_detector"), remote="store") == [repo / ONNX]
+    assert md5_of(repo / ONNX) == pointers[ONNX].md5
+    # an object missing from the bucket is reported against the S3 remote
+    shutil.rmtree(repo / ".dvc" / "cache")
+    key = f"dvcstore/files/md5/{pointers[TORCHSCRIPT].md5[:2]}/{pointers[TORCHSCRIPT].md5[2:]}"
+    s3.delete_object(Bucket=bucket, Key=key)
+    with pytest.raises(DvcError) as raised:
+        fetch_weights(model(repo, "intent_classifier"), remote="store")
+    assert str(raised.value).startswith(
+        f"{TORCHSCRIPT}: not in DVC remote 'store' (md5 {pointers[TORCHSCRIPT].md5}, "
+        "model intent_classifier): push it with"
+    )
