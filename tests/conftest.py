@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,9 +65,76 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Tests never touch the user's ~/.cache/mmetools unless they opt in."""
     if "MMETOOLS_CACHE_DIR" not in os.environ:
         monkeypatch.setenv(
             "MMETOOLS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mmetools-cache")
         )
+
+
+EXAMPLE_MODELS = ("screen_detector", "intent_classifier")
+
+
+@pytest.fixture(scope="session")
+def example_weights() -> None:
+    """The example models' weight files in the working tree: pulled from the repository's DVC
+    remote (.dvc/example-remote) when missing; no dvc process when they already match."""
+    from mmetools.dvc import fetch_weights
+    from mmetools.model_folder import model_folder
+
+    for name in EXAMPLE_MODELS:
+        fetch_weights(model_folder(MODELS_DIR / name))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache_for_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-scoped fixtures (the Triton server of mmetools' pytest plugin) are set up before any
+    function-scoped one: they need the isolated cache too."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "MMETOOLS_CACHE_DIR" not in os.environ:
+            cache = tmp_path_factory.getbasetemp() / "mmetools-cache"
+            patch.setenv("MMETOOLS_CACHE_DIR", str(cache))
+        yield
+
+
+def _session_triton_processes() -> set[int]:
+    """Live tritonserver and python-backend stub processes started by this test session (their
+    command lines name the session's cache folder, where the backends are assembled)."""
+    cache = os.environ["MMETOOLS_CACHE_DIR"]
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if cache in cmdline and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def no_triton_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Servers started in the test leave no process and no temporary folder behind. Temporary
+    folders go to the yielded folder, which must be empty again at the end."""
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    before = _session_triton_processes()
+    yield temp
+    deadline = time.monotonic() + 10  # killed stubs may take a moment to be reaped
+    while (leftover := _session_triton_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftover, f"Triton processes left running: {sorted(leftover)}"
+    assert sorted(p.name for p in temp.iterdir()) == []
+
+
+@pytest.fixture(scope="session")
+def session_triton_processes() -> Callable[[], set[int]]:
+    """For module-scoped checks: returns the function listing this session's Triton processes."""
+    return _session_triton_processes

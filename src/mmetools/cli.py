@@ -41,10 +41,495 @@ def _global_options(
     )
 
 
+fixtures_app = typer.Typer(
+    help="Check fixture cases and regenerate their expected values (in-process, no Triton).",
+    no_args_is_help=True,
+)
+app.add_typer(fixtures_app, name="fixtures")
+
+
+@fixtures_app.command("regen")
+def fixtures_regen(
+    model: Annotated[Path, typer.Argument(help="Model folder, e.g. models/screen_detector.")],
+    case: Annotated[
+        Optional[list[str]], typer.Option("--case", help="Only this case (repeatable).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+) -> None:
+    """Recompute the cases' expected outputs with an in-process run (no Triton).
+
+    Runs the model's pre/post-processing and network directly in Python (onnxruntime / torch);
+    datatypes, tolerances, descriptions and inputs stay as they are.
+    """
+    from rich.table import Table
+
+    from mmetools.model_folder import model_folder
+    from mmetools.reference import regenerate_fixtures
+
+    folder = model_folder(model)
+    results = regenerate_fixtures(folder, case or (), write=not dry_run)
+    table = Table(title=f"{folder.name}: expected values {'(dry run)' if dry_run else ''}")
+    for column in ("case", "output", "status", "values changed", "max abs change"):
+        numeric = column.startswith(("values", "max"))
+        table.add_column(column, justify="right" if numeric else "left")
+    for result in results:
+        for change in result.changes:
+            shown = "-" if change.max_abs_change is None else f"{change.max_abs_change:.3g}"
+            style = "yellow" if change.status in ("changed", "shape changed") else ""
+            table.add_row(
+                result.case,
+                change.output,
+                change.status,
+                f"{change.values_changed}/{change.values}",
+                shown,
+                style=style,
+            )
+    console.print(table)
+    written = sum(1 for r in results if r.written)
+    changed = sum(1 for r in results if r.changed)
+    if dry_run:
+        console.print(f"{changed} of {len(results)} case(s) would change; nothing written")
+    else:
+        console.print(f"{written} of {len(results)} fixture file(s) rewritten")
+
+
+@fixtures_app.command("check")
+def fixtures_check(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+) -> None:
+    """Compare the fixtures with an in-process run (no Triton); exit 1 when a case fails.
+
+    Also checks every fixture file against the ensemble config (names, datatypes, shapes).
+    """
+    from rich.table import Table
+
+    from mmetools.fixtures import load_fixtures
+    from mmetools.model_folder import model_folder
+    from mmetools.reference import run_cases
+
+    failed = 0
+    for path in models:
+        folder = model_folder(path)
+        results = run_cases(folder, load_fixtures(folder))
+        table = Table(title=f"{folder.name}: fixtures vs reference run")
+        for column in ("case", "output", "max abs error", "max rel error", "result"):
+            table.add_column(column, justify="right" if column.startswith("max") else "left")
+        for result in results:
+            if result.error is not None:
+                table.add_row(result.case.name, "-", "-", "-", "[red]error[/red]")
+                continue
+            for comparison in result.comparisons:
+                table.add_row(
+                    result.case.name,
+                    comparison.output,
+                    _number(comparison.max_abs_error),
+                    _number(comparison.max_rel_error),
+                    "[green]pass[/green]" if comparison.passed else "[red]FAIL[/red]",
+                )
+        console.print(table)
+        for result in results:
+            if result.error is not None:
+                err_console.print(
+                    f"{result.case.path}: {result.error}", markup=False, soft_wrap=True
+                )
+            for comparison in result.comparisons:
+                if not comparison.passed:
+                    err_console.print(
+                        f"{result.case.path}: {comparison.message}", markup=False, soft_wrap=True
+                    )
+        failed += sum(1 for r in results if not r.passed)
+    if failed:
+        err_console.print(f"{failed} case(s) failed")
+        raise typer.Exit(1)
+
+
+def _number(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+@app.command("new")
+def new_model(
+    name: Annotated[str, typer.Argument(help="Model name: lowercase letters, digits, '_'.")],
+    framework: Annotated[
+        str, typer.Option("--framework", help="Inferencer format: onnx or torchscript.")
+    ] = "onnx",
+    models_dir: Annotated[
+        Path, typer.Option("--models-dir", help="Folder that holds the model folders.")
+    ] = Path("models"),
+) -> None:
+    """Create a complete model folder: configs, pre/post-processing, train/export script, fixtures."""
+    from mmetools.scaffold import scaffold_model
+
+    folder = scaffold_model(name, framework, models_dir)
+    console.print(f"created {folder}")
+    console.print(f"next: see {folder / 'README.md'} (export the weights, dvc add, regen, test)")
+
+
+@app.command("validate")
+def validate(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Model folders (models/<name>), folders of them, or Triton model repositories.",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Check configs statically: everything Triton rejects when loading the ensembles, plus the
+    project's layout rules for model folders. Exit 1 when there is an error (warnings pass)."""
+    from mmetools.validation import summary_line, validate_paths
+
+    problems = validate_paths(paths)
+    for problem in problems:
+        style = "red" if problem.is_error else "yellow"
+        # soft_wrap: one problem per line, whatever the terminal width (grep-able, CI logs).
+        console.print(str(problem), style=style, markup=False, soft_wrap=True)
+    console.print(summary_line(problems, paths), markup=False, soft_wrap=True)
+    if any(problem.is_error for problem in problems):
+        raise typer.Exit(1)
+
+
+@app.command("publish")
+def publish_command(
+    artifacts: Annotated[
+        list[Path],
+        typer.Argument(
+            help="dist/<name>_<version>.tar.gz files (their .sha256 and .manifest.json beside them).",
+            show_default=False,
+        ),
+    ],
+    branch: Annotated[
+        str,
+        typer.Option(
+            "--branch",
+            help="Git branch being published: every branch goes to staging (under its own "
+            "folder), the production branch (default main) also to production.",
+            show_default=False,
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would happen; write nothing.")
+    ] = False,
+    part_size: Annotated[
+        int, typer.Option("--part-size", min=5, max=5120, help="S3 multipart part size, MiB.")
+    ] = 16,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=64, help="Parallel S3 part uploads.")
+    ] = 8,
+) -> None:
+    """Publish artifacts to staging and, from the production branch, to production. Versions are
+    immutable: same bytes is a no-op, different bytes is refused. Exit 1 when one fails."""
+    from collections import Counter
+
+    from rich import box
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
+    from rich.table import Table
+
+    from mmetools.publish import PublishOptions, PublishResult, PublishTarget, publish
+    from mmetools.storage import MiB, LocalArtifact, S3Tuning, describe_size
+
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # boto3's INFO lines ("Found credentials in environment variables") are noise here;
+        # mmetools logs the endpoint and region it uses itself. -v shows everything.
+        for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    options = PublishOptions(
+        dry_run=dry_run, s3=S3Tuning(part_size=part_size * MiB, max_concurrency=concurrency)
+    )
+    progress = Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_progress(target: PublishTarget, artifact: LocalArtifact, done: int) -> None:
+        if target.uri not in tasks:
+            tasks[target.uri] = progress.add_task(
+                f"{target.role} {artifact.name}", total=artifact.size
+            )
+        progress.advance(tasks[target.uri], done)
+
+    def on_result(r: PublishResult) -> None:
+        console.print(
+            f"{r.action:<9} {r.role:<10} {r.destination}  {describe_size(r.size)}  "
+            f"{r.seconds:.2f}s  {r.requests} request(s)  {r.detail}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    with progress:
+        report = publish(
+            artifacts, branch, options=options, on_result=on_result, on_progress=on_progress
+        )
+    table = Table(
+        title=f"publish --branch {branch}" + (" (dry run)" if dry_run else ""),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    longest = max((len(path.name) for path in artifacts), default=8)
+    table.add_column("artifact", no_wrap=True, min_width=longest)
+    for column in ("to", "action", "size", "time", "requests"):
+        left = column in ("to", "action")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    for r in report.results:
+        table.add_row(
+            r.artifact,
+            r.role,
+            r.action,
+            describe_size(r.size),
+            f"{r.seconds:.2f}s",
+            str(r.requests),
+        )
+    for failure in report.failures:
+        table.add_row(failure.artifact, failure.role, "[red]failed[/red]", "", "", "")
+    counts: Counter[str] = Counter(r.action for r in report.results)
+    counts.update({"failed": len(report.failures)} if report.failures else {})
+    table.caption = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+    console.print(table)
+    for failure in report.failures:
+        err_console.print(f"error: {failure.message}", markup=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+import typing  # noqa: E402  (kept beside its only use: other commands edit the imports above)
+
+if typing.TYPE_CHECKING:
+    from mmetools.model_folder import ModelFolder
+
+
+def _model_folders_of(paths: Sequence[Path]) -> list[ModelFolder]:
+    """The model folders among ``paths``; plain files (a glob like models/* also matches
+    models/BUILD) are skipped with a note, anything else that is no model folder is an error."""
+    from mmetools.model_folder import model_folder
+
+    folders: list[ModelFolder] = []
+    for path in paths:
+        if path.is_file():
+            err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
+            continue
+        folders.append(model_folder(path))
+    return folders
+
+
+@app.command("env")
+def env_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+) -> None:
+    """Build each model's python_env.tar.gz (or reuse it from the cache), copy it into its Python
+    steps and point their EXECUTION_ENV_PATH at it."""
+    from mmetools.envpack import pack_env
+    from mmetools.settings import load_settings
+
+    settings = load_settings()
+    for folder in _model_folders_of(models):
+        with console.status(f"{folder.name}: packing env") as status:
+            packed = pack_env(
+                folder, settings, progress=lambda m: status.update(f"{folder.name}: {m}")
+            )
+        if packed is None:
+            console.print(f"{folder.name}: no Python steps, no env needed", markup=False)
+            continue
+        how = "from the cache" if packed.cached else "built"
+        steps = ", ".join(step.parent.name for step in packed.steps)
+        console.print(
+            f"{folder.name}: env {packed.env_hash[:12]} ({packed.backend}, Python "
+            f"{packed.python_version}, {how}) in {steps}",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("package")
+def package_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the artifacts.")] = Path("dist"),
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Ship no packed env (the image's Python serves).")
+    ] = False,
+    level: Annotated[int, typer.Option("--level", min=0, max=9, help="gzip level.")] = 6,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="Deflate threads (default: cores).")
+    ] = None,
+) -> None:
+    """Validate, fetch weights, pack the env, then write <name>_<version>.tar.gz, its .sha256 and
+    its manifest into --out. The same inputs always give the same bytes."""
+    import time
+
+    from mmetools.artifact import package_model
+    from mmetools.settings import load_settings
+
+    settings = load_settings()
+    for folder in _model_folders_of(models):
+        started = time.perf_counter()
+        with console.status(f"{folder.name}: packaging") as status:
+            artifact = package_model(
+                folder,
+                out,
+                settings,
+                with_env=not no_env,
+                level=level,
+                threads=threads,
+                progress=lambda m: status.update(f"{folder.name}: {m}"),
+            )
+        elapsed = time.perf_counter() - started
+        speed = artifact.uncompressed_size / 1e6 / max(artifact.seconds, 1e-9)
+        console.print(
+            f"{artifact.path}  {artifact.size / 1e6:.1f} MB  sha256 {artifact.sha256[:12]}  "
+            f"{elapsed:.1f} s  ({speed:.0f} MB/s writing)",
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("fetch")
+def fetch_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+    remote: Annotated[
+        Optional[str],
+        typer.Option("--remote", "-r", help="DVC remote to pull from (default: the repo's)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace weight files that differ from their pointers.")
+    ] = False,
+) -> None:
+    """Fetch the models' DVC-tracked weights: only files that are missing.
+
+    Files that match their .dvc pointers are left alone, without running dvc at all."""
+    import time
+
+    from mmetools.dvc import fetch_weights, tracked_files
+    from mmetools.errors import DvcError
+    from mmetools.model_folder import model_folder
+    from mmetools.settings import load_settings
+
+    settings = load_settings()
+    folders = [model_folder(path) for path in models]
+    failed = 0
+    for folder in folders:
+        started = time.perf_counter()
+        try:
+            with console.status(f"{folder.name}: checking weights against their DVC pointers"):
+                tracked = tracked_files(folder)
+                fetched = fetch_weights(folder, settings, remote=remote, force=force)
+        except DvcError as e:
+            failed += 1
+            err_console.print(f"error: {e}", markup=False, soft_wrap=True)
+            continue
+        elapsed = time.perf_counter() - started
+        if not tracked:
+            console.print(f"{folder.name}: no DVC-tracked files")
+        elif fetched:
+            names = ", ".join(path.relative_to(folder.path).as_posix() for path in fetched)
+            console.print(f"{folder.name}: fetched {names} ({elapsed:.1f} s)", markup=False)
+        else:
+            console.print(
+                f"{folder.name}: up to date ({len(tracked)} tracked file(s), {elapsed:.2f} s)"
+            )
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("test")
+def test_command(
+    models: Annotated[
+        Optional[list[Path]], typer.Argument(help="Model folders, e.g. models/*.")
+    ] = None,
+    artifact: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            "--artifact",
+            help="Test <name>_<version>.tar.gz through Triton's SageMaker MME frontend "
+            "(repeatable).",
+        ),
+    ] = None,
+    fixtures: Annotated[
+        Optional[Path],
+        typer.Option("--fixtures", help="Fixture folder for --artifact (default: the model's)."),
+    ] = None,
+    junit_xml: Annotated[
+        Optional[Path], typer.Option("--junit-xml", help="Also write a JUnit XML report here.")
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+    ] = None,
+    triton_image: Annotated[
+        Optional[str],
+        typer.Option("--triton-image", help="Run NVIDIA's Triton image with docker --gpus all."),
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, help="Send each case N times (latency numbers).")
+    ] = 1,
+) -> None:
+    """Send every fixture case through each model's ensemble on a real Triton server and compare
+    the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
+    from mmetools.errors import UsageError
+    from mmetools.harness import (
+        ModelReport,
+        RunResult,
+        report_renderable,
+        summary_text,
+        run_models,
+        write_junit_xml,
+    )
+    from mmetools.sagemaker import run_artifacts
+    from mmetools.settings import load_settings
+
+    folders = [path for path in models or [] if not path.is_file()]
+    for path in models or []:
+        if path.is_file():
+            err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
+    if not folders and not artifact:
+        raise UsageError("give model folders (e.g. models/*) or --artifact dist/<name>_<v>.tar.gz")
+    settings = load_settings()
+
+    def show(report: ModelReport) -> None:
+        console.print(report_renderable(report), soft_wrap=True)  # paths and log lines stay whole
+
+    runs: list[RunResult] = []
+    if folders:
+        runs.append(
+            run_models(
+                folders, settings, mode=mode, image=triton_image, repeat=repeat, on_report=show
+            )
+        )
+    if artifact:
+        runs.append(
+            run_artifacts(
+                artifact,
+                settings,
+                fixtures_dir=fixtures,
+                mode=mode,
+                image=triton_image,
+                repeat=repeat,
+                on_report=show,
+            )
+        )
+    run = RunResult(
+        tuple(r for each in runs for r in each.reports),
+        tuple(s for each in runs for s in each.server_start_seconds),
+    )
+    if junit_xml is not None:
+        write_junit_xml(run, junit_xml)
+    console.print(summary_text(run), markup=False)
+    if not run.passed:
+        raise typer.Exit(1)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (tests call this directly)."""
     try:
-        app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ValidationFailed as e:
         for problem in e.problems:
             err_console.print(problem, markup=False)
@@ -60,14 +545,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
+    except Exception as e:  # click usage errors (newer typer vendors click as typer._click)
+        show, exit_code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def entry_point() -> None:

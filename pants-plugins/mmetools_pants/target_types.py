@@ -1,0 +1,63 @@
+"""The `triton_model` target: one monorepo model folder, models/<name>/, as Pants sees it."""
+
+from __future__ import annotations
+
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    BoolField,
+    Dependencies,
+    MultipleSourcesField,
+    Target,
+)
+
+# Everything in the model folder that decides what is tested and shipped: Triton configs, Python
+# steps, requirements.txt, model_version.txt, fixtures, and the DVC pointers (*.dvc) of the weights.
+# The weight files themselves are git-ignored (DVC tracks them), so Pants never sees them; the
+# pointers carry their hashes, so a weight change still changes this target's digest.
+DEFAULT_SOURCES = (
+    "**/*",
+    "!**/python_env.tar.gz",
+    "!**/.python_env.json",
+    "!**/__pycache__/**",
+    "!**/*.pyc",
+    "!BUILD",
+)
+
+
+class TritonModelSourcesField(MultipleSourcesField):
+    default = DEFAULT_SOURCES
+    help = (
+        "The model folder's files: Triton configs, Python steps, requirements.txt, "
+        "model_version.txt, tests/fixtures and the DVC pointers of the weights. Packed Python "
+        "envs (python_env.tar.gz) are build outputs and excluded."
+    )
+
+
+class SkipTritonModelTestsField(BoolField):
+    alias = "skip_tests"
+    default = False
+    help = "If true, `pants test` does not run this model's fixtures in Triton."
+
+
+class SkipTritonModelPublishField(BoolField):
+    alias = "skip_publish"
+    default = False
+    help = "If true, `pants publish` builds this model's artifact but does not publish it."
+
+
+class TritonModelTarget(Target):
+    alias = "triton_model"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        Dependencies,
+        TritonModelSourcesField,
+        SkipTritonModelTestsField,
+        SkipTritonModelPublishField,
+    )
+    help = (
+        "A Triton ensemble of the monorepo (models/<name>/) shipped as <name>_<version>.tar.gz to "
+        "SageMaker multi-model endpoints.\n\n"
+        "`test` runs its fixtures in a local Triton, `package` builds dist/<name>_<version>.tar.gz "
+        "(+ .sha256 and manifest), `publish` uploads it to staging, or to production on the "
+        "production branch. Each runs the mmetools CLI ([mmetools].executable) as a process."
+    )

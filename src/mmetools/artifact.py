@@ -1,0 +1,502 @@
+"""``<name>_<version>.tar.gz``: the artifact a SageMaker multi-model endpoint loads.
+
+Layout (mme-contract.md): the tar root holds the model's Triton model folders, the step folders
+and exactly one ensemble folder, as siblings; every one has a numeric version folder (the
+ensemble's empty ``1/`` is created here, git keeps no empty folders). Nothing else goes in: no
+top-level files of the model folder, no DVC pointers, tests, caches, editor or OS junk or
+dotfiles. Files that look like secrets, symlinks, hard links and special files are refused with
+every offender named.
+
+Deterministic: members sorted by path, mtime 0, uid/gid 0, no user/group names, mode 0644 for
+files and 0755 for folders (nothing in a Triton model folder is executed as a program, and fixed
+modes keep the bytes independent of umask and git's core.fileMode), PAX format, and a gzip
+stream with a fixed header written by ``parallel_gzip`` (same bytes for any number of threads).
+Built from the same files, the artifact has the same sha256.
+
+The tarball is streamed (no file is ever held in memory) into a temp file in the output folder,
+fsynced and renamed into place; its ``.sha256`` and ``.manifest.json`` are renamed into place
+just before it, so an artifact under its final name always has its sidecars.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import stat
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from mmetools.envpack import EnvBackend, pack_env
+from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
+from mmetools.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
+    SHA256_SUFFIX,
+    git_info,
+    manifest_text,
+    mmetools_version,
+    sha256_line,
+    write_bytes_atomically,
+)
+from mmetools.model_config import RepositoryModel
+from mmetools.model_folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
+from mmetools.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, ParallelGzipWriter
+from mmetools.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FILE_MODE = 0o644
+DIR_MODE = 0o755
+MTIME = 0
+ENSEMBLE_VERSION_DIR = "1"
+
+# Names (matched case-insensitively against each file or folder name) never shipped silently:
+# packaging stops and names them.
+SECRET_NAME_PATTERNS = (
+    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "credentials", "credentials.*",
+    ".aws", ".ssh", ".gnupg", ".netrc", ".pypirc", ".git-credentials", ".npmrc",
+)  # fmt: skip
+# Content of small files (<= SNIFF_LIMIT bytes) that gives a secret away.
+SECRET_CONTENT = re.compile(
+    rb"AKIA[0-9A-Z]{16}|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----|aws_secret_access_key\s*="
+)
+SNIFF_LIMIT = 1 << 20
+# Left out without a word: not part of a Triton model folder.
+EXCLUDED_NAME_PATTERNS = (
+    ".*",  # dotfiles and dot-folders: .gitignore, .DS_Store, .idea, .vscode, .ipynb_checkpoints
+    "__pycache__", "*.pyc", "*.pyo", "tests", "*.dvc",
+    "*~", "*.swp", "*.swo", "#*#", "Thumbs.db", "desktop.ini", "__MACOSX",
+)  # fmt: skip
+
+MemberKind = Literal["dir", "file"]
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One tar member: its path inside the archive and where its bytes come from."""
+
+    name: str  # posix path inside the archive, no trailing slash
+    kind: MemberKind
+    source: Path | None  # None for folders the packager creates (the ensemble's 1/)
+    size: int = 0
+
+    @property
+    def sort_key(self) -> tuple[str, ...]:
+        return tuple(self.name.split("/"))
+
+
+@dataclass
+class _Offenders:
+    secrets: list[str] = field(default_factory=list)
+    symlinks: list[str] = field(default_factory=list)
+    hard_links: list[str] = field(default_factory=list)
+    special: list[str] = field(default_factory=list)
+
+    def error(self, model: ModelFolder) -> ArtifactError | None:
+        lines = []
+        if self.secrets:
+            lines.append(
+                "files that look like secrets (remove them from the model folder): "
+                + ", ".join(self.secrets)
+            )
+        if self.symlinks:
+            lines.append(
+                "symlinks (replace them with the files; for DVC-tracked weights run "
+                "`dvc config cache.type copy` and `dvc checkout --relink`): "
+                + ", ".join(self.symlinks)
+            )
+        if self.hard_links:
+            lines.append(
+                "hard links (copy the files instead; for DVC-tracked weights run "
+                "`dvc config cache.type copy` and `dvc checkout --relink`): "
+                + ", ".join(self.hard_links)
+            )
+        if self.special:
+            lines.append("sockets, pipes or devices: " + ", ".join(self.special))
+        if not lines:
+            return None
+        return ArtifactError(
+            f"{model.path}: cannot package model '{model.name}':\n" + "\n".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class MemberDigest:
+    name: str
+    kind: MemberKind
+    size: int
+    sha256: str | None  # None for folders
+
+    def as_json(self) -> dict[str, Any]:
+        if self.kind == "dir":
+            return {"path": self.name, "type": "dir"}
+        return {"path": self.name, "type": "file", "size": self.size, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class TarballResult:
+    sha256: str
+    size: int
+    uncompressed_size: int
+    members: tuple[MemberDigest, ...]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built artifact and its sidecars."""
+
+    path: Path
+    sha256: str
+    manifest_path: Path
+    size: int
+    sha256_path: Path
+    uncompressed_size: int
+    seconds: float  # time spent writing the tarball
+    env_hash: str | None
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    lowered = name.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
+
+
+def _looks_like_secret(path: Path, size: int) -> bool:
+    if size > SNIFF_LIMIT:
+        return False
+    try:
+        return SECRET_CONTENT.search(path.read_bytes()) is not None
+    except OSError:
+        return False  # unreadable files fail loudly when they are archived
+
+
+def _walk(
+    folder: Path, archive_name: str, skip: frozenset[str], offenders: _Offenders
+) -> Iterator[Member]:
+    """Members below ``folder`` (not including it), depth first, in sorted order."""
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        name = f"{archive_name}/{entry.name}"
+        # Secrets first: a .env is refused, not quietly dropped as a dotfile.
+        if _matches(entry.name, SECRET_NAME_PATTERNS):
+            offenders.secrets.append(name)
+            continue
+        if _matches(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
+            logger.debug("leaving out %s", name)
+            continue
+        info = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(info.st_mode):
+            offenders.symlinks.append(name)
+        elif stat.S_ISDIR(info.st_mode):
+            yield Member(name, "dir", Path(entry.path))
+            yield from _walk(Path(entry.path), name, skip, offenders)
+        elif stat.S_ISREG(info.st_mode):
+            if info.st_nlink > 1:
+                offenders.hard_links.append(name)
+            elif _looks_like_secret(Path(entry.path), info.st_size):
+                offenders.secrets.append(f"{name} (content)")
+            else:
+                yield Member(name, "file", Path(entry.path), info.st_size)
+        else:
+            offenders.special.append(name)
+
+
+def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Member]:
+    """Every member of the model's artifact, sorted; ArtifactError naming each refused file."""
+    repository = model.repository()
+    ensemble = model.ensemble()
+    steps = sorted(repository.values(), key=lambda m: m.name)
+    skip = frozenset() if include_env else frozenset(f"{m.name}/{ENV_ARCHIVE}" for m in steps)
+    offenders = _Offenders()
+    members: list[Member] = []
+    for step in steps:
+        members.append(Member(step.name, "dir", step.path))
+        members.extend(_walk(step.path, step.name, skip, offenders))
+        if not step.versions:
+            if step.name != ensemble.name:
+                raise ArtifactError(
+                    f"{step.path}: step '{step.name}' of model '{model.name}' has no numeric "
+                    f"version folder (e.g. {step.name}/1/)"
+                )
+            members.append(Member(f"{step.name}/{ENSEMBLE_VERSION_DIR}", "dir", None))
+    error = offenders.error(model)
+    if error is not None:
+        raise error
+    return sorted(members, key=lambda member: member.sort_key)
+
+
+class _HashingReader:
+    """Reads a member's file for tarfile while hashing it (one pass over the bytes)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.digest.update(data)
+        self.count += len(data)
+        return data
+
+
+def _tarinfo(member: Member) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(member.name)
+    info.mtime = MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if member.kind == "dir":
+        info.type = tarfile.DIRTYPE
+        info.mode = DIR_MODE
+    else:
+        info.type = tarfile.REGTYPE
+        info.mode = FILE_MODE
+        info.size = member.size
+    return info
+
+
+def write_tarball(
+    members: list[Member],
+    output: BinaryIO,
+    *,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+) -> TarballResult:
+    """Stream ``members`` as a deterministic .tar.gz into ``output``."""
+    digests: list[MemberDigest] = []
+    gzip_stream = ParallelGzipWriter(output, level=level, threads=threads)
+    try:
+        # copybufsize: read weight files in blocks the size the compressor works in.
+        with tarfile.open(
+            fileobj=gzip_stream,  # type: ignore[call-overload]
+            mode="w",
+            format=tarfile.PAX_FORMAT,
+            copybufsize=BLOCK_SIZE,
+        ) as tar:
+            for member in members:
+                info = _tarinfo(member)
+                if member.kind == "dir" or member.source is None:
+                    tar.addfile(info)
+                    digests.append(MemberDigest(member.name, "dir", 0, None))
+                    continue
+                try:
+                    opened = member.source.open("rb")
+                except OSError as e:
+                    raise ArtifactError(f"{member.source}: cannot read: {e.strerror or e}") from e
+                with opened as stream:
+                    reader = _HashingReader(stream)
+                    try:
+                        tar.addfile(info, reader)
+                    except OSError as e:
+                        if isinstance(e, tarfile.ReadError) or "unexpected end" in str(e):
+                            raise ArtifactError(
+                                f"{member.source}: changed while it was being packaged"
+                            ) from e
+                        raise
+                    if os.fstat(stream.fileno()).st_size != member.size:
+                        raise ArtifactError(f"{member.source}: changed while it was being packaged")
+                digests.append(
+                    MemberDigest(member.name, "file", member.size, reader.digest.hexdigest())
+                )
+        gzip_stream.close()
+    except BaseException:
+        gzip_stream.abort()
+        raise
+    return TarballResult(
+        sha256=gzip_stream.sha256,
+        size=gzip_stream.compressed_size,
+        uncompressed_size=gzip_stream.uncompressed_size,
+        members=tuple(digests),
+    )
+
+
+def _output_error(out_dir: Path, name: str, error: OSError) -> ArtifactError:
+    reason = error.strerror or str(error)
+    if error.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    return ArtifactError(f"{out_dir}: cannot write {name}: {reason}; nothing was written")
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _validate(model: ModelFolder) -> None:
+    from mmetools.validation import validate_path
+
+    problems = validate_path(model.path)
+    errors = [problem for problem in problems if problem.is_error]
+    for problem in problems:
+        if not problem.is_error:
+            logger.warning("%s", problem)
+    if errors:
+        raise ValidationFailed([str(problem) for problem in errors])
+
+
+def _ensure_weights(model: ModelFolder) -> None:
+    """Make DVC-tracked files match their pointers (pulling what is absent), then check that
+    every inferencer's weight file is there. Weights that differ from their pointer are refused
+    by the DVC layer: an artifact ships the bytes git and DVC record, not local edits."""
+    from mmetools.dvc import fetch_weights
+
+    pulled = fetch_weights(model)
+    if pulled:
+        logger.info("%s: fetched %d file(s) through DVC", model.name, len(pulled))
+    missing = [
+        str(path) for step in model.repository().values() for path in weight_paths(step)
+        if not path.is_file()
+    ]  # fmt: skip
+    if missing:
+        raise ArtifactError(
+            f"model '{model.name}': weight files missing and not tracked by DVC: "
+            + ", ".join(missing)
+        )
+
+
+def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:
+    return [str(step.config_path) for step in steps if EXECUTION_ENV_KEY in step.config.parameters]
+
+
+def package_model(
+    model: ModelFolder,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    with_env: bool = True,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    validate: bool = True,
+    fetch_weights: bool = True,
+    progress: Progress | None = None,
+    env_backend: EnvBackend | None = None,
+) -> Artifact:
+    """Validate, fetch weights, pack the env (cached), then write the artifact and its sidecars."""
+
+    def report(message: str) -> None:
+        logger.info("%s: %s", model.name, message)
+        if progress is not None:
+            progress(message)
+
+    ref = model.ref()
+    if validate:
+        report("validating")
+        _validate(model)
+    if fetch_weights:
+        report("checking weights")
+        _ensure_weights(model)
+    env_hash: str | None = None
+    backend_name: str | None = None
+    python_steps = model.python_steps()
+    if with_env and python_steps:
+        packed = pack_env(model, settings, progress=progress, backend=env_backend)
+        if packed is not None:
+            env_hash, backend_name = packed.env_hash, packed.backend
+    elif python_steps:
+        referencing = _configs_referencing_env(python_steps)
+        if referencing:
+            raise ArtifactError(
+                f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
+                f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
+                f"package with the env or remove the parameter"
+            )
+    members = collect_members(model, include_env=env_hash is not None)
+    git = git_info(model.path)
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _output_error(out_dir, ref.artifact_name, e) from e
+    final = out_dir / ref.artifact_name
+    stem = ref.artifact_name.removesuffix(".tar.gz")
+    sha256_path = out_dir / f"{ref.artifact_name}{SHA256_SUFFIX}"
+    manifest_path = out_dir / f"{stem}{MANIFEST_SUFFIX}"
+
+    report(f"writing {final.name} ({len(members)} members)")
+    started = time.perf_counter()
+    temporary: Path | None = None
+    try:
+        descriptor, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
+        temporary = Path(name)
+        with os.fdopen(descriptor, "wb", buffering=BLOCK_SIZE) as stream:
+            result = write_tarball(members, stream, level=level, threads=threads)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        seconds = time.perf_counter() - started
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "model": ref.name,
+            "version": ref.version,
+            "artifact": ref.artifact_name,
+            "sha256": result.sha256,
+            "size": result.size,
+            "uncompressed_size": result.uncompressed_size,
+            "git": git.as_json(),
+            "env_hash": env_hash,
+            "env_backend": backend_name,
+            "env_python": settings.env.python_version if env_hash else None,
+            "mmetools_version": mmetools_version(),
+            "triton_version": settings.triton.version,
+            # Deflate output is fixed for a given zlib build: record it to explain a differing
+            # sha256 between machines (member sha256s still match).
+            "compression": {"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
+                            "zlib": zlib.ZLIB_RUNTIME_VERSION},  # fmt: skip
+            "created_from": {
+                "model_folder": _relative(model.path, settings.root),
+                "steps": sorted(_relative(step.path, settings.root) for step in
+                                model.repository().values()),
+            },  # fmt: skip
+            "members": [digest.as_json() for digest in result.members],
+        }
+        # Sidecars first, the tarball last: an artifact under its final name has its sidecars.
+        write_bytes_atomically(manifest_path, manifest_text(manifest).encode())
+        write_bytes_atomically(sha256_path, sha256_line(result.sha256, final.name).encode())
+        os.replace(temporary, final)
+        temporary = None
+        _fsync_folder(out_dir)
+    except MmetoolsError:
+        raise
+    except OSError as e:
+        raise _output_error(out_dir, final.name, e) from e
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+    report(f"wrote {final.name}: {result.size} bytes, sha256 {result.sha256[:12]}")
+    return Artifact(
+        path=final,
+        sha256=result.sha256,
+        manifest_path=manifest_path,
+        size=result.size,
+        sha256_path=sha256_path,
+        uncompressed_size=result.uncompressed_size,
+        seconds=seconds,
+        env_hash=env_hash,
+    )

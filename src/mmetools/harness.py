@@ -1,0 +1,525 @@
+"""``mmetools test``: every fixture case of a model sent through its ensemble on a real Triton.
+
+The served repository is the artifact's member list (:func:`mmetools.artifact.collect_members`):
+the step folders and the ensemble with the ``1/`` the packager creates, nothing else. It is staged
+into the server's repository folder as real folders holding symbolic links to the source files
+(nothing copied; Python's ``__pycache__`` lands in the staging folder, not in the model folder).
+
+One server serves many models: models whose Python steps need the same serving env share a
+server; each model is staged, loaded (explicit model control), run, unloaded and unstaged in
+turn. A server that dies is reported against the model it was running and replaced for the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from google.protobuf import text_format
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from mmetools.errors import MmetoolsError, TritonError
+from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures
+from mmetools.model_config import CONFIG_FILE, load_config
+from mmetools.model_folder import (
+    ENV_ARCHIVE,
+    EXECUTION_ENV_KEY,
+    ModelFolder,
+    model_folder,
+    weight_paths,
+)
+from mmetools.serving_env import ServingEnv, ensure_serving_env
+from mmetools.settings import Settings
+from mmetools.triton import LoadResult, TritonServer, resolve_mode
+
+logger = logging.getLogger(__name__)
+
+ReportCallback = Callable[["ModelReport"], None]
+
+
+# ------------------------------------------------------------------------------------------------
+# Staging a model folder into a server's repository
+
+
+@dataclass(frozen=True)
+class StagedModel:
+    """A model folder's Triton models placed in a server repository."""
+
+    repository: Path
+    names: tuple[str, ...]  # every Triton model (steps and the ensemble)
+    ensemble: str
+
+
+def stage_repository(model: ModelFolder, destination: Path) -> StagedModel:
+    """Place ``model``'s artifact members in ``destination``: folders are created, files are
+    symbolic links to the source. A step whose config sets EXECUTION_ENV_PATH while its
+    python_env.tar.gz is absent (not packed yet) gets a staged config without that one
+    parameter, so it runs in the serving env instead of failing to load."""
+    from mmetools.artifact import collect_members
+
+    ensemble = model.ensemble().name
+    members = collect_members(model, include_env=True)
+    names = tuple(m.name for m in members if "/" not in m.name)
+    clashing = [name for name in names if (destination / name).exists()]
+    if clashing:
+        raise TritonError(
+            f"model '{model.name}': Triton models {', '.join(clashing)} are already in the "
+            "server's repository (two models of this run use the same step names)"
+        )
+    staged = StagedModel(destination, names, ensemble)
+    try:
+        for member in members:
+            target = destination / member.name
+            if member.kind == "dir":
+                target.mkdir()
+            elif member.source is not None:
+                if target.name == CONFIG_FILE and _needs_env_removed(member.source):
+                    _write_config_without_env(member.source, target)
+                else:
+                    os.symlink(member.source.resolve(), target)
+    except BaseException:
+        unstage(staged)
+        raise
+    return staged
+
+
+def _needs_env_removed(config_path: Path) -> bool:
+    if (config_path.parent / ENV_ARCHIVE).is_file():
+        return False
+    return EXECUTION_ENV_KEY in load_config(config_path).parameters
+
+
+def _write_config_without_env(source: Path, target: Path) -> None:
+    config = load_config(source)
+    del config.parameters[EXECUTION_ENV_KEY]
+    target.write_text(text_format.MessageToString(config), encoding="utf-8")
+    logger.info(
+        "%s: %s is not packed yet; the step runs in the serving env",
+        source.parent.name,
+        ENV_ARCHIVE,
+    )
+
+
+def with_source_paths(report: ModelReport, staged: str, source: str) -> ModelReport:
+    """Messages name the model's files (``source`` prefix), not the temporary staged copies."""
+
+    def fix(text: str) -> str:
+        return text.replace(staged, source)
+
+    return replace(
+        report,
+        error=fix(report.error) if report.error else report.error,
+        log_lines=tuple(fix(line) for line in report.log_lines),
+        results=tuple(replace(r, error=fix(r.error)) if r.error else r for r in report.results),
+    )
+
+
+def unstage(staged: StagedModel) -> None:
+    for name in staged.names:
+        shutil.rmtree(staged.repository / name, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """The outcome for one model (source folder or artifact)."""
+
+    name: str
+    source: str
+    results: tuple[CaseResult, ...] = ()
+    load_seconds: float | None = None
+    latencies: tuple[float, ...] = ()  # seconds per request
+    error: str | None = None  # the model could not be tested (load failure, crash, bad fixture)
+    log_lines: tuple[str, ...] = ()  # the Triton log lines that explain ``error``
+    server_start_seconds: float | None = None
+    not_run: tuple[str, ...] = ()  # cases skipped because the server died
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and bool(self.results) and all(r.passed for r in self.results)
+
+    @property
+    def failed_cases(self) -> int:
+        return sum(1 for r in self.results if not r.passed) + len(self.not_run)
+
+    def latency_percentile(self, percent: float) -> float | None:
+        if not self.latencies:
+            return None
+        return float(np.percentile(np.array(self.latencies), percent, method="higher"))
+
+
+@dataclass(frozen=True)
+class RunResult:
+    reports: tuple[ModelReport, ...]
+    server_start_seconds: tuple[float, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.reports) and all(report.passed for report in self.reports)
+
+
+# ------------------------------------------------------------------------------------------------
+# Running source model folders
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    model: ModelFolder
+    cases: tuple[FixtureCase, ...]
+    env: ServingEnv
+
+
+def prepare_model(model: ModelFolder, settings: Settings) -> _Prepared | ModelReport:
+    """Everything that can fail before a server is involved: the ensemble, the fixtures, the
+    weight files, the serving env. A problem becomes the model's report."""
+    source = str(model.path)
+    try:
+        model.ensemble()
+        cases = tuple(load_fixtures(model))
+        missing = [
+            str(path)
+            for step in model.repository().values()
+            for path in weight_paths(step)
+            if not path.is_file()
+        ]
+        if missing:
+            return ModelReport(
+                model.name,
+                source,
+                error=f"model '{model.name}': weight file{'s' if len(missing) > 1 else ''} "
+                f"missing: {', '.join(missing)} (tracked by DVC: run `dvc pull`)",
+            )
+        env = ensure_serving_env(model.requirements_file, settings.cache_dir)
+    except MmetoolsError as e:
+        return ModelReport(model.name, source, error=str(e))
+    return _Prepared(model, cases, env)
+
+
+def _case_inputs(case: FixtureCase) -> tuple[dict[str, Any], dict[str, str]]:
+    return case.input_arrays(), {t.name: t.datatype for t in case.inputs}
+
+
+def run_cases(
+    server: TritonServer,
+    model_name: str,
+    source: str,
+    ensemble: str,
+    cases: Sequence[FixtureCase],
+    log_names: Sequence[str],
+    infer: Callable[[FixtureCase], dict[str, Any]],
+    load: Callable[[], LoadResult],
+    repeat: int = 1,
+) -> ModelReport:
+    """Load, run every case (``repeat`` times, for latency numbers), compare: one report."""
+    since = server.log_offset()
+    loaded = load()
+    if loaded.error is not None:
+        return ModelReport(
+            model_name,
+            source,
+            error=loaded.error,
+            log_lines=loaded.log_lines,
+            server_start_seconds=server.start_seconds,
+        )
+    load_seconds = loaded.seconds
+    results: list[CaseResult] = []
+    latencies: list[float] = []
+    for index, case in enumerate(cases):
+        try:
+            outputs: dict[str, Any] = {}
+            for _ in range(max(1, repeat)):
+                begin = time.perf_counter()
+                outputs = infer(case)
+                latencies.append(time.perf_counter() - begin)
+        except TritonError as e:
+            if not server.alive():
+                return ModelReport(
+                    model_name,
+                    source,
+                    tuple(results),
+                    load_seconds,
+                    tuple(latencies),
+                    error=f"Triton {server.exit_description()} while running case "
+                    f"'{case.name}' of model '{model_name}'",
+                    log_lines=tuple(server.log_excerpt([ensemble, *log_names], since)),
+                    server_start_seconds=server.start_seconds,
+                    not_run=tuple(c.name for c in cases[index + 1 :]),
+                )
+            results.append(CaseResult(case, (), error=str(e)))
+            continue
+        results.append(compare_case(case, outputs))
+    return ModelReport(
+        model_name,
+        source,
+        tuple(results),
+        load_seconds,
+        tuple(latencies),
+        server_start_seconds=server.start_seconds,
+    )
+
+
+def run_model_on_server(server: TritonServer, prepared: _Prepared, repeat: int = 1) -> ModelReport:
+    """Stage, load, run and unload one prepared model on a running KServe-frontend server."""
+    model = prepared.model
+    try:
+        staged = stage_repository(model, server.repository)
+    except MmetoolsError as e:
+        return ModelReport(model.name, str(model.path), error=str(e))
+
+    def infer(case: FixtureCase) -> dict[str, Any]:
+        arrays, datatypes = _case_inputs(case)
+        outputs = [e.name for e in case.expected]
+        return server.infer(staged.ensemble, arrays, outputs=outputs, datatypes=datatypes)
+
+    try:
+        report = run_cases(
+            server,
+            model.name,
+            str(model.path),
+            staged.ensemble,
+            prepared.cases,
+            staged.names,
+            infer,
+            lambda: server.try_load(staged.ensemble, staged.names),
+            repeat,
+        )
+        return with_source_paths(report, f"{staged.repository}/", f"{model.path}/")
+    finally:
+        server.unload(staged.ensemble)
+        for name in staged.names:  # steps that loaded while the ensemble failed to
+            if name != staged.ensemble:
+                server.unload(name, dependents=False)
+        unstage(staged)
+
+
+def run_groups(
+    groups: dict[str, list[Any]],
+    make_server: Callable[[Any], TritonServer],
+    run_one: Callable[[TritonServer, Any], ModelReport],
+    fail: Callable[[Any, str], ModelReport],
+    on_report: ReportCallback | None,
+) -> tuple[list[ModelReport], list[float]]:
+    """One server per group, reused for each item; a dead server is replaced for the rest."""
+    reports: list[ModelReport] = []
+    starts: list[float] = []
+
+    def emit(report: ModelReport) -> None:
+        reports.append(report)
+        if on_report is not None:
+            on_report(report)
+
+    for items in groups.values():
+        server: TritonServer | None = None
+        try:
+            for item in items:
+                if server is None or not server.alive():
+                    if server is not None:
+                        server.stop()
+                    server = make_server(item)
+                    try:
+                        server.start()
+                    except TritonError as e:
+                        emit(fail(item, f"Triton did not start: {e}"))
+                        server = None
+                        continue
+                    assert server.start_seconds is not None
+                    starts.append(server.start_seconds)
+                emit(run_one(server, item))
+        finally:
+            if server is not None:
+                server.stop()
+    return reports, starts
+
+
+def run_models(
+    paths: Sequence[Path],
+    settings: Settings,
+    *,
+    mode: str | None = None,
+    image: str | None = None,
+    repeat: int = 1,
+    on_report: ReportCallback | None = None,
+) -> RunResult:
+    """Test each model folder's fixtures on a real Triton; reports come in the given order."""
+    folders = [model_folder(path) for path in paths]
+    chosen = resolve_mode(settings.triton.mode, mode, image)
+    prepared_or_reports = [prepare_model(folder, settings) for folder in folders]
+    early = [r for r in prepared_or_reports if isinstance(r, ModelReport)]
+    for report in early:
+        if on_report is not None:
+            on_report(report)
+    groups: dict[str, list[_Prepared]] = {}
+    for item in prepared_or_reports:
+        if isinstance(item, _Prepared):
+            groups.setdefault(item.env.key, []).append(item)
+
+    def make_server(item: _Prepared) -> TritonServer:
+        return TritonServer(
+            mode=chosen,
+            python_env=item.env,
+            cache_dir=settings.cache_dir,
+            image=image or settings.triton.image,
+            mounts=[each.model.path.resolve() for group in groups.values() for each in group],
+            requirements=(
+                item.model.requirements_file if item.model.requirements_file.is_file() else None
+            ),
+        )
+
+    def fail(item: _Prepared, message: str) -> ModelReport:
+        return ModelReport(item.model.name, str(item.model.path), error=message)
+
+    reports, starts = run_groups(
+        groups, make_server, lambda s, i: run_model_on_server(s, i, repeat), fail, on_report
+    )
+    by_source = {r.source: r for r in [*early, *reports]}
+    ordered = tuple(
+        by_source[str(folder.path)] for folder in folders if str(folder.path) in by_source
+    )
+    return RunResult(ordered, tuple(starts))
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports: rich tables for the terminal, JUnit XML for CI
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _milliseconds(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f} ms"
+
+
+def _error_text(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    return f"{value:.3g}"
+
+
+def _line(text: str, style: str) -> Text:
+    """Messages and log lines are not wrapped: paths stay whole, and easy to copy or grep."""
+    return Text(text, style=style, no_wrap=True, overflow="ignore")
+
+
+def report_renderable(report: ModelReport) -> RenderableType:
+    """What ``mmetools test`` prints for one model: a table of its cases and outputs, the
+    failing values, the Triton log lines behind a load failure, timings. Print it with
+    ``soft_wrap=True`` so long paths and log lines are neither wrapped nor cropped."""
+    status = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
+    title = f"{report.name} ({report.source}): {status}"
+    parts: list[RenderableType] = [Text.from_markup(title)]
+    if report.results or report.not_run:
+        table = Table(show_lines=False)
+        for column in ("case", "output", "max abs err", "max rel err", "result"):
+            table.add_column(column, justify="right" if "err" in column else "left")
+        details: list[str] = []
+        for result in report.results:
+            if result.error is not None:
+                table.add_row(result.case.name, "-", "-", "-", "[red]error[/]")
+                details.append(f"{result.case.name}: {result.error}")
+                continue
+            for comparison in result.comparisons:
+                table.add_row(
+                    result.case.name,
+                    comparison.output,
+                    _error_text(comparison.max_abs_error),
+                    _error_text(comparison.max_rel_error),
+                    "[green]pass[/]" if comparison.passed else "[red]FAIL[/]",
+                )
+                if not comparison.passed:
+                    details.append(f"{result.case.name}: {comparison.message}")
+        for name in report.not_run:
+            table.add_row(name, "-", "-", "-", "[yellow]not run[/]")
+        parts.append(table)
+        parts.extend(_line(f"  {line}", "red") for line in details)
+    if report.error:
+        parts.extend(_line(f"  {line}", "red") for line in report.error.splitlines())
+    if report.log_lines:
+        parts.append(Text("  Triton log:", style="bold"))
+        parts.extend(_line(f"    {line}", "dim") for line in report.log_lines)
+    if report.load_seconds is not None:
+        parts.append(
+            Text(
+                f"  load {_seconds(report.load_seconds)}, {len(report.latencies)} requests: "
+                f"p50 {_milliseconds(report.latency_percentile(50))}, "
+                f"p99 {_milliseconds(report.latency_percentile(99))}"
+            )
+        )
+    return Group(*parts)
+
+
+def summary_text(run: RunResult) -> str:
+    passed = sum(1 for r in run.reports if r.passed)
+    starts = ", ".join(_seconds(s) for s in run.server_start_seconds) or "none"
+    return f"{passed} of {len(run.reports)} model(s) passed; Triton server start: {starts}"
+
+
+def write_junit_xml(run: RunResult, path: Path) -> None:
+    """A JUnit XML report: one testsuite per model, one testcase per fixture case (a model that
+    could not be loaded is one errored testcase named 'load'). Written atomically."""
+    root = ET.Element("testsuites", name="mmetools test")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for report in run.reports:
+        suite = ET.SubElement(root, "testsuite", name=report.name)
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        share = (sum(report.latencies) / len(report.results)) if report.results else 0.0
+        for result in report.results:
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=f"mmetools.{report.name}",
+                name=result.case.name,
+                time=f"{share:.4f}",
+            )
+            counts["tests"] += 1
+            if result.error is not None:
+                counts["errors"] += 1
+                ET.SubElement(case, "error", message=result.error).text = result.error
+            elif not result.passed:
+                counts["failures"] += 1
+                messages = [c.message for c in result.comparisons if not c.passed]
+                ET.SubElement(case, "failure", message=messages[0]).text = "\n".join(messages)
+        for name in report.not_run:
+            case = ET.SubElement(suite, "testcase", classname=f"mmetools.{report.name}", name=name)
+            counts["tests"] += 1
+            counts["errors"] += 1
+            ET.SubElement(case, "error", message="not run: the server died").text = report.error
+        if report.error and not report.not_run:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"mmetools.{report.name}", name="load"
+            )
+            counts["tests"] += 1
+            counts["errors"] += 1
+            detail = "\n".join([report.error, *report.log_lines])
+            ET.SubElement(case, "error", message=report.error.splitlines()[0]).text = detail
+        suite.set("time", f"{(report.load_seconds or 0.0) + sum(report.latencies):.4f}")
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root)
+    data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temporary.write_bytes(data + b"\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

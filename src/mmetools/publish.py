@@ -1,0 +1,612 @@
+"""Publish ``dist/<name>_<version>.tar.gz`` artifacts to staging and, from the production branch,
+to production.
+
+Rules (README "Publishing"):
+
+- every branch publishes to staging, under ``<prefix>/<branch-slug>/`` when
+  ``publish.namespace_staging_by_branch`` is set; only ``publish.production_branch`` also
+  publishes to production, staging first;
+- versions are immutable: the same name with the same sha256 is a no-op (one HEAD request),
+  with different bytes it is refused and nothing is overwritten;
+- production gets the bytes staging tested: before production is written, staging must hold the
+  artifact with the local build's sha256; it is then copied server-side when both are S3;
+- the local file must match its ``.sha256`` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
+from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
+from mmetools.settings import Settings, load_settings
+from mmetools.storage import (
+    MiB,
+    Destination,
+    LocalArtifact,
+    ObjectExists,
+    RemoteObject,
+    S3Connection,
+    S3Tuning,
+    Store,
+    describe_size,
+    open_store,
+    parse_destination,
+    parse_sha256_text,
+)
+
+if TYPE_CHECKING:
+    import boto3
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_NAME = re.compile(r"^(?P<model>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
+_SLUG_INVALID = re.compile(r"[^a-z0-9]+")
+
+Role = Literal["staging", "production"]
+Action = Literal["uploaded", "unchanged", "copied", "dry-run"]
+
+# AWS error codes worth another try after botocore's own retries gave up.
+_TRANSIENT_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "OperationAborted",
+        "ConditionalRequestConflict",  # 409: a concurrent conditional write; S3 says retry
+        "NoSuchUpload",  # the multipart upload was aborted under us (e.g. by a stale-upload sweep)
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+_HINTS = {
+    "AccessDenied": "check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID) and the bucket policy",
+    "InvalidAccessKeyId": "the access key is unknown to this endpoint: check AWS_PROFILE and "
+    "AWS_ENDPOINT_URL",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "NoSuchBucket": "the bucket does not exist: create it or fix the destination URI",
+    "NoCredentialsError": "no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY",
+    "EndpointConnectionError": "is AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 right and reachable?",
+    "403": "access denied: publishing needs s3:GetObject, s3:PutObject and s3:ListBucket (without "
+    "ListBucket, S3 answers 403 instead of 404 for a missing key)",
+}
+
+
+@dataclass(frozen=True)
+class PublishTarget:
+    """One artifact's place in one destination."""
+
+    role: Role
+    destination: Destination
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return self.destination.object_uri(self.key)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    artifact: str  # file name, e.g. screen_detector_3.tar.gz
+    destination: str  # URI of the published object
+    role: Role
+    action: Action
+    sha256: str
+    size: int
+    seconds: float
+    requests: int  # HTTP requests sent, retries included (0 for folders)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PublishFailure:
+    artifact: str
+    destination: str
+    role: Role
+    message: str
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    results: tuple[PublishResult, ...]
+    failures: tuple[PublishFailure, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    dry_run: bool = False
+    s3: S3Tuning = field(default_factory=S3Tuning)
+    # Whole-step attempts around botocore's per-request retries, with capped exponential backoff.
+    attempts: int = 3
+    backoff_base: float = 1.0
+    backoff_cap: float = 20.0
+
+
+# --------------------------------------------------------------------------------------------
+# Names, branches, destinations
+
+
+def branch_slug(branch: str) -> str:
+    """``feature/Fix_42`` -> ``feature-fix-42``: lowercase, runs of other characters become '-'."""
+    name = branch.strip().removeprefix("refs/heads/")
+    slug = _SLUG_INVALID.sub("-", name.lower()).strip("-")
+    if not slug:
+        raise UsageError(
+            f"--branch {branch!r}: not a usable branch name (it needs letters or digits)"
+        )
+    if len(slug) > 100:
+        raise UsageError(f"--branch {branch!r}: too long for a destination folder (max 100)")
+    return slug
+
+
+def parse_artifact_name(path: Path) -> tuple[str, int]:
+    match = ARTIFACT_NAME.match(path.name)
+    if match is None:
+        raise ArtifactError(
+            f"{path}: not an artifact name: expected <name>_<version>.tar.gz with a lowercase "
+            "model name and a positive integer version, e.g. screen_detector_3.tar.gz"
+        )
+    return match["model"], int(match["version"])
+
+
+def destinations(settings: Settings) -> tuple[Destination, Destination]:
+    """(staging, production) from settings (mmetools.toml and MMETOOLS_*_URI)."""
+    publish = settings.publish
+    staging = parse_destination(
+        publish.staging_uri, settings.root, "publish.staging_uri (or MMETOOLS_STAGING_URI)"
+    )
+    production = parse_destination(
+        publish.production_uri,
+        settings.root,
+        "publish.production_uri (or MMETOOLS_PRODUCTION_URI)",
+    )
+    return staging, production
+
+
+def is_production_branch(branch: str, settings: Settings) -> bool:
+    name = branch.strip().removeprefix("refs/heads/")
+    return name == settings.publish.production_branch
+
+
+def plan_targets(artifact_name: str, branch: str, settings: Settings) -> tuple[PublishTarget, ...]:
+    """Where ``artifact_name`` goes from ``branch``: staging, then production on the prod branch."""
+    staging, production = destinations(settings)
+    slug = branch_slug(branch)
+    namespace = slug if settings.publish.namespace_staging_by_branch else ""
+    targets = [PublishTarget("staging", staging, staging.key(namespace, artifact_name))]
+    if is_production_branch(branch, settings):
+        targets.append(PublishTarget("production", production, production.key(artifact_name)))
+    return tuple(targets)
+
+
+# --------------------------------------------------------------------------------------------
+# Local artifacts
+
+
+def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtifact:
+    """Check an artifact and its siblings; its sha256 must equal its ``.sha256`` file.
+
+    Hashing a large tarball takes seconds, so a verified (path, size, mtime, inode) is remembered
+    under ``cache_dir`` and a re-publish of an untouched file does not read it again.
+    """
+    model, version = parse_artifact_name(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError as e:
+        raise UsageError(f"{path}: no such file (build it with `mmetools package`)") from e
+    if not path.is_file():
+        raise UsageError(f"{path}: not a file")
+    sha_path = path.with_name(path.name + SHA256_SUFFIX)
+    manifest_path = path.with_name(f"{model}_{version}{MANIFEST_SUFFIX}")
+    try:
+        sha_text = sha_path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError as e:
+        raise ArtifactError(
+            f"{path}: {sha_path.name} is missing; `mmetools package` writes it next to the artifact"
+        ) from e
+    expected = parse_sha256_text(sha_text)
+    named = sha_text.split()[1:2]
+    if expected is None:
+        raise ArtifactError(f"{sha_path}: expected '<64 hex digits>  {path.name}'")
+    if named and named[0].lstrip("*") != path.name:
+        raise ArtifactError(f"{sha_path}: holds the sha256 of {named[0]!r}, not of {path.name}")
+    _check_manifest(manifest_path, model, version, expected)
+
+    actual = _cached_sha256(path, stat, cache_dir, expected)
+    if actual is None:
+        with path.open("rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        if actual == expected:
+            _remember_sha256(path, stat, cache_dir, actual)
+    if actual != expected:
+        raise ArtifactError(
+            f"{path}: sha256 is {actual} but {sha_path.name} says {expected}; the file changed "
+            "after packaging: rebuild it with `mmetools package`"
+        )
+    return LocalArtifact(
+        path=path, model=model, version=version, sha256=actual, size=stat.st_size,
+        manifest_path=manifest_path,
+    )  # fmt: skip
+
+
+def _check_manifest(path: Path, model: str, version: int, sha256: str) -> None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ArtifactError(
+            f"{path}: missing; `mmetools package` writes it next to the artifact"
+        ) from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: not a JSON manifest: {e}") from e
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: the manifest must be a JSON object")
+    if "model" in data and data["model"] != model:
+        raise ArtifactError(f"{path}: manifest is for model {data['model']!r}, not {model!r}")
+    if "version" in data and str(data["version"]) != str(version):
+        raise ArtifactError(f"{path}: manifest is for version {data['version']!r}, not {version}")
+    if "artifact" in data and data["artifact"] != f"{model}_{version}.tar.gz":
+        raise ArtifactError(
+            f"{path}: manifest describes {data['artifact']!r}, not {model}_{version}.tar.gz"
+        )
+    if "sha256" in data and data["sha256"] != sha256:
+        raise ArtifactError(
+            f"{path}: manifest describes a build with sha256 {data['sha256']}, but the "
+            f".sha256 file says {sha256}: the two come from different builds; rebuild with "
+            "`mmetools package`"
+        )
+
+
+def _cache_file(path: Path, cache_dir: Path) -> Path:
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return cache_dir / "publish-verified" / f"{digest}.json"
+
+
+def _fingerprint(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def _cached_sha256(
+    path: Path, stat: os.stat_result, cache_dir: Path | None, expected: str
+) -> str | None:
+    if cache_dir is None:
+        return None
+    try:
+        data = json.loads(_cache_file(path, cache_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and data.get("stat") == _fingerprint(stat):
+        sha = data.get("sha256")
+        return sha if sha == expected else None
+    return None
+
+
+def _remember_sha256(path: Path, stat: os.stat_result, cache_dir: Path | None, sha: str) -> None:
+    if cache_dir is None:
+        return
+    target = _cache_file(path, cache_dir)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"stat": _fingerprint(stat), "sha256": sha}), encoding="utf-8")
+        os.replace(temp, target)
+    except OSError as e:  # a cache is an optimisation: never fail a publish over it
+        logger.debug("could not record the verified sha256 of %s: %s", path, e)
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing
+
+
+ProgressHook = Callable[[PublishTarget, LocalArtifact, int], None]
+
+
+def publish(
+    artifacts: Sequence[Path],
+    branch: str,
+    *,
+    settings: Settings | None = None,
+    options: PublishOptions | None = None,
+    session: boto3.session.Session | None = None,
+    on_result: Callable[[PublishResult], None] | None = None,
+    on_progress: ProgressHook | None = None,
+) -> PublishReport:
+    """Publish each artifact to its targets. Checks every artifact before sending anything.
+
+    Returns every result and every failure (one failing artifact does not stop the others);
+    raises for problems that stop everything (bad names, sha256 mismatches, bad settings).
+    """
+    settings = settings if settings is not None else load_settings()
+    options = options if options is not None else PublishOptions()
+    if not artifacts:
+        raise UsageError("nothing to publish: give dist/<name>_<version>.tar.gz files")
+    staging, production = destinations(settings)
+    # Cheap checks (names, branch, settings) first, then the sha256 of every file.
+    for path in artifacts:
+        parse_artifact_name(path)
+    targets_of = [plan_targets(path.name, branch, settings) for path in artifacts]
+    plans = [
+        (load_local_artifact(path, settings.cache_dir), targets)
+        for path, targets in zip(artifacts, targets_of)
+    ]
+    names = [local.name for local, _ in plans]
+    if len(set(names)) != len(names):
+        raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))
+
+    connections: list[S3Connection] = []
+
+    def connection() -> S3Connection:
+        # Created on first use: a run that only touches folders never imports boto3's models.
+        if not connections:
+            import boto3
+            from botocore.exceptions import BotoCoreError
+
+            try:
+                connections.append(S3Connection(session or boto3.session.Session(), options.s3))
+            except BotoCoreError as e:  # e.g. AWS_PROFILE names a profile that does not exist
+                raise PublishError(f"cannot set up S3 access: {e}") from e
+        return connections[0]
+
+    def requests() -> int:
+        return connections[0].requests if connections else 0
+
+    stores = _Stores({"staging": staging, "production": production}, connection)
+    production_branch = is_production_branch(branch, settings)
+    for role in {target.role for targets in targets_of for target in targets}:
+        stores.open(role)  # now: the boto3 client's setup is not any one artifact's time
+
+    results: list[PublishResult] = []
+    failures: list[PublishFailure] = []
+    for local, targets in plans:
+        staging_target = targets[0]
+        for target in targets:
+            step = _Step(
+                local=local,
+                target=target,
+                stores=stores,
+                requests=requests,
+                staging_target=staging_target,
+                production_branch=production_branch,
+                options=options,
+                on_progress=on_progress,
+            )
+            try:
+                result = step.run_with_retries()
+            except MmetoolsError as e:  # refusals, give-ups, a file changed while sent
+                failures.append(PublishFailure(local.name, target.uri, target.role, str(e)))
+                logger.debug("publish failed", exc_info=True)
+                break  # never production after a failed staging step
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return PublishReport(tuple(results), tuple(failures))
+
+
+class _Stores:
+    """The store of each role, opened once (a feature branch never opens production)."""
+
+    def __init__(
+        self, destinations: dict[Role, Destination], connection: Callable[[], S3Connection]
+    ) -> None:
+        self._destinations = destinations
+        self._connection = connection
+        self._open: dict[Destination, Store] = {}
+
+    def __getitem__(self, role: Role) -> Store:
+        return self.open(role)
+
+    def open(self, role: Role) -> Store:
+        destination = self._destinations[role]
+        if destination not in self._open:
+            self._open[destination] = open_store(destination, self._connection)
+        return self._open[destination]
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Publish one artifact to one target."""
+
+    local: LocalArtifact
+    target: PublishTarget
+    stores: _Stores
+    requests: Callable[[], int]
+    staging_target: PublishTarget
+    production_branch: bool
+    options: PublishOptions
+    on_progress: ProgressHook | None
+
+    def run_with_retries(self) -> PublishResult:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        attempts = max(1, self.options.attempts)
+        for attempt in range(1, attempts + 1):
+            started, requests_before = time.monotonic(), self.requests()
+            try:
+                action, detail = self._run()
+            except (ClientError, BotoCoreError) as e:
+                code = _error_code(e)
+                if not _is_transient(e) or attempt == attempts:
+                    raise PublishError(self._failure_message(e, code, attempt)) from e
+                delay = min(
+                    self.options.backoff_cap, self.options.backoff_base * 2 ** (attempt - 1)
+                )
+                delay *= 0.5 + random.random() / 2  # jitter: concurrent publishers spread out
+                logger.warning(
+                    "%s -> %s: %s (attempt %d of %d), retrying in %.1fs",
+                    self.local.name, self.target.uri, code, attempt, attempts, delay,
+                )  # fmt: skip
+                time.sleep(delay)
+                continue
+            except OSError as e:  # folders: permission denied, disk full, ...
+                reason = e.strerror or type(e).__name__
+                where = f" ({e.filename})" if e.filename else ""
+                raise PublishError(
+                    f"could not publish {self.local.name} to {self.target.uri}: {reason}{where}"
+                ) from e
+            return PublishResult(
+                artifact=self.local.name,
+                destination=self.target.uri,
+                role=self.target.role,
+                action=action,
+                sha256=self.local.sha256,
+                size=self.local.size,
+                seconds=time.monotonic() - started,
+                requests=self.requests() - requests_before,
+                detail=detail,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure_message(self, error: Exception, code: str, attempt: int) -> str:
+        what = str(error).strip().splitlines()[0] if str(error).strip() else code
+        message = f"could not publish {self.local.name} to {self.target.uri}: {code}: {what}"
+        if attempt > 1:
+            message += f" (gave up after {attempt} attempts)"
+        hint = _HINTS.get(code)
+        if hint:
+            message += f"; {hint}"
+        return message
+
+    def _run(self) -> tuple[Action, str]:
+        store = self.stores[self.target.role]
+        dry_run = self.options.dry_run
+        remote = store.stat(self.target.key)
+        if remote is not None:
+            return self._existing(remote)
+        if self.target.role == "production":
+            # Production gets the bytes staging tested: check staging right before writing.
+            staging_store = self.stores["staging"]
+            staged = staging_store.stat(self.staging_target.key)
+            if staged is not None and staged.sha256 != self.local.sha256:
+                raise PublishError(self._staging_differs(staged))
+            if staged is None and not dry_run:
+                raise PublishError(
+                    f"refusing to publish {self.local.name} to production: staging "
+                    f"{self.staging_target.uri} does not hold it (it must be published to "
+                    "staging first)"
+                )
+            if store.can_copy_from(staging_store):
+                if dry_run:
+                    return "dry-run", f"would copy server-side from {self.staging_target.uri}"
+                assert staged is not None
+                try:
+                    store.copy_from(staging_store, staged, self.target.key, self.local)
+                except ObjectExists as e:
+                    return self._lost_race(e)
+                return "copied", f"server-side copy of {self.staging_target.uri}"
+        if dry_run:
+            return "dry-run", f"would upload {describe_size(self.local.size)}" + self._parts()
+        progress = None
+        if self.on_progress is not None:
+            hook, target, local = self.on_progress, self.target, self.local
+
+            def progress(done: int) -> None:
+                hook(target, local, done)
+
+        try:
+            store.write(self.local, self.target.key, progress)
+        except ObjectExists as e:
+            return self._lost_race(e)
+        return "uploaded", describe_size(self.local.size) + self._parts()
+
+    def _parts(self) -> str:
+        store = self.stores[self.target.role]
+        part_size = self.options.s3.part_size
+        if store.destination.kind != "s3" or self.local.size < part_size:
+            return ""
+        parts = -(-self.local.size // part_size)
+        return f" in {parts} parts of {part_size // MiB} MiB"
+
+    def _existing(self, remote: RemoteObject) -> tuple[Action, str]:
+        if remote.sha256 is None:
+            raise PublishError(
+                f"{self.target.uri} already exists without a recorded sha256 (not published by "
+                "mmetools?); refusing to guess whether it holds the same bytes"
+            )
+        if remote.sha256 == self.local.sha256:
+            return "unchanged", "already published with the same sha256"
+        if self.target.role == "staging" and self.production_branch:
+            raise PublishError(self._staging_differs(remote))
+        raise PublishError(self._immutable(remote))
+
+    def _lost_race(self, error: ObjectExists) -> tuple[Action, str]:
+        """A create-only write found the key taken (a concurrent publisher, or our own retry)."""
+        existing = error.existing
+        if existing is not None and existing.sha256 == self.local.sha256:
+            # Our own retried request (its first answer was lost) or a concurrent publisher of
+            # the same build: either way the key holds exactly these bytes.
+            return "uploaded", "the key got the same sha256 from a concurrent or retried write"
+        if existing is None or existing.sha256 is None:
+            raise PublishError(
+                f"{self.target.uri} appeared while publishing and its sha256 cannot be read; "
+                "rerun to check it"
+            )
+        raise PublishError(self._immutable(existing) + " (written concurrently by another publish)")
+
+    def _immutable(self, remote: RemoteObject) -> str:
+        return (
+            f"{self.target.uri} already holds different bytes (sha256 {remote.sha256}, local "
+            f"build {self.local.sha256}); models are immutable: bump "
+            f"models/{self.local.model}/model_version.txt"
+        )
+
+    def _staging_differs(self, staged: RemoteObject) -> str:
+        return (
+            f"refusing to publish {self.local.name} to production: staging "
+            f"{self.staging_target.uri} holds different bytes (sha256 {staged.sha256}) than the "
+            f"local build (sha256 {self.local.sha256}); production only gets the bytes staging "
+            "tested: publish the exact artifact staging holds, or bump "
+            f"models/{self.local.model}/model_version.txt"
+        )
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(error).__name__
+
+
+def _is_transient(error: Exception) -> bool:
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    if isinstance(error, ClientError):
+        return _error_code(error) in _TRANSIENT_CODES
+    return isinstance(error, (ConnectionError, HTTPClientError))
+
+
+__all__ = [
+    "ARTIFACT_NAME",
+    "PublishFailure",
+    "PublishOptions",
+    "PublishReport",
+    "PublishResult",
+    "PublishTarget",
+    "branch_slug",
+    "destinations",
+    "load_local_artifact",
+    "parse_artifact_name",
+    "plan_targets",
+    "publish",
+]

@@ -1,0 +1,347 @@
+"""``mmetools test --artifact``: a tarball tested the way a SageMaker multi-model endpoint serves it.
+
+Triton runs with its SageMaker frontend as in the MME container (``SAGEMAKER_MULTI_MODEL=true``,
+``--allow-sagemaker``, explicit model control, ``--model-namespacing``, an empty repository).
+For each artifact, as SageMaker does: unpack it into a fresh ``<work>/<id>/model`` folder,
+``POST /models`` with the ``X-Amzn-SageMaker-Target-Model`` header, ``POST /models/<id>/invoke``
+for each fixture case, ``DELETE /models/<id>``. See mme-contract.md.
+
+The tarball holds no tests: the cases come from ``models/<name>/tests/fixtures`` of the model the
+artifact's name names (``<name>_<version>.tar.gz``), or from ``--fixtures DIR``; they are checked
+against the ensemble found *in the tarball*. A tarball with members that could escape the
+extraction folder (absolute paths, ``..``, links, devices) is refused before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tarfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from mmetools.errors import ArtifactError, FixtureError, MmetoolsError, TritonError, UsageError
+from mmetools.fixtures import (
+    FIXTURE_SUFFIX,
+    EnsembleSignature,
+    FixtureCase,
+    load_case,
+)
+from mmetools.harness import (
+    ModelReport,
+    ReportCallback,
+    RunResult,
+    run_cases,
+    run_groups,
+    with_source_paths,
+)
+from mmetools.model_config import is_ensemble, load_repository
+from mmetools.model_folder import FIXTURES_DIR, REQUIREMENTS_FILE, ModelRef
+from mmetools.serving_env import ServingEnv, ensure_serving_env
+from mmetools.settings import Settings
+from mmetools.triton import SAGEMAKER, LoadResult, TritonServer, resolve_mode
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_NAME = re.compile(r"^([a-z][a-z0-9_]*)_([1-9][0-9]*)\.tar\.gz$")
+TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
+BINARY_CONTENT_TYPE = "application/vnd.sagemaker-triton.binary+json;json-header-size="
+LOAD_TIMEOUT = 600.0
+
+
+def parse_artifact_name(path: Path) -> ModelRef:
+    """``screen_detector_3.tar.gz`` -> ModelRef("screen_detector", 3); UsageError otherwise."""
+    match = ARTIFACT_NAME.match(path.name)
+    if match is None:
+        raise UsageError(
+            f"{path}: not an artifact name; expected <name>_<version>.tar.gz with a lowercase "
+            "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
+        )
+    return ModelRef(match.group(1), int(match.group(2)))
+
+
+def member_problem(member: tarfile.TarInfo) -> str | None:
+    """Why unpacking ``member`` is unsafe, or None."""
+    name = member.name
+    if name.startswith("/") or PurePosixPath(name).is_absolute():
+        return "absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "path leaves the extraction folder (..)"
+    if member.issym():
+        return f"symbolic link to {member.linkname}"
+    if member.islnk():
+        return f"hard link to {member.linkname}"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "device or pipe"
+    if not (member.isfile() or member.isdir()):
+        return "not a regular file or folder"
+    return None
+
+
+def check_artifact(path: Path) -> list[tarfile.TarInfo]:
+    """Read the tarball's index and refuse it, naming every unsafe member, before extraction."""
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            members = tar.getmembers()
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: no such file") from e
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise ArtifactError(f"{path}: not a readable .tar.gz: {e}") from e
+    problems = [f"'{m.name}': {p}" for m in members if (p := member_problem(m)) is not None]
+    if problems:
+        raise ArtifactError(
+            f"{path}: refusing to unpack: unsafe member{'s' if len(problems) > 1 else ''} "
+            + "; ".join(problems)
+        )
+    if not members:
+        raise ArtifactError(f"{path}: the tarball is empty")
+    return members
+
+
+def unpack_artifact(path: Path, destination: Path) -> None:
+    """Check, then unpack into ``destination`` (created; must not exist yet)."""
+    check_artifact(path)
+    destination.mkdir(parents=True)
+    with tarfile.open(path, "r:gz") as tar:
+        # The 'data' filter repeats the checks above inside tarfile itself.
+        tar.extractall(destination, filter="data")
+
+
+def artifact_ensemble(model_dir: Path, artifact: Path) -> EnsembleSignature:
+    """The signature of the one ensemble at the tarball's root (as SageMaker's Triton picks it)."""
+    models, errors = load_repository(model_dir)
+    if errors:
+        raise ArtifactError(f"{artifact}: " + "\n".join(errors))
+    ensembles = [m for m in models.values() if is_ensemble(m.config)]
+    if len(ensembles) != 1:
+        found = ", ".join(m.name for m in ensembles) or "none"
+        roots = ", ".join(sorted(p.name for p in model_dir.iterdir())) or "nothing"
+        raise ArtifactError(
+            f"{artifact}: needs exactly one ensemble folder at the tarball's root, found {found} "
+            f"(root holds: {roots})"
+        )
+    return EnsembleSignature.from_config(ensembles[0].config)
+
+
+def load_artifact_fixtures(
+    fixtures_dir: Path, signature: EnsembleSignature, model_name: str
+) -> list[FixtureCase]:
+    paths = sorted(p for p in fixtures_dir.glob(f"*{FIXTURE_SUFFIX}") if p.is_file())
+    if not paths:
+        raise FixtureError(f"{fixtures_dir}: no fixture cases (*.json) for model '{model_name}'")
+    return [load_case(path, signature, model_name) for path in paths]
+
+
+class MmeClient:
+    """The three calls SageMaker makes to Triton's SageMaker frontend."""
+
+    def __init__(self, server: TritonServer) -> None:
+        self.server = server
+
+    def load(
+        self, model_id: str, model_dir: Path, target_model: str, names: Sequence[str]
+    ) -> LoadResult:
+        body = json.dumps({"model_name": model_id, "url": str(model_dir)}).encode()
+        since = self.server.log_offset()
+        begin = time.perf_counter()
+        try:
+            response = self.server.request(
+                "POST",
+                "/models",
+                body,
+                {TARGET_MODEL_HEADER: target_model, "Content-Type": "application/json"},
+                timeout=LOAD_TIMEOUT,
+            )
+        except OSError as e:
+            return LoadResult(
+                None,
+                f"SageMaker load of {target_model}: no answer from Triton "
+                f"({self.server.exit_description()}): {e}",
+                tuple(self.server.log_excerpt(names, since)),
+            )
+        if response.status != 200:
+            return LoadResult(
+                None,
+                f"SageMaker load of {target_model} answered HTTP {response.status}: "
+                f"{response.error_text().split(chr(10) * 2)[0]}",
+                tuple(self.server.log_excerpt([target_model, *names], since)),
+            )
+        seconds = time.perf_counter() - begin
+        logger.info("loaded %s (SageMaker MME) in %.2f s", target_model, seconds)
+        return LoadResult(seconds)
+
+    def invoke(self, model_id: str, target_model: str, case: FixtureCase) -> dict[str, Any]:
+        """One KServe v2 request: plain JSON when every input is JSON text or numbers, else
+        SageMaker's binary+json; outputs come back binary."""
+        import tritonclient.http as httpclient
+
+        binary = any(t.datatype == "BYTES" and not _all_utf8(t.array) for t in case.inputs)
+        inputs = []
+        for tensor in case.inputs:
+            infer_input = httpclient.InferInput(tensor.name, list(tensor.shape), tensor.datatype)
+            infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
+            inputs.append(infer_input)
+        outputs = [httpclient.InferRequestedOutput(e.name, binary_data=True) for e in case.expected]
+        body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs)
+        content_type = (
+            "application/json" if json_size is None else f"{BINARY_CONTENT_TYPE}{json_size}"
+        )
+        try:
+            response = self.server.request(
+                "POST",
+                f"/models/{model_id}/invoke",
+                body,
+                {TARGET_MODEL_HEADER: target_model, "Content-Type": content_type},
+            )
+        except OSError as e:
+            raise TritonError(f"{target_model}: invoke failed: {e}") from e
+        if response.status != 200:
+            raise TritonError(
+                f"{target_model}: invoke answered HTTP {response.status}: {response.error_text()}"
+            )
+        header_length = None
+        received_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type", "")
+        if received_type.startswith(BINARY_CONTENT_TYPE):
+            header_length = int(received_type[len(BINARY_CONTENT_TYPE) :])
+        try:
+            result = httpclient.InferenceServerClient.parse_response_body(
+                response.body, header_length=header_length
+            )
+            return {e.name: result.as_numpy(e.name) for e in case.expected}
+        except Exception as e:  # a malformed answer is the server's failure, reported per case
+            raise TritonError(f"{target_model}: unreadable invoke response: {e}") from e
+
+    def unload(self, model_id: str, target_model: str) -> None:
+        if not self.server.alive():
+            return
+        try:
+            response = self.server.request(
+                "DELETE", f"/models/{model_id}", headers={TARGET_MODEL_HEADER: target_model}
+            )
+        except OSError as e:
+            logger.warning("SageMaker unload of %s failed: %s", target_model, e)
+            return
+        if response.status != 200:
+            logger.warning("SageMaker unload of %s: HTTP %s", target_model, response.status)
+
+
+def _all_utf8(array: Any) -> bool:
+    for value in np.asarray(array).reshape(-1):
+        try:
+            (value if isinstance(value, bytes) else str(value).encode()).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    path: Path
+    ref: ModelRef
+    fixtures_dir: Path
+    env: ServingEnv
+
+
+def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Artifact | ModelReport:
+    ref = parse_artifact_name(path)
+    try:
+        fixtures = fixtures_dir or settings.root / "models" / ref.name / FIXTURES_DIR
+        if not fixtures.is_dir():
+            raise FixtureError(
+                f"{path}: no fixtures for model '{ref.name}' at {fixtures} "
+                "(the tarball carries none; pass --fixtures DIR)"
+            )
+        check_artifact(path)
+        requirements = settings.root / "models" / ref.name / REQUIREMENTS_FILE
+        env = ensure_serving_env(requirements, settings.cache_dir)
+    except MmetoolsError as e:
+        return ModelReport(ref.name, str(path), error=str(e))
+    return _Artifact(path, ref, fixtures, env)
+
+
+def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:
+    """Unpack, load, invoke every case, unload: one artifact on a SageMaker-frontend server."""
+    target_model = item.path.name
+    model_id = uuid.uuid4().hex[:16]
+    assert server.workdir is not None
+    work = server.workdir / model_id
+    model_dir = work / "model"
+    client = MmeClient(server)
+    source = str(item.path)
+    try:
+        try:
+            unpack_artifact(item.path, model_dir)
+            signature = artifact_ensemble(model_dir, item.path)
+            cases = load_artifact_fixtures(item.fixtures_dir, signature, item.ref.name)
+        except MmetoolsError as e:
+            return ModelReport(item.ref.name, source, error=str(e))
+        names = sorted(p.name for p in model_dir.iterdir() if p.is_dir())
+        try:
+            report = run_cases(
+                server,
+                item.ref.name,
+                source,
+                target_model,
+                cases,
+                names,
+                lambda case: client.invoke(model_id, target_model, case),
+                lambda: client.load(model_id, model_dir, target_model, names),
+                repeat,
+            )
+        finally:
+            client.unload(model_id, target_model)
+        return with_source_paths(report, f"{model_dir}/", f"{target_model}:")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_artifacts(
+    artifacts: Sequence[Path],
+    settings: Settings,
+    *,
+    fixtures_dir: Path | None = None,
+    mode: str | None = None,
+    image: str | None = None,
+    repeat: int = 1,
+    on_report: ReportCallback | None = None,
+) -> RunResult:
+    """Test each artifact through Triton's SageMaker frontend; reports in the given order."""
+    chosen = resolve_mode(settings.triton.mode, mode, image)
+    prepared = [_prepare(path, settings, fixtures_dir) for path in artifacts]
+    early = [p for p in prepared if isinstance(p, ModelReport)]
+    for report in early:
+        if on_report is not None:
+            on_report(report)
+    groups: dict[str, list[_Artifact]] = {}
+    for item in prepared:
+        if isinstance(item, _Artifact):
+            groups.setdefault(item.env.key, []).append(item)
+
+    def make_server(item: _Artifact) -> TritonServer:
+        requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE
+        return TritonServer(
+            mode=chosen,
+            frontend=SAGEMAKER,
+            python_env=item.env,
+            cache_dir=settings.cache_dir,
+            image=image or settings.triton.image,
+            requirements=requirements if requirements.is_file() else None,
+        )
+
+    def fail(item: _Artifact, message: str) -> ModelReport:
+        return ModelReport(item.ref.name, str(item.path), error=message)
+
+    reports, starts = run_groups(
+        groups, make_server, lambda s, i: run_artifact_on_server(s, i, repeat), fail, on_report
+    )
+    by_source = {r.source: r for r in [*early, *reports]}
+    ordered = tuple(by_source[str(p)] for p in artifacts if str(p) in by_source)
+    return RunResult(ordered, tuple(starts))

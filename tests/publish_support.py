@@ -1,0 +1,79 @@
+"""Helpers shared by the publishing tests: artifacts on disk, buckets on moto, settings."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import boto3
+from mypy_boto3_s3 import S3Client
+
+from mmetools.settings import Settings, load_settings
+
+MiB = 1024 * 1024
+
+
+def make_artifact(
+    folder: Path, name: str = "demo_1.tar.gz", size: int = 64 * 1024, seed: int = 0
+) -> Path:
+    """An artifact with its .sha256 and manifest, as `mmetools package` leaves them in dist/.
+
+    The bytes are pseudo-random (incompressible, like weights); publishing does not look inside.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    block = hashlib.sha256(f"{name}:{seed}".encode()).digest() * 32  # 1 KiB
+    with path.open("wb") as f:
+        written = 0
+        counter = 0
+        while written < size:
+            chunk = hashlib.sha256(block + counter.to_bytes(8, "big")).digest() * 2048  # 64 KiB
+            chunk = chunk[: size - written]
+            f.write(chunk)
+            written += len(chunk)
+            counter += 1
+    digest = sha256_of(path)
+    path.with_name(name + ".sha256").write_text(f"{digest}  {name}\n", encoding="utf-8")
+    model, version = name.removesuffix(".tar.gz").rsplit("_", 1)
+    manifest = {"model": model, "version": int(version), "sha256": digest}
+    path.with_name(f"{model}_{version}.manifest.json").write_text(
+        json.dumps(manifest, indent=2), encoding="utf-8"
+    )
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def s3_client() -> S3Client:
+    """A client from the environment (AWS_ENDPOINT_URL from the aws_env fixture)."""
+    return boto3.session.Session().client("s3")
+
+
+def new_bucket(client: S3Client, label: str = "pub") -> str:
+    name = f"{label}-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return name
+
+
+def keys(client: S3Client, bucket: str) -> list[str]:
+    listing = client.list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def settings_for(
+    root: Path, staging: str, production: str, extra: Mapping[str, str] | None = None
+) -> Settings:
+    environ = {
+        "MMETOOLS_STAGING_URI": staging,
+        "MMETOOLS_PRODUCTION_URI": production,
+        "MMETOOLS_CACHE_DIR": os.environ.get("MMETOOLS_CACHE_DIR", str(root / ".cache")),
+        **(extra or {}),
+    }
+    return load_settings(root=root, environ=environ)

@@ -1,0 +1,187 @@
+"""mmetools.sagemaker: artifact names, unsafe tarballs (unit) and the MME emulation on tarballs of
+the examples (integration)."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS_DIR
+from mmetools.artifact import package_model
+from mmetools.cli import main
+from mmetools.errors import ArtifactError, UsageError
+from mmetools.model_folder import ModelFolder, ModelRef
+from mmetools.sagemaker import check_artifact, parse_artifact_name, run_artifacts, unpack_artifact
+from mmetools.settings import load_settings
+
+
+def test_parse_artifact_name() -> None:
+    assert parse_artifact_name(Path("dist/screen_detector_3.tar.gz")) == ModelRef(
+        "screen_detector", 3
+    )
+    assert parse_artifact_name(Path("model_v2_12.tar.gz")) == ModelRef("model_v2", 12)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "screen_detector.tar.gz",
+        "screen_detector_0.tar.gz",
+        "screen_detector_01.tar.gz",
+        "Screen_detector_1.tar.gz",
+        "screen-detector_1.tar.gz",
+        "screen_detector_1.tgz",
+        "_1.tar.gz",
+        "screen_detector_1.tar.gz.sha256",
+    ],
+)
+def test_parse_artifact_name_refuses_other_names(name: str) -> None:
+    with pytest.raises(UsageError) as error:
+        parse_artifact_name(Path("dist") / name)
+    assert str(error.value) == (
+        f"dist/{name}: not an artifact name; expected <name>_<version>.tar.gz with a lowercase "
+        "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
+    )
+
+
+def _tarball(path: Path, *members: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            data = b"x" * member.size if member.isfile() else None
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    info.size = 3 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+@pytest.mark.parametrize(
+    ("member", "problem"),
+    [
+        (_member("../evil.py"), "'../evil.py': path leaves the extraction folder (..)"),
+        (_member("step/../../evil.py"), "'step/../../evil.py': path leaves the extraction folder"),
+        (_member("/etc/evil"), "'/etc/evil': absolute path"),
+        (_member("step/link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link to /etc/passwd"),
+        (_member("step/hard", tarfile.LNKTYPE, "step/config.pbtxt"), "hard link to step/config"),
+        (_member("step/dev", tarfile.CHRTYPE), "'step/dev': device or pipe"),
+        (_member("step/fifo", tarfile.FIFOTYPE), "'step/fifo': device or pipe"),
+    ],
+)
+def test_unsafe_tarballs_are_refused_before_extraction(
+    tmp_path: Path, member: tarfile.TarInfo, problem: str
+) -> None:
+    artifact = _tarball(tmp_path / "demo_1.tar.gz", _member("step/config.pbtxt"), member)
+    destination = tmp_path / "work" / "model"
+    with pytest.raises(ArtifactError) as error:
+        unpack_artifact(artifact, destination)
+    assert str(error.value).startswith(f"{artifact}: refusing to unpack: unsafe member ")
+    assert problem in str(error.value)
+    assert not (tmp_path / "work").exists()
+
+
+def test_every_unsafe_member_is_named(tmp_path: Path) -> None:
+    artifact = _tarball(tmp_path / "demo_1.tar.gz", _member("../a"), _member("ok/b"), _member("/c"))
+    with pytest.raises(ArtifactError) as error:
+        check_artifact(artifact)
+    assert str(error.value) == (
+        f"{artifact}: refusing to unpack: unsafe members '../a': path leaves the extraction "
+        "folder (..); '/c': absolute path"
+    )
+
+
+def test_a_file_that_is_no_tarball_is_refused(tmp_path: Path) -> None:
+    artifact = tmp_path / "demo_1.tar.gz"
+    artifact.write_bytes(b"not gzip at all")
+    with pytest.raises(ArtifactError, match=r"demo_1.tar.gz: not a readable \.tar\.gz"):
+        check_artifact(artifact)
+
+
+def test_safe_tarball_unpacks(tmp_path: Path) -> None:
+    artifact = _tarball(
+        tmp_path / "demo_1.tar.gz", _member("step", tarfile.DIRTYPE), _member("step/f")
+    )
+    unpack_artifact(artifact, tmp_path / "out" / "model")
+    assert (tmp_path / "out" / "model" / "step" / "f").read_bytes() == b"xxx"
+
+
+def test_cli_refuses_a_bad_artifact_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", "--artifact", "dist/screen-detector.tar.gz"]) == 2
+    assert "not an artifact name" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_cli_refuses_a_tarball_with_a_parent_member_before_extraction(
+    tmp_path: Path, no_triton_leftovers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    artifact = _tarball(
+        tmp_path / "screen_detector_1.tar.gz",
+        _member("screen_detector_pipeline/config.pbtxt"),
+        _member("../escaped.txt"),
+    )
+    assert main(["test", "--artifact", str(artifact)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"{artifact}: refusing to unpack: unsafe member '../escaped.txt': path leaves the "
+        "extraction folder (..)"
+    ) in out
+    assert not (tmp_path.parent / "escaped.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def example_artifacts(
+    tmp_path_factory: pytest.TempPathFactory, example_weights: None
+) -> list[Path]:
+    """The examples packaged by mmetools' own packager (packed env included), from copies so the
+    working tree is not touched."""
+    root = tmp_path_factory.mktemp("artifacts")
+    settings = load_settings()
+    artifacts = []
+    for name in ("screen_detector", "intent_classifier"):
+        copy = root / "models" / name
+        shutil.copytree(
+            MODELS_DIR / name,
+            copy,
+            ignore=shutil.ignore_patterns(".mypy_cache", "__pycache__"),
+        )
+        built = package_model(
+            ModelFolder(copy), root / "dist", settings, validate=False, fetch_weights=False
+        )
+        artifacts.append(built.path)
+    return artifacts
+
+
+@pytest.mark.integration
+def test_mme_emulation_passes_on_artifacts_of_both_examples(
+    example_artifacts: list[Path], no_triton_leftovers: Path
+) -> None:
+    run = run_artifacts(example_artifacts, load_settings())
+    assert [(r.name, r.source, r.error) for r in run.reports] == [
+        ("screen_detector", str(example_artifacts[0]), None),
+        ("intent_classifier", str(example_artifacts[1]), None),
+    ]
+    for report in run.reports:
+        assert report.passed, [c.comparisons for c in report.results if not c.passed]
+        assert len(report.results) == 6 and report.load_seconds is not None
+    assert len(run.server_start_seconds) == 2  # different requirements: one server each
+
+
+@pytest.mark.integration
+def test_mme_emulation_reports_a_tarball_without_an_ensemble(
+    tmp_path: Path, no_triton_leftovers: Path
+) -> None:
+    artifact = _tarball(tmp_path / "screen_detector_1.tar.gz", _member("notes", tarfile.DIRTYPE))
+    run = run_artifacts([artifact], load_settings())
+    (report,) = run.reports
+    assert report.error == (
+        f"{artifact}: needs exactly one ensemble folder at the tarball's root, found none "
+        "(root holds: notes)"
+    )

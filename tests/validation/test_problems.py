@@ -1,0 +1,24 @@
+"""mmetools.validation.problems: how a problem shows its place, and the summary line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmetools.validation import Problem, display_path, summary_line
+
+
+def test_problem_text_and_relative_paths(tmp_path: Path) -> None:
+    problem = Problem(tmp_path / "repo" / "a" / "config.pbtxt", "bad", "warning", 3, 7)
+    assert str(problem) == "repo/a/config.pbtxt:3:7: warning: bad"
+    assert not problem.is_error
+    outside = Path("/somewhere/else/config.pbtxt")
+    assert display_path(outside) == "/somewhere/else/config.pbtxt"
+    assert display_path(Path("relative/x")) == "relative/x"
+
+
+def test_summary_line() -> None:
+    problems = [Problem(Path("a"), "x"), Problem(Path("a"), "y", "warning")]
+    assert (
+        summary_line(problems, [Path("a"), Path("b")]) == "invalid: 1 error, 1 warning in 2 paths"
+    )
+    assert summary_line([], [Path("a")]) == "valid: 0 errors, 0 warnings in 1 path"
