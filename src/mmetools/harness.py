@@ -246,7 +246,7 @@ def run_cases(
                 outputs = infer(case)
                 latencies.append(time.perf_counter() - begin)
         except TritonError as e:
-            if not server.alive():
+            if server.died():
                 return ModelReport(
                     model_name,
                     source,

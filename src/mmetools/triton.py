@@ -741,6 +741,23 @@ class TritonServer:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def died(self, grace: float = 5.0) -> bool:
+        """After a failed request: has the server gone? A killed server's connections break
+        before the kernel reports its exit, so an unanswered liveness probe waits (bounded) for
+        the exit instead of trusting a poll() that may still say "running"."""
+        if not self.alive():
+            return True
+        path = "/ping" if self.frontend == SAGEMAKER else "/v2/health/live"
+        try:
+            if self.request("GET", path, timeout=2.0).status == 200:
+                return False
+        except OSError:
+            pass
+        assert self._process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=grace)
+        return not self.alive()
+
     def exit_description(self) -> str:
         code = self._process.poll() if self._process else None
         if code is None:
@@ -876,7 +893,7 @@ class TritonServer:
                 "POST", f"/v2/repository/models/{name}/load", b"{}", timeout=LOAD_TIMEOUT
             )
         except OSError as e:
-            if self.alive():
+            if not self.died():
                 return LoadResult(None, f"loading '{name}': no answer from Triton: {e}")
             return LoadResult(
                 None,
@@ -952,14 +969,14 @@ class TritonServer:
             requested = [httpclient.InferRequestedOutput(n, binary_data=True) for n in outputs]
             result = client.infer(model, request_inputs, outputs=requested)
         except InferenceServerException as e:
-            if not self.alive():
+            if self.died():
                 raise self._died(f"running '{model}'", [model]) from e
             raise TritonError(f"{model}: inference failed: {e.message()}") from e
         except TritonError:
             raise
         except Exception as e:  # the HTTP client's connection errors have no common base
             self._client = None  # its connection is broken
-            if not self.alive():
+            if self.died():
                 raise self._died(f"running '{model}'", [model]) from e
             raise TritonError(f"{model}: inference failed: {type(e).__name__}: {e}") from e
         return {name: result.as_numpy(name) for name in outputs}

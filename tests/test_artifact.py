@@ -1,0 +1,636 @@
+"""Packaging: layout, exclusions, refusals, determinism, atomic output, manifest, CLI."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS_DIR
+from mmetools import artifact as artifact_module
+from mmetools.artifact import Member, collect_members, package_model, write_tarball
+from mmetools.cli import main
+from mmetools.envpack import EnvBackend, Progress
+from mmetools.errors import ArtifactError, DvcError, ValidationFailed
+from mmetools.model_folder import ModelFolder
+from mmetools.settings import CacheSettings, Settings, load_settings
+
+PREPROCESSING_CONFIG = """\
+# Python step: bytes in, floats out.
+name: "demo_preprocessing"
+backend: "python"
+max_batch_size: 8
+input [ { name: "RAW" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "FEATURES" data_type: TYPE_FP32 dims: [ 4 ] } ]
+"""
+INFERENCER_CONFIG = """\
+name: "demo_inferencer"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "features" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "scores" data_type: TYPE_FP32 dims: [ 2 ] } ]
+"""
+PIPELINE_CONFIG = """\
+name: "demo_pipeline"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "RAW" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "SCORES" data_type: TYPE_FP32 dims: [ 2 ] } ]
+ensemble_scheduling {
+  step [
+    {
+      model_name: "demo_preprocessing"
+      model_version: -1
+      input_map { key: "RAW" value: "RAW" }
+      output_map { key: "FEATURES" value: "features" }
+    },
+    {
+      model_name: "demo_inferencer"
+      model_version: -1
+      input_map { key: "features" value: "features" }
+      output_map { key: "scores" value: "SCORES" }
+    }
+  ]
+}
+"""
+MODEL_PY = (
+    "import triton_python_backend_utils as pb_utils\n\n\nclass TritonPythonModel:\n    pass\n"
+)
+
+# What the demo artifact must hold, in order: nothing else.
+EXPECTED_MEMBERS = [
+    "demo_inferencer",
+    "demo_inferencer/1",
+    "demo_inferencer/1/model.onnx",
+    "demo_inferencer/config.pbtxt",
+    "demo_pipeline",
+    "demo_pipeline/1",
+    "demo_pipeline/config.pbtxt",
+    "demo_preprocessing",
+    "demo_preprocessing/1",
+    "demo_preprocessing/1/helpers",
+    "demo_preprocessing/1/helpers/tokens.txt",
+    "demo_preprocessing/1/model.py",
+    "demo_preprocessing/config.pbtxt",
+]
+
+
+def make_demo_model(root: Path, *, weight_bytes: int = 300_000) -> ModelFolder:
+    """A model folder with every kind of file the packager must keep or leave out."""
+    model = root / "models" / "demo"
+    (root / ".dvc").mkdir(parents=True)  # a DVC repository (weights match, so dvc never runs)
+    files = {
+        "model_version.txt": "3\n",
+        "requirements.txt": "numpy\n",
+        "README.md": "# demo\n",
+        "train.py": "print('train')\n",
+        "tests/fixtures/case.json": "{}\n",
+        "demo_preprocessing/config.pbtxt": PREPROCESSING_CONFIG,
+        "demo_preprocessing/1/model.py": MODEL_PY,
+        "demo_preprocessing/1/helpers/tokens.txt": "a\nb\n",
+        # left out without a word
+        "demo_preprocessing/1/__pycache__/model.cpython-311.pyc": "x",
+        "demo_preprocessing/1/stale.pyc": "x",
+        "demo_preprocessing/1/model.py~": "x",
+        "demo_preprocessing/1/.model.py.swp": "x",
+        "demo_preprocessing/1/notes.swp": "x",
+        "demo_preprocessing/.DS_Store": "x",
+        "demo_preprocessing/.idea/workspace.xml": "x",
+        "demo_preprocessing/.vscode/settings.json": "{}",
+        "demo_preprocessing/tests/test_pre.py": "x",
+        "demo_inferencer/config.pbtxt": INFERENCER_CONFIG,
+        "demo_inferencer/1/.gitignore": "/model.onnx\n",
+        "demo_pipeline/config.pbtxt": PIPELINE_CONFIG,
+    }
+    for name, text in files.items():
+        path = model / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    # Deterministic pseudo-weights, larger than one deflate block, with their DVC pointer.
+    weights = hashlib.shake_256(b"weights").digest(weight_bytes)
+    (model / "demo_inferencer" / "1" / "model.onnx").write_bytes(weights)
+    (model / "demo_inferencer" / "1" / "model.onnx.dvc").write_text(
+        f"outs:\n- md5: {hashlib.md5(weights).hexdigest()}\n  size: {len(weights)}\n"
+        "  hash: md5\n  path: model.onnx\n"
+    )
+    return ModelFolder(model)
+
+
+def settings_for(root: Path) -> Settings:
+    return replace(load_settings(root), cache=CacheSettings(dir=str(root / "cache")))
+
+
+def build(model: ModelFolder, out: Path, **options: object) -> artifact_module.Artifact:
+    options = {"with_env": False, "validate": False, "fetch_weights": False, **options}
+    return package_model(model, out, settings_for(model.path.parents[1]), **options)  # type: ignore[arg-type]
+
+
+def tar_names(path: Path) -> list[str]:
+    with tarfile.open(path, "r:gz") as tar:
+        return tar.getnames()
+
+
+# --------------------------------------------------------------------------------------------
+# Layout
+
+
+def test_layout_holds_only_the_triton_model_folders(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    built = build(model, tmp_path / "dist")
+    assert built.path == tmp_path / "dist" / "demo_3.tar.gz"
+    assert tar_names(built.path) == EXPECTED_MEMBERS
+    roots = {name.split("/")[0] for name in tar_names(built.path)}
+    assert roots == {"demo_inferencer", "demo_pipeline", "demo_preprocessing"}
+
+
+def test_ensemble_version_folder_is_created_once(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    (model.path / "demo_pipeline" / "1").mkdir()  # already there: not added twice
+    names = tar_names(build(model, tmp_path / "dist").path)
+    assert names.count("demo_pipeline/1") == 1
+    with tarfile.open(tmp_path / "dist" / "demo_3.tar.gz") as tar:
+        assert tar.getmember("demo_pipeline/1").isdir()
+
+
+def test_step_without_version_folder_is_refused(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    shutil.rmtree(model.path / "demo_preprocessing" / "1")
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert str(error.value) == (
+        f"{model.path / 'demo_preprocessing'}: step 'demo_preprocessing' of model 'demo' has no "
+        f"numeric version folder (e.g. demo_preprocessing/1/)"
+    )
+
+
+def test_members_have_fixed_metadata(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    os.chmod(model.path / "demo_preprocessing" / "1" / "model.py", 0o755)
+    with tarfile.open(build(model, tmp_path / "dist").path) as tar:
+        for member in tar.getmembers():
+            assert (member.mtime, member.uid, member.gid) == (0, 0, 0)
+            assert (member.uname, member.gname) == ("", "")
+            assert member.isdir() or member.isreg()
+            assert member.mode == (0o755 if member.isdir() else 0o644), member.name
+
+
+def test_contents_equal_the_sources_and_gzip_is_valid(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    built = build(model, tmp_path / "dist")
+    if shutil.which("gzip"):
+        subprocess.run(["gzip", "-t", str(built.path)], check=True)
+    with tarfile.open(built.path, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                assert extracted.read() == (model.path / member.name).read_bytes(), member.name
+    # GNU tar lists and extracts it as well
+    if shutil.which("tar"):
+        target = tmp_path / "x"
+        target.mkdir()
+        subprocess.run(["tar", "-xzf", str(built.path), "-C", str(target)], check=True)
+        assert (target / "demo_inferencer/1/model.onnx").read_bytes() == (
+            model.path / "demo_inferencer/1/model.onnx"
+        ).read_bytes()
+
+
+# --------------------------------------------------------------------------------------------
+# Determinism
+
+
+def test_two_builds_give_the_same_bytes_even_after_touching_files(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    first = build(model, tmp_path / "a")
+    later = time.time() + 3600
+    for path in model.path.rglob("*"):
+        os.utime(path, (later, later))
+    os.chmod(model.path / "demo_inferencer" / "1" / "model.onnx", 0o600)
+    second = build(model, tmp_path / "b", threads=1)
+    assert first.sha256 == second.sha256
+    assert first.path.read_bytes() == second.path.read_bytes()
+    assert first.manifest_path.read_text() == second.manifest_path.read_text()
+
+
+def test_changed_content_changes_the_sha256(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    first = build(model, tmp_path / "a")
+    (model.path / "demo_preprocessing" / "1" / "helpers" / "tokens.txt").write_text("a\nc\n")
+    assert build(model, tmp_path / "b").sha256 != first.sha256
+
+
+def test_write_tarball_is_independent_of_thread_count(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path, weight_bytes=3_000_000)
+    members = collect_members(model, include_env=False)
+    outputs = set()
+    for threads in (1, 2, 5):
+        sink = io.BytesIO()
+        write_tarball(members, sink, threads=threads)
+        outputs.add(sink.getvalue())
+    assert len(outputs) == 1
+
+
+def test_parallel_stream_decompresses_to_the_plain_tar_bytes(tmp_path: Path) -> None:
+    """The gzip layer changes nothing: the tar inside equals tarfile's own uncompressed output."""
+    model = make_demo_model(tmp_path, weight_bytes=2_500_000)
+    members = collect_members(model, include_env=False)
+    compressed = io.BytesIO()
+    write_tarball(members, compressed, threads=2)
+    plain = io.BytesIO()
+    with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            info = artifact_module._tarinfo(member)
+            if member.kind == "dir" or member.source is None:
+                tar.addfile(info)
+            else:
+                with member.source.open("rb") as stream:
+                    tar.addfile(info, stream)
+    assert gzip.decompress(compressed.getvalue()) == plain.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals
+
+
+def test_secrets_are_refused_and_named(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    pre = model.path / "demo_preprocessing"
+    (pre / ".env").write_text("TOKEN=1\n")
+    (pre / "1" / "server.PEM").write_text("x")
+    (pre / "1" / "id_rsa").write_text("x")
+    (pre / ".aws").mkdir()
+    (pre / ".aws" / "config").write_text("x")
+    (model.path / "demo_inferencer" / "1" / "notes.txt").write_text("key AKIAABCDEFGHIJKLMNOP\n")
+    (pre / "1" / "helpers" / "deploy.txt").write_text(
+        "-----BEGIN RSA PRIVATE KEY-----\nabc\n", encoding="utf-8"
+    )
+    (model.path / ".env").write_text("top-level files never ship, so this one is no offender\n")
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert str(error.value) == (
+        f"{model.path}: cannot package model 'demo':\n"
+        "files that look like secrets (remove them from the model folder): "
+        "demo_inferencer/1/notes.txt (content), demo_preprocessing/.aws, demo_preprocessing/.env, "
+        "demo_preprocessing/1/helpers/deploy.txt (content), demo_preprocessing/1/id_rsa, "
+        "demo_preprocessing/1/server.PEM"
+    )
+    assert not (tmp_path / "dist").exists()
+
+
+def test_symlinks_and_hard_links_are_refused(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    version = model.path / "demo_preprocessing" / "1"
+    (version / "alias.py").symlink_to("model.py")
+    (model.path / "demo_inferencer" / "2").symlink_to("1", target_is_directory=True)
+    os.link(version / "helpers" / "tokens.txt", version / "tokens_copy.txt")
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    message = str(error.value)
+    assert message.splitlines()[1:] == [
+        "symlinks (replace them with the files; for DVC-tracked weights run `dvc config "
+        "cache.type copy` and `dvc checkout --relink`): demo_inferencer/2, "
+        "demo_preprocessing/1/alias.py",
+        "hard links (copy the files instead; for DVC-tracked weights run `dvc config "
+        "cache.type copy` and `dvc checkout --relink`): demo_preprocessing/1/helpers/tokens.txt, "
+        "demo_preprocessing/1/tokens_copy.txt",
+    ]
+
+
+def test_sockets_are_refused(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    path = model.path / "demo_preprocessing" / "1" / "s.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        try:
+            server.bind(str(path))
+        except OSError as e:  # pragma: no cover - path too long for AF_UNIX on some machines
+            pytest.skip(f"cannot bind a unix socket here: {e}")
+        with pytest.raises(ArtifactError, match="sockets, pipes or devices: "
+                                                "demo_preprocessing/1/s.sock"):  # fmt: skip
+            build(model, tmp_path / "dist")
+
+
+def test_no_env_refuses_configs_that_need_the_env(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    config = model.path / "demo_preprocessing" / "config.pbtxt"
+    config.write_text(
+        config.read_text() + 'parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+        '"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }\n'
+    )
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist", with_env=False)
+    assert str(error.value) == (
+        "model 'demo': --no-env leaves python_env.tar.gz out, but these configs set "
+        f"EXECUTION_ENV_PATH and would fail to load: {config}; package with the env or remove "
+        "the parameter"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic output
+
+
+def test_failure_mid_write_leaves_nothing_and_keeps_the_old_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_demo_model(tmp_path)
+    out = tmp_path / "dist"
+    old = build(model, out)
+    old_bytes = old.path.read_bytes()
+    (model.path / "demo_preprocessing" / "1" / "helpers" / "tokens.txt").write_text("changed\n")
+
+    real_write = artifact_module.ParallelGzipWriter._emit
+    written = {"bytes": 0}
+
+    def disk_fills_up(self: artifact_module.ParallelGzipWriter, data: bytes) -> None:
+        written["bytes"] += len(data)
+        if written["bytes"] > 100_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write(self, data)
+
+    monkeypatch.setattr(artifact_module.ParallelGzipWriter, "_emit", disk_fills_up)
+    with pytest.raises(ArtifactError) as error:
+        build(model, out)
+    assert str(error.value) == (
+        f"{out}: cannot write demo_3.tar.gz: no space left on the device; nothing was written"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "demo_3.manifest.json",
+        "demo_3.tar.gz",
+        "demo_3.tar.gz.sha256",
+    ]
+    assert old.path.read_bytes() == old_bytes
+    assert json.loads(old.manifest_path.read_text())["sha256"] == old.sha256
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    blocker = tmp_path / "dist"
+    blocker.write_text("a file where the output folder should be")
+    with pytest.raises(ArtifactError) as error:
+        build(model, blocker)
+    assert str(error.value).startswith(f"{blocker}: cannot write demo_3.tar.gz: ")
+    assert str(error.value).endswith("; nothing was written")
+
+
+def test_failing_fsync_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_demo_model(tmp_path)
+    out = tmp_path / "dist"
+
+    def broken_fsync(descriptor: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(artifact_module.os, "fsync", broken_fsync)
+    with pytest.raises(ArtifactError, match="cannot write demo_3.tar.gz: Input/output error"):
+        build(model, out)
+    assert list(out.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest and sidecars
+
+
+def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    built = build(model, tmp_path / "dist")
+    assert built.sha256 == hashlib.sha256(built.path.read_bytes()).hexdigest()
+    assert built.size == built.path.stat().st_size
+    assert built.sha256_path.read_text() == f"{built.sha256}  demo_3.tar.gz\n"
+    if shutil.which("sha256sum"):
+        subprocess.run(["sha256sum", "-c", built.sha256_path.name], cwd=built.path.parent,
+                       check=True, capture_output=True)  # fmt: skip
+    manifest = json.loads(built.manifest_path.read_text())
+    assert built.manifest_path.name == "demo_3.manifest.json"
+    assert {k: manifest[k] for k in ("model", "version", "artifact", "sha256", "size")} == {
+        "model": "demo", "version": 3, "artifact": "demo_3.tar.gz",
+        "sha256": built.sha256, "size": built.size,
+    }  # fmt: skip
+    assert manifest["git"] == {"commit": "unknown", "branch": "unknown", "dirty": None}
+    assert manifest["env_hash"] is None
+    assert manifest["triton_version"] == settings_for(tmp_path).triton.version
+    assert manifest["mmetools_version"]
+    assert manifest["created_from"]["model_folder"] == "models/demo"
+    assert [m["path"] for m in manifest["members"]] == EXPECTED_MEMBERS
+    for member in manifest["members"]:
+        if member["type"] == "file":
+            data = (model.path / member["path"]).read_bytes()
+            assert member["size"] == len(data)
+            assert member["sha256"] == hashlib.sha256(data).hexdigest()
+    assert str(tmp_path) not in built.manifest_path.read_text()
+
+
+def test_manifest_records_git_commit_branch_and_dirty(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git not on PATH")
+    model = make_demo_model(tmp_path)
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+            cwd=tmp_path, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q", "-b", "feature/x")
+    git("add", "-A")
+    git("commit", "-q", "-m", "demo")
+    manifest = json.loads(build(model, tmp_path / "dist").manifest_path.read_text())
+    assert manifest["git"] == {"commit": git("rev-parse", "HEAD"), "branch": "feature/x",
+                               "dirty": False}  # fmt: skip
+    (model.path / "README.md").write_text("changed\n")
+    manifest = json.loads(build(model, tmp_path / "dist2").manifest_path.read_text())
+    assert manifest["git"]["dirty"] is True
+
+
+# --------------------------------------------------------------------------------------------
+# Env, validation and weights
+
+
+class _TinyEnvBackend:
+    """Writes a small env archive (this test is about packaging, not env building)."""
+
+    name = "venv"
+
+    def identity(self) -> str:
+        return "tiny"
+
+    def build(self, requirements: Path, python_version: str, workdir: Path, output: Path,
+              progress: Progress) -> None:  # fmt: skip
+        with tarfile.open(output, "w:gz") as tar:
+            data = b"print('env')\n"
+            info = tarfile.TarInfo("bin/activate")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_env_is_packed_into_every_python_step(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    backend: EnvBackend = _TinyEnvBackend()
+    built = build(model, tmp_path / "dist", with_env=True, env_backend=backend)
+    names = tar_names(built.path)
+    assert "demo_preprocessing/python_env.tar.gz" in names
+    assert not any(name.endswith(".python_env.json") for name in names)
+    manifest = json.loads(built.manifest_path.read_text())
+    assert manifest["env_hash"] == built.env_hash and len(manifest["env_hash"]) == 64
+    assert manifest["env_backend"] == "venv"
+    # the step's config now points at the env, and the artifact carries that config
+    with tarfile.open(built.path) as tar:
+        config = tar.extractfile("demo_preprocessing/config.pbtxt")
+        assert config is not None
+        assert b"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" in config.read()
+
+
+def test_validation_runs_first(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    config = model.path / "demo_inferencer" / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "demo_inferencer"', 'name: "other"'))
+    with pytest.raises(ValidationFailed):
+        build(model, tmp_path / "dist", validate=True)
+    assert not (tmp_path / "dist").exists()
+
+
+def test_weights_matching_their_pointer_need_no_dvc(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)  # inside a DVC repository, but nothing is missing
+    assert build(model, tmp_path / "dist", fetch_weights=True).path.is_file()
+
+
+def test_missing_weights_go_through_dvc(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    (tmp_path / ".dvc").rmdir()
+    (model.path / "demo_inferencer" / "1" / "model.onnx").unlink()
+    with pytest.raises(DvcError) as error:
+        build(model, tmp_path / "dist", fetch_weights=True)
+    assert str(error.value) == (
+        f"{model.path.resolve()}: not inside a DVC repository (no .dvc/ folder above it)"
+    )
+    assert not (tmp_path / "dist").exists()
+
+
+def test_weights_differing_from_their_pointer_are_refused(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    (model.path / "demo_inferencer" / "1" / "model.onnx").write_bytes(b"local edit")
+    with pytest.raises(DvcError, match="models/demo/demo_inferencer/1/model.onnx: differs from "
+                                       "its DVC pointer"):  # fmt: skip
+        build(model, tmp_path / "dist", fetch_weights=True)
+
+
+def test_untracked_missing_weights_are_named(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    (model.path / "demo_inferencer" / "1" / "model.onnx").unlink()
+    (model.path / "demo_inferencer" / "1" / "model.onnx.dvc").unlink()
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist", fetch_weights=True)
+    assert str(error.value) == (
+        "model 'demo': weight files missing and not tracked by DVC: "
+        f"{model.path / 'demo_inferencer' / '1' / 'model.onnx'}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_package_prints_one_line_per_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = make_demo_model(tmp_path)
+    (tmp_path / "models" / "BUILD").write_text("# what `models/*` also matches\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["package", "models/BUILD", "models/demo", "--out", "dist", "--no-env"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "skipping models/BUILD: a file, not a model folder" in out.err
+    sha = hashlib.sha256((tmp_path / "dist" / "demo_3.tar.gz").read_bytes()).hexdigest()
+    line = out.out.strip().splitlines()[-1]
+    assert line.startswith(f"dist/demo_3.tar.gz  ")
+    assert f"sha256 {sha[:12]}" in line and "MB/s writing" in line
+    assert model.path.is_dir()
+
+
+def test_cli_package_reports_refusals_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = make_demo_model(tmp_path)
+    (model.path / "demo_preprocessing" / "1" / "key.pem").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    code = main(["package", "models/demo", "--out", "dist", "--no-env"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "demo_preprocessing/1/key.pem" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------
+# The repository's example models
+
+
+@pytest.mark.parametrize("name", ["screen_detector", "intent_classifier"])
+def test_example_model_packages_with_the_contract_layout(name: str, tmp_path: Path) -> None:
+    source = MODELS_DIR / name
+    if not (source / "model_version.txt").is_file():
+        pytest.skip(f"models/{name} is not in this checkout")
+    copy = tmp_path / "models" / name
+    shutil.copytree(
+        source, copy, ignore=shutil.ignore_patterns("python_env.tar.gz", ".python_env.json")
+    )
+    model = ModelFolder(copy)
+    missing = [p for step in model.repository().values() for p in artifact_module.weight_paths(step)
+               if not p.is_file()]  # fmt: skip
+    if missing:
+        pytest.skip(f"weights not fetched: {missing[0]}")
+    built = build(model, tmp_path / "dist", with_env=True, validate=True,
+                  env_backend=_TinyEnvBackend())  # fmt: skip
+    names = tar_names(built.path)
+    roots = sorted({n.split("/")[0] for n in names})
+    assert roots == sorted(step.name for step in model.repository().values())
+    ensembles = [m for m in model.repository().values() if m.config.platform == "ensemble"]
+    assert len(ensembles) == 1 and f"{ensembles[0].name}/1" in names
+    for step in model.python_steps():
+        assert f"{step.name}/python_env.tar.gz" in names
+    assert not any(part.startswith(".") or part in ("tests", "__pycache__") or part.endswith(".dvc")
+                   for n in names for part in n.split("/"))  # fmt: skip
+    assert built.path.name == f"{name}_{model.version()}.tar.gz"
+
+
+def test_member_sort_key_puts_folders_before_their_content() -> None:
+    members = [Member("a-b", "dir", None), Member("a/b", "dir", None), Member("a", "dir", None)]
+    assert [m.name for m in sorted(members, key=lambda m: m.sort_key)] == ["a", "a/b", "a-b"]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_absent_weights_are_pulled_through_dvc(tmp_path: Path) -> None:
+    dvc = Path(sys.executable).parent / "dvc"
+    if not dvc.is_file():
+        pytest.skip("dvc is not installed next to this Python")
+    model = make_demo_model(tmp_path)
+    weights = model.path / "demo_inferencer" / "1" / "model.onnx"
+    original = weights.read_bytes()
+    shutil.rmtree(tmp_path / ".dvc")
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+
+    def run_dvc(*args: str) -> None:
+        subprocess.run([str(dvc), *args], cwd=tmp_path, env=env, check=True, capture_output=True)
+
+    run_dvc("init", "--no-scm", "-q")
+    run_dvc("remote", "add", "-d", "local", str(tmp_path / "remote"))
+    run_dvc("add", "-q", str(weights.relative_to(tmp_path)))
+    run_dvc("push", "-q")
+    weights.unlink()
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    built = build(model, tmp_path / "dist", fetch_weights=True)
+    assert weights.read_bytes() == original
+    with tarfile.open(built.path) as tar:
+        extracted = tar.extractfile("demo_inferencer/1/model.onnx")
+        assert extracted is not None and extracted.read() == original
+    assert "demo_inferencer/1/.gitignore" not in tar_names(built.path)
