@@ -25,7 +25,8 @@ from mmetools.artifact import Member, collect_members, package_model, write_tarb
 from mmetools.cli import main
 from mmetools.envpack import EnvBackend, Progress
 from mmetools.errors import ArtifactError, DvcError, ValidationFailed
-from mmetools.model_folder import ModelFolder
+from mmetools.model_folder import ModelFolder, weight_paths
+from mmetools.parallel_gzip import ParallelGzipWriter
 from mmetools.settings import CacheSettings, Settings, load_settings
 
 PREPROCESSING_CONFIG = """\
@@ -351,16 +352,16 @@ def test_failure_mid_write_leaves_nothing_and_keeps_the_old_artifact(
     old_bytes = old.path.read_bytes()
     (model.path / "demo_preprocessing" / "1" / "helpers" / "tokens.txt").write_text("changed\n")
 
-    real_write = artifact_module.ParallelGzipWriter._emit
+    real_write = ParallelGzipWriter._emit
     written = {"bytes": 0}
 
-    def disk_fills_up(self: artifact_module.ParallelGzipWriter, data: bytes) -> None:
+    def disk_fills_up(self: ParallelGzipWriter, data: bytes) -> None:
         written["bytes"] += len(data)
         if written["bytes"] > 100_000:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_write(self, data)
 
-    monkeypatch.setattr(artifact_module.ParallelGzipWriter, "_emit", disk_fills_up)
+    monkeypatch.setattr(ParallelGzipWriter, "_emit", disk_fills_up)
     with pytest.raises(ArtifactError) as error:
         build(model, out)
     assert str(error.value) == (
@@ -392,7 +393,7 @@ def test_failing_fsync_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.M
     def broken_fsync(descriptor: int) -> None:
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(artifact_module.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(ArtifactError, match="cannot write demo_3.tar.gz: Input/output error"):
         build(model, out)
     assert list(out.iterdir()) == []
@@ -584,7 +585,7 @@ def test_example_model_packages_with_the_contract_layout(name: str, tmp_path: Pa
         source, copy, ignore=shutil.ignore_patterns("python_env.tar.gz", ".python_env.json")
     )
     model = ModelFolder(copy)
-    missing = [p for step in model.repository().values() for p in artifact_module.weight_paths(step)
+    missing = [p for step in model.repository().values() for p in weight_paths(step)
                if not p.is_file()]  # fmt: skip
     if missing:
         pytest.skip(f"weights not fetched: {missing[0]}")

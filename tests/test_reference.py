@@ -16,6 +16,7 @@ import pytest
 from conftest import MODELS_DIR
 from mmetools.cli import main
 from mmetools.errors import ConfigError, FixtureError, ModelRunError
+from mmetools.dvc import fetch_weights
 from mmetools.fixtures import load_fixtures, read_fixture_document
 from mmetools.model_config import load_config
 from mmetools.model_folder import ModelFolder
@@ -479,12 +480,7 @@ def test_examples_match_committed_fixtures(name: str, tmp_path: Path) -> None:
     """The expected values committed with the examples are what the reference runner computes
     (within each output's tolerance); weights are fetched through DVC when absent."""
     model = ModelFolder(MODELS_DIR / name)
-    try:
-        from mmetools.dvc import fetch_weights
-    except ImportError:
-        fetch_weights = None
-    if fetch_weights is not None:
-        fetch_weights(model)
+    fetch_weights(model)
     cases = load_fixtures(model)
     assert len(cases) >= 3
     results = run_cases(model, cases)
