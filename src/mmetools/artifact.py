@@ -30,7 +30,6 @@ import stat
 import tarfile
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,7 @@ from mmetools.manifest import (
 )
 from mmetools.model_config import RepositoryModel
 from mmetools.model_folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
-from mmetools.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, ParallelGzipWriter
+from mmetools.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, DEFLATE_LIBRARY, ParallelGzipWriter
 from mmetools.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -465,10 +464,10 @@ def package_model(
             "env_python": settings.env.python_version if env_hash else None,
             "mmetools_version": mmetools_version(),
             "triton_version": settings.triton.version,
-            # Deflate output is fixed for a given zlib build: record it to explain a differing
-            # sha256 between machines (member sha256s still match).
+            # Deflate output is fixed for a given deflate library release: record it to explain
+            # a differing sha256 between machines (member sha256s still match).
             "compression": {"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
-                            "zlib": zlib.ZLIB_RUNTIME_VERSION},  # fmt: skip
+                            "library": DEFLATE_LIBRARY},  # fmt: skip
             "created_from": {
                 "model_folder": _relative(model.path, settings.root),
                 "steps": sorted(_relative(step.path, settings.root) for step in
