@@ -15,8 +15,6 @@ import json
 import logging
 import os
 import re
-import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from ruamel.yaml.error import YAMLError
 
 from mmetools.errors import DvcError, ProcessError
 from mmetools.model_folder import ModelFolder
+from mmetools import process
 from mmetools.process import run
 from mmetools.settings import Settings
 
@@ -240,14 +239,9 @@ def weight_status(model: ModelFolder, settings: Settings | None = None) -> list[
 
 def dvc_executable() -> str:
     """The dvc installed next to this Python (the project's venv), else the one on PATH."""
-    beside = Path(sys.executable).parent / "dvc"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("dvc")
+    found = process.find_tool("dvc")
     if found is None:
-        raise DvcError(
-            f"dvc is not installed: expected {beside} or dvc on PATH (`pip install 'dvc[s3]'`)"
-        )
+        raise DvcError("dvc is not installed beside mmetools nor on PATH (`pip install 'dvc[s3]'`)")
     return found
 
 

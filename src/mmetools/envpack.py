@@ -102,10 +102,7 @@ class EnvBackend(Protocol):
 
 def _tool_beside_python(name: str) -> str:
     """A console script installed with mmetools (conda-pack, venv-pack), else one on PATH."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    return shutil.which(name) or name
+    return process.find_tool(name) or name
 
 
 def _check_env_python(env_python: Path, python_version: str, backend: str) -> None:
@@ -237,7 +234,7 @@ def select_backend(settings: Settings) -> EnvBackend:
         return CondaPackBackend(conda)
     if choice == "venv":
         version = settings.env.python_version
-        return VenvPackBackend(python=shutil.which(f"python{version}"), uv=shutil.which("uv"))
+        return VenvPackBackend(python=shutil.which(f"python{version}"), uv=process.find_tool("uv"))
     raise EnvPackError(
         f'settings env.backend must be "auto", "conda" or "venv", got "{settings.env.backend}"'
     )

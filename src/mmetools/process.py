@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,15 @@ def set_runner(runner: Runner | None) -> Runner:
     previous = _runner
     _runner = runner or _default_runner
     return previous
+
+
+def find_tool(name: str) -> str | None:
+    """A console script installed with mmetools (dvc, uv, venv-pack, conda-pack), else one on
+    PATH. Beside the interpreter first: a venv's tools are not on PATH unless it is activated."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name)
 
 
 def run(

@@ -90,7 +90,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _uv() -> list[str] | None:
-    found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    found = process.find_tool("uv")
     return [found] if found else None
 
 
