@@ -239,7 +239,9 @@ def test_backend_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    assert select_backend(auto) == VenvPackBackend(python=None, uv=None)
+    # uv is a dependency of mmetools: the one beside the interpreter wins over PATH.
+    uv_beside = str(Path(sys.executable).parent / "uv")
+    assert select_backend(auto) == VenvPackBackend(python=None, uv=uv_beside)
     with pytest.raises(EnvPackError) as error:
         select_backend(replace(settings, env=replace(settings.env, backend="conda")))
     assert str(error.value) == (
@@ -250,10 +252,9 @@ def test_backend_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         select_backend(replace(settings, env=replace(settings.env, backend="pip")))
     conda = _fake_executable(tmp_path / "bin", "conda")
     python = _fake_executable(tmp_path / "bin", "python3.11")
-    uv = _fake_executable(tmp_path / "bin", "uv")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert select_backend(auto) == CondaPackBackend(str(conda))
-    assert select_backend(settings) == VenvPackBackend(python=str(python), uv=str(uv))
+    assert select_backend(settings) == VenvPackBackend(python=str(python), uv=uv_beside)
     mamba = _fake_executable(tmp_path / "bin", "mamba")
     assert select_backend(auto) == CondaPackBackend(str(mamba))
 
