@@ -16,6 +16,7 @@ pointer Pants hashed, so what runs is exactly what the cache key describes.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -432,6 +433,14 @@ async def publish_triton_model(
 
 
 # --------------------------------------------------------------------------------------------------
+def _mypy_cache_name(folder: str) -> str:
+    """An append-only cache name unique to ``folder``. Pants 2.17 accepts only lowercase letters
+    and underscores (digits are refused, whatever its message says), so hex digits become letters.
+    """
+    digest = hashlib.sha256(folder.encode()).hexdigest()[:16]
+    return "mmetools_mypy_" + digest.translate(str.maketrans("0123456789", "ghijklmnop"))
+
+
 # check: mypy over each Python step of the model
 # --------------------------------------------------------------------------------------------------
 
@@ -481,7 +490,9 @@ async def check_triton_model_steps(
             description=f"mypy {folder}/",
             input_digest=digest_of_folder[folder],
             env={**tool.env, "MYPYPATH": folder},
-            append_only_caches={"mmetools_mypy_model_steps": ".mypy_cache"},
+            # One cache per folder: these processes run concurrently, and mypy's cache is not
+            # safe to share between concurrent runs (it crashed with INTERNAL ERROR).
+            append_only_caches={_mypy_cache_name(folder): ".mypy_cache"},
             level=LogLevel.DEBUG,
         )
         for folder, paths in sorted(folders.items())
