@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -343,6 +344,7 @@ def test_no_env_refuses_configs_that_need_the_env(tmp_path: Path) -> None:
 # Atomic output
 
 
+@pytest.mark.timeout(60)
 def test_failure_mid_write_leaves_nothing_and_keeps_the_old_artifact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -376,6 +378,7 @@ def test_failure_mid_write_leaves_nothing_and_keeps_the_old_artifact(
     assert json.loads(old.manifest_path.read_text())["sha256"] == old.sha256
 
 
+@pytest.mark.timeout(60)
 def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
     model = make_demo_model(tmp_path)
     blocker = tmp_path / "dist"
@@ -386,6 +389,7 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
     assert str(error.value).endswith("; nothing was written")
 
 
+@pytest.mark.timeout(60)
 def test_failing_fsync_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = make_demo_model(tmp_path)
     out = tmp_path / "dist"
@@ -397,6 +401,65 @@ def test_failing_fsync_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(ArtifactError, match="cannot write demo_3.tar.gz: Input/output error"):
         build(model, out)
     assert list(out.iterdir()) == []
+
+
+@pytest.fixture
+def one_megabyte_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MB tmpfs mounted on tmp_path/dist (needs root with CAP_SYS_ADMIN: CI containers
+    running as root have it; elsewhere the test is skipped with the reason)."""
+    mountpoint = tmp_path / "dist"
+    mountpoint.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a 1 MB tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MB tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_full_disk_is_a_clear_error_and_leaves_the_old_artifact(
+    tmp_path: Path,
+    one_megabyte_disk: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A real full disk, through `mmetools package`: a first artifact fits, the rebuild with
+    2 MB of incompressible weights does not. The error names the folder and the cause, the old
+    artifact and its sidecars stay as they were, and no temporary file is left."""
+    model = make_demo_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = ["package", "models/demo", "--out", "dist", "--no-env"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    names = ["demo_3.manifest.json", "demo_3.tar.gz", "demo_3.tar.gz.sha256"]
+    assert sorted(p.name for p in one_megabyte_disk.iterdir()) == names
+    before = {name: (one_megabyte_disk / name).read_bytes() for name in names}
+
+    weights = hashlib.shake_256(b"bigger weights").digest(2_000_000)
+    (model.path / "demo_inferencer" / "1" / "model.onnx").write_bytes(weights)
+    (model.path / "demo_inferencer" / "1" / "model.onnx.dvc").write_text(
+        f"outs:\n- md5: {hashlib.md5(weights).hexdigest()}\n  size: {len(weights)}\n"
+        "  hash: md5\n  path: model.onnx\n"
+    )
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert captured.err.splitlines()[-1] == (
+        "error: dist: cannot write demo_3.tar.gz: no space left on the device; nothing was written"
+    )
+    assert sorted(p.name for p in one_megabyte_disk.iterdir()) == names  # no temporary file
+    assert {name: (one_megabyte_disk / name).read_bytes() for name in names} == before
 
 
 # --------------------------------------------------------------------------------------------

@@ -246,6 +246,7 @@ def test_fetch_force_replaces_a_modified_weight(repo: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(60)
 def test_fetch_names_model_and_file_when_the_remote_lacks_the_object(repo: Path) -> None:
     (tracked,) = read_pointer(repo / f"{ONNX}.dvc")
     (

@@ -194,6 +194,7 @@ def test_exit_code_is_zero_only_when_every_case_passes(
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(300)
 def test_a_triton_crash_is_reported_and_the_other_models_still_run(
     tmp_path: Path, no_triton_leftovers: Path
 ) -> None:
@@ -211,6 +212,53 @@ def test_a_triton_crash_is_reported_and_the_other_models_still_run(
     assert second.passed and second.name == "tiny_b"
     assert len(run.server_start_seconds) == 2  # the dead server was replaced
     assert not run.passed
+
+
+EXITING_STEP_BRANCH = """\
+            if (x == EXIT_VALUE).any():
+                os._exit(3)  # the step's stub process dies; tritonserver itself keeps running
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_step_calling_os_exit_is_reported_and_the_other_models_still_run(
+    tmp_path: Path, no_triton_leftovers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end through `mmetools test`: a model.py that calls os._exit while a fixture case
+    runs. Its case (and the model's later cases) fail naming the dead step instance, the next
+    model on the same server still runs and passes, and nothing is left behind."""
+    exiting = write_tiny_model(tmp_path, "tiny_a")
+    model_py = exiting / "tiny_a_double" / "1" / "model.py"
+    _edit(
+        model_py,
+        lambda text: text.replace("CRASH_VALUE = 666\n", "CRASH_VALUE = 666\nEXIT_VALUE = 13\n")
+        .replace("            if (x == CRASH_VALUE).any():\n",
+                 EXITING_STEP_BRANCH + "            if (x == CRASH_VALUE).any():\n"),
+    )  # fmt: skip
+    write_case(exiting, "e_exit", [13.0, 1.0], [26.0, 2.0])
+    write_case(exiting, "f_after", [1.0, 1.0], [2.0, 2.0])
+    healthy = write_tiny_model(tmp_path, "tiny_b")
+    junit = tmp_path / "report.xml"
+    assert main(["test", str(exiting), str(healthy), "--junit-xml", str(junit)]) == 1
+    out = capsys.readouterr().out
+    lines = [line.strip() for line in out.splitlines()]
+    unhealthy = "Stub process 'tiny_a_double_0_0' is not healthy."
+    assert (
+        f"e_exit: tiny_a_pipeline: inference failed: in ensemble 'tiny_a_pipeline', {unhealthy}"
+    ) in lines, out
+    assert f"tiny_a ({exiting}): FAIL" in lines
+    assert f"tiny_b ({healthy}): PASS" in lines
+    summary, starts = lines[-1].split("; Triton server start: ")
+    assert summary == "1 of 2 model(s) passed"
+    assert "," not in starts  # one server served both models: it did not die
+    suites = {suite.attrib["name"]: suite for suite in ET.parse(junit).getroot()}
+    cases = {case.attrib["name"]: case for case in suites["tiny_a"].findall("testcase")}
+    assert sorted(cases) == ["double", "e_exit", "f_after"]  # every case is reported
+    assert cases["double"].find("error") is None
+    error = cases["e_exit"].find("error")
+    assert error is not None and unhealthy in error.attrib["message"]
+    assert suites["tiny_b"].attrib["errors"] == suites["tiny_b"].attrib["failures"] == "0"
 
 
 # -------------------------------------------------------------------------------------------------

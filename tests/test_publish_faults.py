@@ -25,7 +25,8 @@ from mmetools.publish import PublishOptions, PublishReport, publish
 from mmetools.settings import Settings
 from mmetools.storage import S3Tuning
 
-pytestmark = pytest.mark.integration
+# Bounded: a retry loop that never ends fails the test instead of hanging CI.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 KEY = "mme/feature-x/demo_1.tar.gz"
 

@@ -531,11 +531,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
         result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
     except ValidationFailed as e:
+        # soft_wrap: each message stays one line whatever the terminal width, so the paths in it
+        # are not broken (rich wraps CI logs at 80 columns) and stay grep-able.
         for problem in e.problems:
-            err_console.print(problem, markup=False)
+            err_console.print(problem, markup=False, soft_wrap=True)
         return e.exit_code
     except MmetoolsError as e:
-        err_console.print(f"error: {e}", markup=False)
+        err_console.print(f"error: {e}", markup=False, soft_wrap=True)
         return e.exit_code
     except typer.Exit as e:
         return int(e.exit_code)

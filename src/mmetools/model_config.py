@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
@@ -79,7 +80,38 @@ def parse_config(text: str, path: Path) -> ModelConfig:
         where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
         detail = match.group(3) if match else message
         raise ConfigError(f"{where}: invalid config.pbtxt: {detail}") from e
+    undefined = list(_undefined_enum_values(config))
+    if undefined:
+        raise ConfigError(f"{path}: invalid config.pbtxt: {'; '.join(undefined)}")
     return config
+
+
+def _undefined_enum_values(message: Any, where: str = "") -> Iterator[str]:
+    """Enum fields set to a number their enum does not define (``data_type: 99``). Triton's
+    enums are proto3 enums, which are open: protobuf parses any number without complaint."""
+    for field, value in message.ListFields():
+        if field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                if field.message_type.fields_by_name["value"].message_type is not None:
+                    for key, item in sorted(value.items()):
+                        yield from _undefined_enum_values(item, f"{where}{field.name}['{key}'].")
+                continue
+            repeated = _is_repeated(field)
+            for index, item in enumerate(value if repeated else [value]):
+                name = getattr(item, "name", "") if repeated else ""
+                label = f"{field.name} '{name}'" if name else field.name
+                label += f"[{index}]" if repeated and not name else ""
+                yield from _undefined_enum_values(item, f"{where}{label}.")
+        elif field.enum_type is not None:
+            known = [v.name for v in field.enum_type.values if not v.name.endswith("INVALID")]
+            numbers = value if _is_repeated(field) else [value]
+            for number in numbers:
+                if number not in field.enum_type.values_by_number:
+                    owner = f"{where.removesuffix('.')}: " if where else ""
+                    yield (
+                        f"{owner}{field.name} {number} is not a {field.enum_type.name} value "
+                        f"(one of {', '.join(known)})"
+                    )
 
 
 def load_config(path: Path) -> ModelConfig:
@@ -107,7 +139,17 @@ def is_ensemble(config: ModelConfig) -> bool:
     return bool(config.platform == ENSEMBLE_PLATFORM)
 
 
+def _is_repeated(field: Any) -> bool:
+    # protobuf >= 5.28 has is_repeated and deprecates label; older releases only have label.
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else bool(field.label == field.LABEL_REPEATED)
+
+
 def dtype_name(dtype: int) -> str:
+    """TYPE_FP32, ...; a number DataType does not define (parse_config refuses those, but a
+    config built in code may hold one) shows as the number instead of raising."""
+    if dtype not in DataType.DESCRIPTOR.values_by_number:
+        return f"data_type {dtype}"
     return str(DataType.Name(dtype))
 
 
