@@ -905,16 +905,16 @@ BAD_NAMES = (
 NAME_ROWS = [
     *(
         Row(f"test_{name}", ("test", "--artifact", f"dist/{name}"), 2,
-            err=(f"error: dist/{name}: not an artifact name; expected <name>_<version>.tar.gz "
+            err=(f"error: dist/{name}: not an artifact name: expected <name>_<version>.tar.gz "
                  "with a lowercase name (letters, digits, _) and a positive integer version, "
                  "e.g. screen_detector_3.tar.gz",))
         for name in BAD_NAMES
     ),
     *(
-        Row(f"publish_{name}", ("publish", f"dist/{name}", "--branch", "main"), 1,
+        Row(f"publish_{name}", ("publish", f"dist/{name}", "--branch", "main"), 2,
             err=(f"error: dist/{name}: not an artifact name: expected <name>_<version>.tar.gz "
-                 "with a lowercase model name and a positive integer version, e.g. "
-                 "screen_detector_3.tar.gz",))
+                 "with a lowercase name (letters, digits, _) and a positive integer version, "
+                 "e.g. screen_detector_3.tar.gz",))
         for name in BAD_NAMES
     ),
 ]  # fmt: skip

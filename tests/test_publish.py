@@ -21,12 +21,12 @@ from publish_support import MiB, keys, make_artifact, new_bucket, s3_client, set
 
 from mmetools import cli
 from mmetools.errors import ArtifactError, ConfigError, PublishError, UsageError
+from mmetools.model_folder import ModelRef, parse_artifact_name
 from mmetools.publish import (
     PublishOptions,
     PublishReport,
     branch_slug,
     load_local_artifact,
-    parse_artifact_name,
     plan_targets,
     publish,
 )
@@ -93,16 +93,16 @@ def actions(report: PublishReport) -> list[tuple[str, str]]:
     ["Demo_1.tar.gz", "demo_0.tar.gz", "demo_v3.tar.gz", "demo.tar.gz", "demo_1.tgz", "_1.tar.gz"],
 )
 def test_bad_artifact_names_are_refused(name: str) -> None:
-    with pytest.raises(ArtifactError) as error:
+    with pytest.raises(UsageError) as error:
         parse_artifact_name(Path("dist") / name)
     assert str(error.value) == (
         f"dist/{name}: not an artifact name: expected <name>_<version>.tar.gz with a lowercase "
-        "model name and a positive integer version, e.g. screen_detector_3.tar.gz"
+        "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
     )
 
 
 def test_artifact_name_splits_at_the_last_underscore() -> None:
-    assert parse_artifact_name(Path("screen_detector_12.tar.gz")) == ("screen_detector", 12)
+    assert parse_artifact_name(Path("screen_detector_12.tar.gz")) == ModelRef("screen_detector", 12)
 
 
 @pytest.mark.parametrize(
@@ -775,7 +775,7 @@ def test_cli_publish_bad_name_exits_without_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "demo-1.tar.gz").write_bytes(b"x")
-    assert cli.main(["publish", str(tmp_path / "demo-1.tar.gz"), "--branch", "main"]) == 1
+    assert cli.main(["publish", str(tmp_path / "demo-1.tar.gz"), "--branch", "main"]) == 2
     err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
     assert err.startswith(f"error: {tmp_path}/demo-1.tar.gz: not an artifact name")
     assert "Traceback" not in err

@@ -15,7 +15,8 @@ from mmetools.artifact import package_model
 from mmetools.cli import main
 from mmetools.errors import ArtifactError, UsageError
 from mmetools.model_folder import ModelFolder, ModelRef
-from mmetools.sagemaker import check_artifact, parse_artifact_name, run_artifacts, unpack_artifact
+from mmetools.model_folder import parse_artifact_name
+from mmetools.sagemaker import check_artifact, run_artifacts, unpack_artifact
 from mmetools.settings import load_settings
 
 
@@ -43,7 +44,7 @@ def test_parse_artifact_name_refuses_other_names(name: str) -> None:
     with pytest.raises(UsageError) as error:
         parse_artifact_name(Path("dist") / name)
     assert str(error.value) == (
-        f"dist/{name}: not an artifact name; expected <name>_<version>.tar.gz with a lowercase "
+        f"dist/{name}: not an artifact name: expected <name>_<version>.tar.gz with a lowercase "
         "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
     )
 

@@ -37,6 +37,7 @@ EXECUTION_ENV_KEY = "EXECUTION_ENV_PATH"
 EXECUTION_ENV_VALUE = f"$$TRITON_MODEL_DIRECTORY/{ENV_ARCHIVE}"
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
+ARTIFACT_NAME_PATTERN = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
 _VERSION_TEXT = re.compile(r"^[1-9][0-9]*$")
 
 
@@ -50,6 +51,18 @@ class ModelRef:
     @property
     def artifact_name(self) -> str:
         return f"{self.name}_{self.version}.tar.gz"
+
+
+def parse_artifact_name(path: Path) -> ModelRef:
+    """``dist/screen_detector_3.tar.gz`` -> ModelRef("screen_detector", 3); the version is the
+    number after the last underscore. UsageError for any other name."""
+    match = ARTIFACT_NAME_PATTERN.match(path.name)
+    if match is None:
+        raise UsageError(
+            f"{path}: not an artifact name: expected <name>_<version>.tar.gz with a lowercase "
+            "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
+        )
+    return ModelRef(match["name"], int(match["version"]))
 
 
 def read_model_version(path: Path) -> int:

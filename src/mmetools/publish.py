@@ -23,12 +23,13 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
 from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
+from mmetools.model_folder import parse_artifact_name
 from mmetools.settings import Settings, load_settings
 from mmetools.storage import (
     MiB,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_NAME = re.compile(r"^(?P<model>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
 _SLUG_INVALID = re.compile(r"[^a-z0-9]+")
 
 Role = Literal["staging", "production"]
@@ -160,16 +160,6 @@ def branch_slug(branch: str) -> str:
     return slug
 
 
-def parse_artifact_name(path: Path) -> tuple[str, int]:
-    match = ARTIFACT_NAME.match(path.name)
-    if match is None:
-        raise ArtifactError(
-            f"{path}: not an artifact name: expected <name>_<version>.tar.gz with a lowercase "
-            "model name and a positive integer version, e.g. screen_detector_3.tar.gz"
-        )
-    return match["model"], int(match["version"])
-
-
 def destinations(settings: Settings) -> tuple[Destination, Destination]:
     """(staging, production) from settings (mmetools.toml and MMETOOLS_*_URI)."""
     publish = settings.publish
@@ -210,7 +200,7 @@ def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtif
     Hashing a large tarball takes seconds, so a verified (path, size, mtime, inode) is remembered
     under ``cache_dir`` and a re-publish of an untouched file does not read it again.
     """
-    model, version = parse_artifact_name(path)
+    model, version = astuple(parse_artifact_name(path))
     try:
         stat = path.stat()
     except FileNotFoundError as e:
@@ -597,7 +587,6 @@ def _is_transient(error: Exception) -> bool:
 
 
 __all__ = [
-    "ARTIFACT_NAME",
     "PublishFailure",
     "PublishOptions",
     "PublishReport",
@@ -606,7 +595,6 @@ __all__ = [
     "branch_slug",
     "destinations",
     "load_local_artifact",
-    "parse_artifact_name",
     "plan_targets",
     "publish",
 ]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import shutil
 import tarfile
 import time
@@ -44,28 +43,21 @@ from mmetools.harness import (
     with_source_paths,
 )
 from mmetools.model_config import is_ensemble, load_repository
-from mmetools.model_folder import FIXTURES_DIR, REQUIREMENTS_FILE, ModelRef
+from mmetools.model_folder import (
+    FIXTURES_DIR,
+    REQUIREMENTS_FILE,
+    ModelRef,
+    parse_artifact_name,
+)
 from mmetools.serving_env import ServingEnv, ensure_serving_env
 from mmetools.settings import Settings
 from mmetools.triton import SAGEMAKER, LoadResult, TritonServer, resolve_mode
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_NAME = re.compile(r"^([a-z][a-z0-9_]*)_([1-9][0-9]*)\.tar\.gz$")
 TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 BINARY_CONTENT_TYPE = "application/vnd.sagemaker-triton.binary+json;json-header-size="
 LOAD_TIMEOUT = 600.0
-
-
-def parse_artifact_name(path: Path) -> ModelRef:
-    """``screen_detector_3.tar.gz`` -> ModelRef("screen_detector", 3); UsageError otherwise."""
-    match = ARTIFACT_NAME.match(path.name)
-    if match is None:
-        raise UsageError(
-            f"{path}: not an artifact name; expected <name>_<version>.tar.gz with a lowercase "
-            "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
-        )
-    return ModelRef(match.group(1), int(match.group(2)))
 
 
 def member_problem(member: tarfile.TarInfo) -> str | None:
