@@ -496,8 +496,6 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
 
 
 def test_manifest_records_git_commit_branch_and_dirty(tmp_path: Path) -> None:
-    if shutil.which("git") is None:
-        pytest.skip("git not on PATH")
     model = make_demo_model(tmp_path)
 
     def git(*args: str) -> str:
@@ -641,8 +639,6 @@ def test_cli_package_reports_refusals_without_traceback(
 @pytest.mark.parametrize("name", ["screen_detector", "intent_classifier"])
 def test_example_model_packages_with_the_contract_layout(name: str, tmp_path: Path) -> None:
     source = MODELS_DIR / name
-    if not (source / "model_version.txt").is_file():
-        pytest.skip(f"models/{name} is not in this checkout")
     copy = tmp_path / "models" / name
     shutil.copytree(
         source, copy, ignore=shutil.ignore_patterns("python_env.tar.gz", ".python_env.json")
