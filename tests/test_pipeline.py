@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -278,3 +280,48 @@ def test_skip_quality_runs_no_lint_and_still_publishes(repo: Path) -> None:
     assert code == 0, output
     assert not [c for c in runner.calls if "lint" in c]
     assert (".venv/bin/mmetools", "publish", "dist/beta_2.tar.gz", "--branch", "b") in runner.calls
+
+
+# -------------------------------------------------------------------------------------------------
+# End to end: the real pipeline script, a real Triton, S3 staging on moto_server, file:// production
+
+
+def _run_pipeline(branch: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "ci/pipeline.py", "--model", "intent_classifier", "--branch", branch,
+         "--no-pants", "--skip-quality"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_pipeline_publishes_to_staging_on_a_branch_and_to_production_on_main(
+    tmp_path: Path, aws_env: str
+) -> None:
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="pipeline-staging")
+    production = tmp_path / "production"
+    env = {
+        **os.environ,
+        "MMETOOLS_STAGING_URI": "s3://pipeline-staging/mme",
+        "MMETOOLS_PRODUCTION_URI": production.as_uri(),
+    }
+    artifact = "intent_classifier_1.tar.gz"
+
+    feature = _run_pipeline("feature/x", env)
+    assert feature.returncode == 0, feature.stdout + feature.stderr
+    s3 = boto3.client("s3")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="pipeline-staging")["Contents"]}
+    assert f"mme/feature-x/{artifact}" in keys
+    assert not any(key.startswith("mme/main/") for key in keys)
+    assert not production.exists()  # a feature branch never reaches production
+
+    main = _run_pipeline("main", env)
+    assert main.returncode == 0, main.stdout + main.stderr
+    staged = s3.get_object(Bucket="pipeline-staging", Key=f"mme/main/{artifact}")["Body"].read()
+    # production holds exactly the bytes staging holds, with the sha256 sidecar that names them
+    assert (production / artifact).read_bytes() == staged
+    sidecar = (production / f"{artifact}.sha256").read_text()
+    assert sidecar.split()[0] == hashlib.sha256(staged).hexdigest()
