@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from mmetools.envpack import EnvBackend, Progress
 from mmetools.errors import ArtifactError, DvcError, ValidationFailed
 from mmetools.model_folder import ModelFolder, weight_paths
 from mmetools.parallel_gzip import ParallelGzipWriter
+from mmetools.process import find_tool
 from mmetools.settings import CacheSettings, Settings, load_settings
 
 PREPROCESSING_CONFIG = """\
@@ -637,17 +637,16 @@ def test_cli_package_reports_refusals_without_traceback(
 
 
 @pytest.mark.parametrize("name", ["screen_detector", "intent_classifier"])
-def test_example_model_packages_with_the_contract_layout(name: str, tmp_path: Path) -> None:
+def test_example_model_packages_with_the_contract_layout(
+    name: str, tmp_path: Path, example_weights: None
+) -> None:
     source = MODELS_DIR / name
     copy = tmp_path / "models" / name
     shutil.copytree(
         source, copy, ignore=shutil.ignore_patterns("python_env.tar.gz", ".python_env.json")
     )
     model = ModelFolder(copy)
-    missing = [p for step in model.repository().values() for p in weight_paths(step)
-               if not p.is_file()]  # fmt: skip
-    if missing:
-        pytest.skip(f"weights not fetched: {missing[0]}")
+    assert all(p.is_file() for step in model.repository().values() for p in weight_paths(step))
     built = build(model, tmp_path / "dist", with_env=True, validate=True,
                   env_backend=_TinyEnvBackend())  # fmt: skip
     names = tar_names(built.path)
@@ -670,9 +669,9 @@ def test_member_sort_key_puts_folders_before_their_content() -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 def test_absent_weights_are_pulled_through_dvc(tmp_path: Path) -> None:
-    dvc = Path(sys.executable).parent / "dvc"
-    if not dvc.is_file():
-        pytest.skip("dvc is not installed next to this Python")
+    found = find_tool("dvc")  # a locked dependency of mmetools: never absent
+    assert found is not None
+    dvc = Path(found)
     model = make_demo_model(tmp_path)
     weights = model.path / "demo_inferencer" / "1" / "model.onnx"
     original = weights.read_bytes()
