@@ -1,6 +1,6 @@
 """``<name>_<version>.tar.gz``: the artifact a SageMaker multi-model endpoint loads.
 
-Layout (mme-contract.md): the tar root holds the model's Triton model folders, the step folders
+Layout (docs/mme-contract.md): the tar root holds the model's Triton model folders, the step folders
 and exactly one ensemble folder, as siblings; every one has a numeric version folder (the
 ensemble's empty ``1/`` is created here, git keeps no empty folders). Nothing else goes in: no
 top-level files of the model folder, no DVC pointers, tests, caches, editor or OS junk or

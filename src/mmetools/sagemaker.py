@@ -4,7 +4,7 @@ Triton runs with its SageMaker frontend as in the MME container (``SAGEMAKER_MUL
 ``--allow-sagemaker``, explicit model control, ``--model-namespacing``, an empty repository).
 For each artifact, as SageMaker does: unpack it into a fresh ``<work>/<id>/model`` folder,
 ``POST /models`` with the ``X-Amzn-SageMaker-Target-Model`` header, ``POST /models/<id>/invoke``
-for each fixture case, ``DELETE /models/<id>``. See mme-contract.md.
+for each fixture case, ``DELETE /models/<id>``. See docs/mme-contract.md.
 
 The tarball holds no tests: the cases come from ``models/<name>/tests/fixtures`` of the model the
 artifact's name names (``<name>_<version>.tar.gz``), or from ``--fixtures DIR``; they are checked

@@ -7,7 +7,7 @@ Two layers of rules, both checked without starting a server:
   contain themselves) and ensemble_flow (the data flow between the steps). Triton stops at the
   first problem of a model; this package reports all of them.
 * What this project requires of ``models/<name>/`` (see model_folder.py) and what SageMaker's
-  multi-model frontend needs of an artifact (mme-contract.md): project_rules.
+  multi-model frontend needs of an artifact (docs/mme-contract.md): project_rules.
 
 repository reads a folder once for all rules; paths holds the entry points; problems the
 reported values. Steps are numbered from 1, in the order the ensemble config lists them. Every

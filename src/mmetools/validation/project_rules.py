@@ -1,5 +1,5 @@
 """What this project requires of ``models/<name>/`` beyond Triton's rules (see model_folder.py),
-and what SageMaker's multi-model frontend needs of an artifact (mme-contract.md): a valid
+and what SageMaker's multi-model frontend needs of an artifact (docs/mme-contract.md): a valid
 model_version.txt, exactly one ensemble named ``<name>_pipeline``, no model that is no step,
 names in every config, EXECUTION_ENV_PATH inside the step folder, model.py for Python steps,
 weights or their DVC pointers for the others, and requirements.txt when there are Python steps.
