@@ -150,8 +150,9 @@ CASES = [
             )
         ],
         expected=[
-            f"{PIPE_PATH}: step 2 (foo_inferencer): input_map lists model input 'X' 2 times "
-            "('pre', 'RAW'); protobuf keeps only the last ('RAW')",
+            f"{PIPE_PATH}: warning: step 2 (foo_inferencer): input_map lists model input 'X' "
+            "2 times ('pre', 'RAW'); protobuf keeps only the last ('RAW') and Triton silently "
+            "ignores the others",
             f"{PIPE_PATH}: ensemble tensor 'pre', written by step 1 (foo_preprocessing) from "
             "its output 'PRE', is not used by any step or ensemble output",
             f"{PIPE_PATH}: step 2 (foo_inferencer) maps ensemble tensor 'RAW' to input 'X' of "
@@ -170,8 +171,9 @@ CASES = [
             )
         ],
         expected=[
-            f"{PIPE_PATH}: step 3 (foo_postprocessing): output_map lists model output 'LABEL' "
-            "2 times ('LABEL', 'LABEL2'); protobuf keeps only the last ('LABEL2')",
+            f"{PIPE_PATH}: warning: step 3 (foo_postprocessing): output_map lists model output "
+            "'LABEL' 2 times ('LABEL', 'LABEL2'); protobuf keeps only the last ('LABEL2') and "
+            "Triton silently ignores the others",
             f"{PIPE_PATH}: ensemble output 'LABEL' is not written by any step "
             "(no output_map maps to 'LABEL')",
             f"{PIPE_PATH}: ensemble tensor 'LABEL2', written by step 3 (foo_postprocessing) "

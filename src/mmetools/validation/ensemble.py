@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mmetools.model_config import CONFIG_FILE, RepositoryModel
 from mmetools.validation.ensemble_flow import Flow
 from mmetools.validation.graph import cycles
-from mmetools.validation.problems import Problem, join
+from mmetools.validation.problems import WARNING, Problem, join
 from mmetools.validation.repository import Repository, Step, served_versions
 
 
@@ -68,7 +69,7 @@ class EnsembleChecker:
                 yield Problem(path, f"{step.label} has no input_map")
             if not step.output_entries:
                 yield Problem(path, f"{step.label} has no output_map")
-            yield from (Problem(path, m) for m in _repeated_key_messages(step))
+            yield from _repeated_key_problems(path, step)
             yield from self._step_model_problems(ensemble, step)
 
     def _step_model_problems(self, ensemble: RepositoryModel, step: Step) -> Iterator[Problem]:
@@ -150,8 +151,12 @@ class EnsembleChecker:
         )
 
 
-def _repeated_key_messages(step: Step) -> Iterator[str]:
-    """Keys repeated in one map (protobuf keeps only the last) and outputs sharing a tensor."""
+def _repeated_key_problems(path: Path, step: Step) -> Iterator[Problem]:
+    """Keys repeated in one map and outputs sharing a tensor.
+
+    Protobuf keeps only the last value of a repeated key (Triton issue #4560) and Triton loads
+    the ensemble, so that is a warning; two outputs writing one tensor Triton refuses.
+    """
     for kind, entries in (("input_map", step.input_entries), ("output_map", step.output_entries)):
         values: dict[str, list[str]] = {}
         for key, value in entries:
@@ -160,18 +165,22 @@ def _repeated_key_messages(step: Step) -> Iterator[str]:
         for key, mapped in values.items():
             if len(mapped) > 1:
                 shown = join(f"'{v}'" for v in mapped)
-                yield (
+                yield Problem(
+                    path,
                     f"{step.label}: {kind} lists model {side} '{key}' {len(mapped)} times "
-                    f"({shown}); protobuf keeps only the last ('{mapped[-1]}')"
+                    f"({shown}); protobuf keeps only the last ('{mapped[-1]}') and Triton "
+                    "silently ignores the others",
+                    WARNING,
                 )
     writers: dict[str, list[str]] = {}
     for model_output, tensor in step.output_map.items():
         writers.setdefault(tensor, []).append(model_output)
     for tensor, outputs in writers.items():
         if len(outputs) > 1:
-            yield (
+            yield Problem(
+                path,
                 f"{step.label} maps outputs {join(repr(o) for o in outputs)} "
-                f"to the same ensemble tensor '{tensor}'"
+                f"to the same ensemble tensor '{tensor}'",
             )
 
 
