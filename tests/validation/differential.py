@@ -44,12 +44,12 @@ class TritonPythonModel:
         return [pb_utils.InferenceResponse(output_tensors=[]) for _ in requests]
 '''
 
-AUTO_COMPLETE_METHOD = '''
+AUTO_COMPLETE_METHOD = """
     @staticmethod
     def auto_complete_config(config):
 {lines}
         return config
-'''
+"""
 
 
 def python_stand_in(auto_complete: Sequence[str] = ()) -> str:
@@ -173,7 +173,9 @@ def ensemble(
 ) -> Files:
     # Triton needs a version folder for an ensemble too; a file keeps it in git and in copies.
     return {
-        f"{name}/config.pbtxt": ensemble_config(name, inputs, outputs, steps, batch, more, io_extra),
+        f"{name}/config.pbtxt": ensemble_config(
+            name, inputs, outputs, steps, batch, more, io_extra
+        ),
         f"{name}/1/.keep": "",
     }
 
@@ -225,7 +227,10 @@ def pool() -> Files:
     )
     files.update(
         python_step(
-            "p_b8_reshape", [f32("X", 4)], [f32("Y", 4)], io_extra={"X": "reshape: { shape: [ 2, 2 ] }"}
+            "p_b8_reshape",
+            [f32("X", 4)],
+            [f32("Y", 4)],
+            io_extra={"X": "reshape: { shape: [ 2, 2 ] }"},
         )
     )
     files["o_b8/config.pbtxt"] = step_config(
@@ -316,7 +321,11 @@ def default_cases() -> list[Case]:
         ("batching chain", chain("p_b8", "p_b8"), ""),
         ("non-batching chain", chain("p_b0", "p_b0", batch=0), ""),
         ("batching -> non-batching, equal dims, ensemble batch 8", chain("p_b8", "p_b0"), ""),
-        ("batching -> non-batching, equal dims, ensemble batch 1", chain("p_b8", "p_b0", batch=1), ""),
+        (
+            "batching -> non-batching, equal dims, ensemble batch 1",
+            chain("p_b8", "p_b0", batch=1),
+            "",
+        ),
         ("batching -> non-batching, full dims", chain("p_b8", "p_b0_full"), ""),
         ("non-batching -> batching, equal dims", chain("p_b0", "p_b8"), ""),
         ("non-batching ensemble -> batching step", single("p_b8", batch=0), ""),
@@ -344,7 +353,9 @@ def default_cases() -> list[Case]:
         ),
         (
             "reshape with another element count",
-            python_step("@s", [f32("X", 4)], [f32("Y", 4)], io_extra={"X": "reshape: { shape: [ 3 ] }"}),
+            python_step(
+                "@s", [f32("X", 4)], [f32("Y", 4)], io_extra={"X": "reshape: { shape: [ 3 ] }"}
+            ),
             "",
         ),
         ("dims with a 0", python_step("@s", [f32("X", 0)], [f32("Y", 4)]), ""),
@@ -399,7 +410,10 @@ def default_cases() -> list[Case]:
             merged(
                 single("@inner"),
                 ensemble(
-                    "@inner", [f32("X", 4)], [f32("Y", 4)], [step("p_b8", [("X", "X")], [("Y", "Y")])]
+                    "@inner",
+                    [f32("X", 4)],
+                    [f32("Y", 4)],
+                    [step("p_b8", [("X", "X")], [("Y", "Y")])],
                 ),
             ),
             "",
@@ -407,8 +421,12 @@ def default_cases() -> list[Case]:
         (
             "ensembles in a cycle",
             merged(
-                ensemble("@a", [f32("X", 4)], [f32("Y", 4)], [step("@b", [("X", "X")], [("Y", "Y")])]),
-                ensemble("@b", [f32("X", 4)], [f32("Y", 4)], [step("@a", [("X", "X")], [("Y", "Y")])]),
+                ensemble(
+                    "@a", [f32("X", 4)], [f32("Y", 4)], [step("@b", [("X", "X")], [("Y", "Y")])]
+                ),
+                ensemble(
+                    "@b", [f32("X", 4)], [f32("Y", 4)], [step("@a", [("X", "X")], [("Y", "Y")])]
+                ),
             ),
             "",
         ),
@@ -438,7 +456,10 @@ def default_cases() -> list[Case]:
         (
             "version_policy selects no folder",
             python_step(
-                "@s", [f32("X", 4)], [f32("Y", 4)], more="version_policy { specific { versions: [ 3 ] } }\n"
+                "@s",
+                [f32("X", 4)],
+                [f32("Y", 4)],
+                more="version_policy { specific { versions: [ 3 ] } }\n",
             ),
             "",
         ),
@@ -473,7 +494,11 @@ def default_cases() -> list[Case]:
         ),
         (
             "config.pbtxt inside the version folder",
-            {"@e/1/config.pbtxt": ensemble_config("@e", [f32("X", 4)], [f32("Y", 4)], [step("p_b8", [("X", "X")], [("Y", "Y")])])},
+            {
+                "@e/1/config.pbtxt": ensemble_config(
+                    "@e", [f32("X", 4)], [f32("Y", 4)], [step("p_b8", [("X", "X")], [("Y", "Y")])]
+                )
+            },
             "",
         ),
         ("folder without config or model file", {"@s/1/notes.txt": "nothing to serve\n"}, ""),
@@ -483,7 +508,9 @@ def default_cases() -> list[Case]:
             "platform and backend disagree",
             {
                 "@o/config.pbtxt": step_config(
-                    "@o", [f32("X", 4)], [f32("Y", 2)],
+                    "@o",
+                    [f32("X", 4)],
+                    [f32("Y", 2)],
                     backend='platform: "onnxruntime_onnx"\nbackend: "pytorch"',
                 ),
                 "@o/1/model.onnx": onnx_matmul(4, 2),
@@ -492,7 +519,10 @@ def default_cases() -> list[Case]:
         ),
         (
             "config name differs from folder",
-            {"@s/config.pbtxt": step_config("other", [f32("X", 4)], [f32("Y", 4)]), "@s/1/model.py": PYTHON_STAND_IN},
+            {
+                "@s/config.pbtxt": step_config("other", [f32("X", 4)], [f32("Y", 4)]),
+                "@s/1/model.py": PYTHON_STAND_IN,
+            },
             "",
         ),
         (
@@ -510,16 +540,36 @@ def default_cases() -> list[Case]:
         ),
         ("ensemble without steps", ensemble("@e", [f32("X", 4)], [f32("Y", 4)], []), ""),
         ("negative max_batch_size", python_step("@s", [f32("X", 4)], [f32("Y", 4)], batch=-1), ""),
-        ("syntax error", {"@s/config.pbtxt": 'name: "@s"\nbackend: "python"\ninput [ {', "@s/1/model.py": PYTHON_STAND_IN}, ""),
+        (
+            "syntax error",
+            {
+                "@s/config.pbtxt": 'name: "@s"\nbackend: "python"\ninput [ {',
+                "@s/1/model.py": PYTHON_STAND_IN,
+            },
+            "",
+        ),
     ]
-    return [Case(f"c{index:02d}", rule, files, why) for index, (rule, files, why) in enumerate(specs, 1)]
+    return [
+        Case(f"c{index:02d}", rule, files, why) for index, (rule, files, why) in enumerate(specs, 1)
+    ]
 
 
 def large_cases() -> list[Case]:
     """Combinations: producer batch x consumer batch x ensemble batch x consumer dims."""
     cases = []
-    consumers = {"p_b8": "batching [4]", "p_b0": "non-batching [4]", "p_b0_full": "non-batching [-1,4]", "p_b8_var": "batching [-1]", "p_b4": "batch 4 [4]"}
-    producers = {"p_b8": "batching", "p_b0": "non-batching", "p_b4": "batch 4", "p_b0_decoupled": "decoupled"}
+    consumers = {
+        "p_b8": "batching [4]",
+        "p_b0": "non-batching [4]",
+        "p_b0_full": "non-batching [-1,4]",
+        "p_b8_var": "batching [-1]",
+        "p_b4": "batch 4 [4]",
+    }
+    producers = {
+        "p_b8": "batching",
+        "p_b0": "non-batching",
+        "p_b4": "batch 4",
+        "p_b0_decoupled": "decoupled",
+    }
     for number, (producer, consumer, batch) in enumerate(
         itertools.product(producers, consumers, (0, 1, 4, 8)), start=1
     ):

@@ -241,8 +241,11 @@ def test_model_folder_without_config_named_by_a_step(tmp_path: Path) -> None:
     configs = edited(BASE, [pipe_step2('model_name: "foo_extra" model_version: -1')])
     root = write_repository(tmp_path / "repo", configs)
     (root / "foo_extra" / "1").mkdir(parents=True)
+    # Reported once, on the folder, not again on the step that names it.
     assert lines(validate_repository(root)) == [
-        f"{PIPE_PATH}: step 2 (foo_extra): model folder 'foo_extra' has no config.pbtxt"
+        "repo/foo_extra: no config.pbtxt and no model file Triton recognizes (model.onnx, "
+        "model.plan, model.pt, model.py, model.savedmodel) in a version folder: Triton cannot "
+        "determine its backend"
     ]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmetools.model_config import CONFIG_FILE, RepositoryModel
+from mmetools.model_config import RepositoryModel
 from mmetools.validation.ensemble_flow import Flow
 from mmetools.validation.graph import cycles
 from mmetools.validation.problems import WARNING, Problem, join
@@ -115,20 +115,14 @@ class EnsembleChecker:
                 )
 
     def _missing_model_problems(self, ensemble: RepositoryModel, step: Step) -> Iterator[Problem]:
-        if step.model_name in self.repository.broken:
-            return  # its config's own problem is reported already
-        path = ensemble.config_path
-        if (self.repository.root / step.model_name).is_dir():
-            yield Problem(
-                path, f"{step.label}: model folder '{step.model_name}' has no {CONFIG_FILE}"
-            )
-        else:
-            available = join(sorted(self.repository.models)) or "none"
-            yield Problem(
-                path,
-                f"{step.label}: model '{step.model_name}' is not in the repository "
-                f"(models: {available})",
-            )
+        if step.model_name in self.repository.broken | self.repository.auto_completed:
+            return  # the folder's own problem is reported already
+        available = join(sorted(self.repository.models)) or "none"
+        yield Problem(
+            ensemble.config_path,
+            f"{step.label}: model '{step.model_name}' is not in the repository "
+            f"(models: {available})",
+        )
 
     def _version_problem(
         self, ensemble: RepositoryModel, step: Step, model: RepositoryModel
