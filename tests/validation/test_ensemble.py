@@ -14,6 +14,7 @@ from validation.support import (
     PIPE,
     PIPE_PATH,
     WRAPPER,
+    X_TO_Y,
     Case,
     check_case,
     edited,
@@ -256,3 +257,55 @@ def test_step_of_a_model_whose_config_does_not_parse_is_not_reported_twice(
     root = write_repository(tmp_path / "repo", configs)
     problems = validate_repository(root)
     assert [p.location for p in problems] == [f"{INF_PATH}:4:8"]
+
+
+# --- large graphs (issue 11: these raised RecursionError) --------------------------------------
+
+
+def _x_to_y_ensemble(name: str, steps: list[str]) -> str:
+    listed = ",\n".join(
+        f'  {{ model_name: "{s}" model_version: -1 input_map {{ key: "X" value: "X" }} '
+        f'output_map {{ key: "Y" value: "Y" }} }}'
+        for s in steps
+    )
+    return WRAPPER.split("ensemble_scheduling")[0].replace("{name}", name) + (
+        f"ensemble_scheduling {{ step [\n{listed}\n] }}\n"
+    )
+
+
+def test_cycle_of_1000_steps_is_reported_not_a_recursion_error(tmp_path: Path) -> None:
+    count = 1000
+    steps = ",\n".join(
+        f'  {{ model_name: "foo_step" model_version: -1 '
+        f'input_map {{ key: "X" value: "t{(i - 1) % count}" }} '
+        f'output_map {{ key: "Y" value: "t{i}" }} }}'
+        for i in range(count)
+    )
+    pipe = (
+        WRAPPER.split("ensemble_scheduling")[0].replace("{name}", "foo_pipeline")
+        + f"ensemble_scheduling {{ step [\n{steps}\n] }}\n"
+    )
+    root = write_repository(
+        tmp_path / "repo", {"foo_step": X_TO_Y.replace("{name}", "foo_step"), "foo_pipeline": pipe}
+    )
+    problems = lines(validate_repository(root))
+    cycle = [p for p in problems if "steps form a cycle" in p]
+    assert len(cycle) == 1 and "step 1 (foo_step) -> step 2 (foo_step)" in cycle[0]
+
+
+@pytest.mark.parametrize("depth", [3000])
+def test_deeply_nested_ensembles_validate(tmp_path: Path, depth: int) -> None:
+    configs = {"leaf": X_TO_Y.replace("{name}", "leaf")}
+    for level in range(depth):
+        inner = "leaf" if level == 0 else f"nest{level - 1}"
+        configs[f"nest{level}"] = _x_to_y_ensemble(f"nest{level}", [inner])
+    root = write_repository(tmp_path / "repo", configs)
+    assert lines(validate_repository(root)) == []
+
+
+def test_cycle_of_1000_ensembles_is_reported(tmp_path: Path) -> None:
+    count = 1000
+    configs = {f"e{i}": _x_to_y_ensemble(f"e{i}", [f"e{(i + 1) % count}"]) for i in range(count)}
+    root = write_repository(tmp_path / "repo", configs)
+    cycles = [p for p in lines(validate_repository(root)) if "circular dependency" in p]
+    assert len(cycles) == 1 and cycles[0].count(" -> ") == count

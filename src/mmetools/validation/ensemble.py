@@ -42,12 +42,35 @@ class EnsembleChecker:
         if not self.repository.is_ensemble(name):
             return bool(model.config.model_transaction_policy.decoupled)
         if name not in self._decoupled:
-            if name in self._in_progress:
-                return False  # a cycle between ensembles, reported elsewhere
-            self._in_progress.add(name)
-            self._decoupled[name] = self._flow(model).decoupled
-            self._in_progress.discard(name)
-        return self._decoupled[name]
+            self._resolve_nested(name)
+        return self._decoupled.get(name, False)
+
+    def _resolve_nested(self, name: str) -> None:
+        """Decide the ensembles nested in ``name`` innermost first, without recursion: hundreds
+        of nesting levels must not hit Python's recursion limit. In a cycle between ensembles
+        (reported elsewhere) a member still being decided counts as not decoupled."""
+        pending: list[tuple[str, bool]] = [(name, False)]
+        while pending:
+            current, nested_done = pending.pop()
+            if current in self._decoupled:
+                continue
+            if nested_done:
+                self._decoupled[current] = self._flow(self.repository.models[current]).decoupled
+                self._in_progress.discard(current)
+                continue
+            if current in self._in_progress:
+                continue
+            self._in_progress.add(current)
+            pending.append((current, True))
+            for step in self.repository.steps[current]:
+                nested = step.model_name
+                if (
+                    self.repository.is_ensemble(nested)
+                    and nested in self.repository.models
+                    and nested not in self._decoupled
+                    and nested not in self._in_progress
+                ):
+                    pending.append((nested, False))
 
     def _flow(self, ensemble: RepositoryModel) -> Flow:
         flow = Flow(self.repository, ensemble, self.is_decoupled)
