@@ -44,6 +44,12 @@ class TritonPythonModel:
         return [pb_utils.InferenceResponse(output_tensors=[]) for _ in requests]
 '''
 
+BLS_CALL = """
+
+def ask_encoder():
+    return pb_utils.InferenceRequest(model_name="text_encoder", inputs=[], requested_output_names=[])
+"""
+
 AUTO_COMPLETE_METHOD = """
     @staticmethod
     def auto_complete_config(config):
@@ -540,6 +546,16 @@ def default_cases() -> list[Case]:
         ),
         ("ensemble without steps", ensemble("@e", [f32("X", 4)], [f32("Y", 4)], []), ""),
         ("negative max_batch_size", python_step("@s", [f32("X", 4)], [f32("Y", 4)], batch=-1), ""),
+        (
+            "BLS request to a model outside the repository",
+            merged(
+                python_step("@s", [f32("X", 4)], [f32("Y", 4)]),
+                {"@s/1/model.py": PYTHON_STAND_IN + BLS_CALL},
+            ),
+            "Triton loads the step and fails only when it runs the request; on a multi-model "
+            "endpoint a model outside the artifact is never loaded (server issue 5452), so the "
+            "validator refuses it",
+        ),
         (
             "syntax error",
             {
