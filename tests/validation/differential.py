@@ -610,6 +610,7 @@ class Outcome:
     validator_accepts: bool
     problems: tuple[str, ...]
     seconds: float
+    crash: str = ""  # the server died on a first attempt (then retried on a fresh one)
 
     @property
     def agrees(self) -> bool:
@@ -645,6 +646,28 @@ def pool_models_used(files: Mapping[str, str | bytes], pool_names: set[str]) -> 
 Validator = Callable[[Path], list[Problem]]
 
 
+def _prepare(server: TritonServer) -> set[str]:
+    """Write and load the pool; returns its model names."""
+    shared = pool()
+    names = {path.split("/", 1)[0] for path in shared}
+    write_files(server.repository, shared)
+    for name in sorted(names):
+        server.load(name)  # a pool step that does not load is a broken harness
+    return names
+
+
+def _triton_verdict(server: TritonServer, case: Case, files: Files) -> list[str]:
+    """Triton's errors for the case (none: every folder loaded)."""
+    write_files(server.repository, files)
+    errors = []
+    for name in case.model_names():
+        result = server.try_load(name)
+        if result.seconds is None:
+            errors.append(result.error or "refused")
+            server.unload(name, dependents=False)
+    return errors
+
+
 def run_cases(
     server: TritonServer,
     cases: Sequence[Case],
@@ -652,12 +675,12 @@ def run_cases(
     validator: Validator = validate_repository,
     progress: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """Load every case in ``server`` and validate a copy of it; one Outcome per case."""
-    shared = pool()
-    pool_names = {path.split("/", 1)[0] for path in shared}
-    write_files(server.repository, shared)
-    for name in sorted(pool_names):
-        server.load(name)  # a pool step that does not load is a broken harness
+    """Load every case in ``server`` and validate a copy of it; one Outcome per case.
+
+    When the server dies during a case (a crash is Triton's bug, not a verdict), it is started
+    again and the case retried once on the fresh server; the crash is kept in the outcome.
+    """
+    pool_names = _prepare(server)
     outcomes = []
     for case in cases:
         files = case.materialized()
@@ -667,13 +690,16 @@ def run_cases(
         for name in pool_models_used(files, pool_names):
             shutil.copytree(server.repository / name, folder / name)
         problems = validator(folder)
-        write_files(server.repository, files)
-        errors = []
-        for name in case.model_names():
-            result = server.try_load(name)
-            if result.seconds is None:
-                errors.append(result.error or "refused")
-                server.unload(name, dependents=False)
+        errors = _triton_verdict(server, case, files)
+        crash = ""
+        if not server.alive():
+            crash = "; ".join(errors)
+            server.stop()
+            server.start()
+            _prepare(server)
+            errors = _triton_verdict(server, case, files)
+            if not server.alive():
+                raise RuntimeError(f"{case.id} {case.rule}: Triton crashes twice: {crash}")
         outcome = Outcome(
             case,
             not errors,
@@ -681,6 +707,7 @@ def run_cases(
             not any(p.is_error for p in problems),
             tuple(str(p) for p in problems),
             time.perf_counter() - begin,
+            crash,
         )
         outcomes.append(outcome)
         if progress is not None:
@@ -717,6 +744,9 @@ def report(outcomes: Sequence[Outcome]) -> Iterator[str]:
                 yield f"      Triton: {outcome.triton_error[:300]}"
             for problem in outcome.problems:
                 yield f"      validator: {problem[:300]}"
+    for outcome in outcomes:
+        if outcome.crash:
+            yield f"crash: {outcome.case.id} first attempt: {outcome.crash[:300]}"
     yield agreement_line(outcomes)
 
 
