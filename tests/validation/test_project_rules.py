@@ -284,3 +284,16 @@ def test_syntax_error_does_not_stop_the_other_checks(tmp_path: Path) -> None:
         f"{FOLDER}/model_version.txt: version must be a positive integer such as 1 or 12, "
         "got 'one'",
     ]
+
+
+def test_step_without_config_is_an_error_in_a_model_folder(tmp_path: Path) -> None:
+    # Triton would auto-complete it, but the packager ships only folders with a config.pbtxt.
+    folder = write_model_folder(tmp_path)
+    (folder / "foo_inferencer" / "config.pbtxt").unlink()
+    (folder / "foo_inferencer" / "1" / "model.onnx").write_bytes(b"onnx")
+    problems = [p for p in validate_model_folder(folder) if p.is_error]
+    assert [str(p) for p in problems] == [
+        "models/foo/foo_inferencer: no config.pbtxt: model 'foo' packages only step folders that "
+        "have one, so foo_inferencer would be missing from the artifact; write "
+        "foo_inferencer/config.pbtxt"
+    ]

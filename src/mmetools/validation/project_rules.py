@@ -12,7 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from mmetools.errors import ConfigError
-from mmetools.model_config import PYTHON_BACKEND, RepositoryModel, backend_of, is_ensemble
+from mmetools.model_config import (
+    CONFIG_FILE,
+    PYTHON_BACKEND,
+    RepositoryModel,
+    backend_of,
+    is_ensemble,
+)
 from mmetools.model_folder import (
     EXECUTION_ENV_KEY,
     ModelFolder,
@@ -39,6 +45,13 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         yield Problem(folder.version_file, _without_prefix(str(e), folder.version_file))
 
     yield from _ensemble_problems(folder, repository)
+    for name in sorted(repository.auto_completed):
+        # Triton would complete it, but the packager ships only folders with a config.pbtxt.
+        yield Problem(
+            folder.path / name,
+            f"no {CONFIG_FILE}: model '{folder.name}' packages only step folders that have one, "
+            f"so {name} would be missing from the artifact; write {name}/{CONFIG_FILE}",
+        )
 
     python_steps = []
     for name, model in repository.models.items():
