@@ -36,7 +36,7 @@ from typing import Protocol
 
 from mmetools import process
 from mmetools.errors import EnvPackError, ProcessError
-from mmetools.model_config import ModelConfig, parse_config
+from mmetools.model_config import ModelConfig, parse_config, read_config_file
 from mmetools.model_folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
@@ -458,8 +458,8 @@ def ensure_execution_env_path(config_path: Path) -> bool:
     A missing parameter is appended as text, so the user's formatting and comments stay; the
     result is re-parsed and must equal the old config plus that one parameter.
     """
-    text = config_path.read_text(encoding="utf-8")
-    config: ModelConfig = parse_config(text, config_path)
+    read = read_config_file(config_path)
+    text, config = read.text, read.config
     if EXECUTION_ENV_KEY in config.parameters:
         check_execution_env_path(config, config_path)
         return False

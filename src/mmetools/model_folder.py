@@ -14,6 +14,7 @@ models/<name>/
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,3 +164,17 @@ def model_folder(path: Path) -> ModelFolder:
     if not any(path.glob(f"*/{CONFIG_FILE}")):
         raise UsageError(f"{path}: no Triton model folders (subfolders with {CONFIG_FILE})")
     return ModelFolder(path)
+
+
+def resolve_model_args(paths: Sequence[Path]) -> tuple[list[ModelFolder], list[Path]]:
+    """The one ``models/*`` argument resolver of every command: the model folders among
+    ``paths``, and the plain files skipped (a glob like models/* also matches models/BUILD).
+    Anything else that is no model folder is a UsageError naming it."""
+    folders: list[ModelFolder] = []
+    skipped: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            skipped.append(path)
+            continue
+        folders.append(model_folder(path))
+    return folders, skipped
