@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 from mypy_boto3_s3 import S3Client
 
-from mmetools.evidence import ARTIFACT_TEST, Evidence, TestRecord, evidence_path, write_evidence
+from mmetools.evidence import ARTIFACT_TEST, Evidence, RecordedTest, evidence_path, write_evidence
 from mmetools.manifest import Manifest, ManifestMember, write_manifest
 from mmetools.settings import Settings, load_settings
 
@@ -62,7 +62,7 @@ def make_artifact(
     )
     write_manifest(path.with_name(f"{model}_{version}.manifest.json"), manifest)
     if evidence:
-        record = TestRecord(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
+        record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
         write_evidence(evidence_path(path), Evidence(name, digest, (record,)))
     return path
 

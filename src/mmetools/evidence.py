@@ -33,7 +33,7 @@ class CaseOutcome:
 
 
 @dataclass(frozen=True)
-class TestRecord:
+class RecordedTest:
     """One test run of the model: which kind, on which Triton, with which fixture cases."""
 
     kind: TestKind
@@ -56,7 +56,7 @@ class TestRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> TestRecord:
+    def from_json(cls, data: Any) -> RecordedTest:
         return cls(
             kind=data["kind"],
             passed=bool(data["passed"]),
@@ -72,12 +72,12 @@ class TestRecord:
 class Evidence:
     artifact: str
     sha256: str
-    tests: tuple[TestRecord, ...]
+    tests: tuple[RecordedTest, ...]
 
-    def test(self, kind: TestKind) -> TestRecord | None:
+    def test(self, kind: TestKind) -> RecordedTest | None:
         return next((t for t in self.tests if t.kind == kind), None)
 
-    def with_test(self, record: TestRecord) -> Evidence:
+    def with_test(self, record: RecordedTest) -> Evidence:
         others = tuple(t for t in self.tests if t.kind != record.kind)
         return Evidence(self.artifact, self.sha256, tuple(sorted((*others, record), key=_order)))
 
@@ -90,7 +90,7 @@ class Evidence:
         }
 
 
-def _order(record: TestRecord) -> int:
+def _order(record: RecordedTest) -> int:
     return 0 if record.kind == SOURCE_TEST else 1
 
 
@@ -104,7 +104,7 @@ def read_evidence(path: Path) -> Evidence | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data["format"] != EVIDENCE_FORMAT:
             return None
-        tests = tuple(TestRecord.from_json(t) for t in data["tests"])
+        tests = tuple(RecordedTest.from_json(t) for t in data["tests"])
         return Evidence(str(data["artifact"]), str(data["sha256"]), tests)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -114,7 +114,7 @@ def write_evidence(path: Path, evidence: Evidence) -> None:
     write_text_atomically(path, json.dumps(evidence.as_json(), indent=2) + "\n")
 
 
-def record_test(artifact: Path, sha256: str, record: TestRecord) -> Evidence:
+def record_test(artifact: Path, sha256: str, record: RecordedTest) -> Evidence:
     """Add ``record`` to the artifact's evidence (evidence for other bytes is discarded)."""
     path = evidence_path(artifact)
     existing = read_evidence(path)

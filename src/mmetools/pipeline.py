@@ -38,7 +38,7 @@ from mmetools.evidence import (
     CaseOutcome,
     Evidence,
     TestKind,
-    TestRecord,
+    RecordedTest,
     evidence_path,
     write_evidence,
 )
@@ -91,7 +91,7 @@ class ReadyModel:
 @dataclass(frozen=True)
 class TestedModel:
     ready: ReadyModel
-    source_test: TestRecord
+    source_test: RecordedTest
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,8 @@ def env(fetched: FetchedModel, settings: Settings, *, with_env: bool = True) -> 
 
 def record_of_report(
     kind: TestKind, report: ModelReport, settings: Settings, mode: str, image: str
-) -> TestRecord:
-    return TestRecord(
+) -> RecordedTest:
+    return RecordedTest(
         kind=kind,
         passed=report.passed,
         triton_version=settings.triton.version,
@@ -306,7 +306,7 @@ def _per_model_steps(
         detail = (
             "no env"
             if packed is None
-            else (f"{packed.env_hash[:12]} ({'cached' if packed.cached else 'built'})")
+            else (f"{packed.env_hash[:12]} {'from the cache' if packed.cached else 'built'}")
         )
         run.record(name, "env", "passed", time.perf_counter() - started, detail)
         return ready

@@ -36,7 +36,7 @@ def step_line(row: StepRow) -> str:
 def steps_table(rows: Sequence[StepRow], steps: Sequence[str], title: str) -> Table:
     """One row per model, one column per step: ✓/✗ with its time, or 'skipped'."""
     table = Table(title=title)
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for step in steps:
         table.add_column(step, justify="right")
     table.add_column("total", justify="right")

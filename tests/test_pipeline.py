@@ -1,0 +1,148 @@
+"""The pipeline (src/mmetools/pipeline.py, `mmetools build`): validation first, nothing of a
+failed model in --out, evidence for exactly the bytes built, configs parsed once per run."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import MODELS_DIR
+from mmetools import model_config
+from mmetools.cli import main
+from mmetools.errors import UsageError
+from mmetools.evidence import ARTIFACT_TEST, SOURCE_TEST, evidence_path, read_evidence
+from mmetools.manifest import read_manifest
+from mmetools.memo import StatMemo
+from mmetools.model_folder import ModelFolder, model_folder
+from mmetools.pipeline import STEP_NAMES, build
+from mmetools.settings import load_settings
+
+
+def _copy_model(name: str, destination: Path) -> Path:
+    """A copy of an example model without its DVC pointers (its weights as plain files)."""
+    target = destination / "models" / name
+    shutil.copytree(MODELS_DIR / name, target, ignore=shutil.ignore_patterns("*.dvc"))
+    return target
+
+
+def test_validation_runs_first_and_a_wiring_mistake_starts_no_triton(tmp_path: Path) -> None:
+    folder = _copy_model("intent_classifier", tmp_path)
+    config = folder / "intent_classifier_pipeline" / "config.pbtxt"
+    config.write_text(config.read_text().replace('model_name: "intent_classifier_inferencer"',
+                                                 'model_name: "no_such_step"'))  # fmt: skip
+    out = tmp_path / "out"
+    report = build([model_folder(folder)], out, load_settings(tmp_path))
+    statuses = {o.step: o.status for o in report.outcomes}
+    assert statuses == {"validate": "failed", **{s: "skipped" for s in STEP_NAMES[1:]}}
+    failed = report.outcomes[0]
+    assert str(config) in failed.detail and "no_such_step" in failed.detail
+    assert not report.passed and report.failed_models == ("intent_classifier",)
+    assert list(out.iterdir()) == []  # nothing written, not even the private staging folder
+    assert report.reports == ()  # no Triton test ran
+
+
+def test_zero_models_is_a_usage_error_not_a_pass(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no model folders to build"):
+        build([], tmp_path / "out", load_settings(tmp_path))
+    assert main(["build", "--out", str(tmp_path / "out")]) == 2
+
+
+def test_stat_memo_recomputes_only_when_the_file_changes(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_text("one")
+    memo: StatMemo[str] = StatMemo()
+    assert memo.get(path, lambda p: p.read_text()) == "one"
+    assert memo.get(path, lambda p: p.read_text()) == "one"
+    assert memo.computed == 1
+    path.write_text("two!")  # another size: a new state of the file
+    assert memo.get(path, lambda p: p.read_text()) == "two!"
+    assert memo.computed == 2
+
+
+def test_load_config_hands_out_copies(tmp_path: Path) -> None:
+    config = MODELS_DIR / "intent_classifier" / "intent_classifier_pipeline" / "config.pbtxt"
+    first = model_config.load_config(config)
+    first.name = "changed"
+    assert model_config.load_config(config).name == "intent_classifier_pipeline"
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_build_leaves_exactly_the_passing_artifacts_with_their_evidence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One model as it is, one whose fixture expects another label: it must fail its Triton test
+    # and leave nothing in --out, while the other one is built.
+    broken = _copy_model("screen_detector", tmp_path)
+    fixture = broken / "tests/fixtures/screen_photo_jpeg.json"
+    case = json.loads(fixture.read_text())
+    case["expected"]["LABEL"]["data"] = ["natural"]
+    fixture.write_text(json.dumps(case))
+
+    parsed: collections.Counter[str] = collections.Counter()
+    real_parse = model_config.parse_config
+
+    def counting_parse(text: str, path: Path) -> model_config.ModelConfig:
+        parsed[str(path)] += 1
+        return real_parse(text, path)
+
+    monkeypatch.setattr(model_config, "parse_config", counting_parse)
+    monkeypatch.setattr(model_config, "_CONFIG_FILES", StatMemo())  # a fresh process's memo
+    good = model_folder(MODELS_DIR / "intent_classifier")
+    out = tmp_path / "out"
+    report = build([good, ModelFolder(broken)], out, load_settings())
+
+    steps = {(o.model, o.step): o.status for o in report.outcomes}
+    assert {s: steps[("intent_classifier", s)] for s in STEP_NAMES} == dict.fromkeys(
+        STEP_NAMES, "passed"
+    )
+    assert steps[("screen_detector", "test")] == "failed"
+    assert steps[("screen_detector", "package")] == "skipped"
+    assert not report.passed and report.failed_models == ("screen_detector",)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "intent_classifier_1.evidence.json",
+        "intent_classifier_1.manifest.json",
+        "intent_classifier_1.tar.gz",
+        "intent_classifier_1.tar.gz.sha256",
+    ]
+
+    # Each config.pbtxt (the model's 4, the broken copy's 4, the artifact's unpacked 4) was
+    # parsed exactly once in the whole run (before this change: 66 times for one model).
+    source_configs = sorted(str(p) for p in good.path.glob("*/config.pbtxt"))
+    assert all(parsed[path] == 1 for path in source_configs), parsed
+    assert max(parsed.values()) == 1, parsed
+    assert len(parsed) == 12
+
+    artifact = out / "intent_classifier_1.tar.gz"
+    sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    manifest = read_manifest(out / "intent_classifier_1.manifest.json")
+    assert manifest.sha256 == sha and manifest.provenance is None
+    assert "git" not in json.loads((out / "intent_classifier_1.manifest.json").read_text())
+    evidence = read_evidence(evidence_path(artifact))
+    assert evidence is not None and evidence.sha256 == sha
+    source, mme = evidence.test(SOURCE_TEST), evidence.test(ARTIFACT_TEST)
+    assert source is not None and mme is not None and source.passed and mme.passed
+    fixtures = sorted(p.stem for p in (good.fixtures_dir).glob("*.json"))
+    assert sorted(c.name for c in mme.cases) == fixtures
+    assert mme.triton_version == load_settings().triton.version and mme.mode
+
+    # `mmetools test --artifact` writes the evidence again when it is lost, and publish accepts.
+    evidence_path(artifact).unlink()
+    monkeypatch.setenv("MMETOOLS_STAGING_URI", (tmp_path / "staging").as_uri())
+    monkeypatch.setenv("MMETOOLS_PRODUCTION_URI", (tmp_path / "production").as_uri())
+    assert main(["publish", str(artifact), "--branch", "main"]) == 1  # refused: no evidence
+    assert not (tmp_path / "staging").exists()
+    assert main(["test", "--artifact", str(artifact)]) == 0
+    refreshed = read_evidence(evidence_path(artifact))
+    assert refreshed is not None and refreshed.sha256 == sha
+    assert [t.kind for t in refreshed.tests] == [ARTIFACT_TEST]
+    assert main(["publish", str(artifact), "--branch", "main"]) == 0
+    published = read_manifest(tmp_path / "production" / "intent_classifier_1.tar.gz.manifest.json")
+    assert published.provenance is not None and published.evidence is not None
+    assert len(published.provenance["git"]["commit"]) == 40
+    assert published.evidence["sha256"] == sha
