@@ -9,9 +9,16 @@ import os
 import tempfile
 from pathlib import Path
 
+KEEP_MODE = -1  # ``mode=KEEP_MODE``: an existing file keeps its permissions (new ones get 0644)
+
 
 def write_bytes_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    if mode == KEEP_MODE:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
     descriptor, temporary = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )

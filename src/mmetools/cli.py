@@ -469,14 +469,8 @@ def test_command(
     """Send every fixture case through each model's ensemble on a real Triton server and compare
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
     from mmetools.errors import UsageError
-    from mmetools.harness import (
-        ModelReport,
-        RunResult,
-        report_renderable,
-        summary_text,
-        run_models,
-        write_junit_xml,
-    )
+    from mmetools.harness import ModelReport, RunResult, run_models
+    from mmetools.reporting import report_renderable, summary_text, write_test_junit
     from mmetools.sagemaker import run_artifacts
     from mmetools.settings import load_settings
 
@@ -526,7 +520,7 @@ def test_command(
         tuple(s for each in runs for s in each.server_start_seconds),
     )
     if junit_xml is not None:
-        write_junit_xml(run, junit_xml)
+        write_test_junit(run, junit_xml)
     console.print(summary_text(run), markup=False)
     if not run.passed:
         raise typer.Exit(1)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mmetools import process
+from mmetools.atomic import KEEP_MODE, write_text_atomically
 from mmetools.errors import EnvPackError, ProcessError
 from mmetools.model_config import ModelConfig, parse_config, read_config_file
 from mmetools.model_folder import (
@@ -402,19 +403,8 @@ def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
     stat = destination.stat()
     new_record = {"env_hash": digest, "sha256": sha256, "size": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns}  # fmt: skip
-    _write_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
+    write_text_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        if path.exists():
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _env_path_problem(value: str) -> str | None:
@@ -471,7 +461,7 @@ def ensure_execution_env_path(config_path: Path) -> bool:
     expected.parameters[EXECUTION_ENV_KEY].string_value = EXECUTION_ENV_VALUE
     if new_config != expected:  # pragma: no cover - appending a map entry cannot change the rest
         raise EnvPackError(f"{config_path}: adding {EXECUTION_ENV_KEY} changed other fields")
-    _write_atomically(config_path, new_text)
+    write_text_atomically(config_path, new_text, KEEP_MODE)
     logger.info("%s: added parameter %s", config_path, EXECUTION_ENV_KEY)
     return True
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mmetools.atomic import KEEP_MODE, write_text_atomically
 from mmetools.errors import ConfigError, FixtureError
 from mmetools.model_config import ModelConfig, dtype_name
 from mmetools.model_folder import ModelFolder
@@ -677,18 +676,7 @@ def write_fixture(path: Path, document: Mapping[str, Any]) -> None:
     """Write a fixture file atomically (temp file in the same folder, then os.replace)."""
     text = format_fixture(document)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        if path.exists():
-            os.chmod(temp_name, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, text, KEEP_MODE)
     logger.debug("wrote %s", path)
 
 

@@ -28,6 +28,7 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mmetools.atomic import write_text_atomically
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
 from mmetools.evidence import require_passing
 from mmetools.manifest import (
@@ -296,9 +297,7 @@ def _remember_sha256(path: Path, stat: os.stat_result, cache_dir: Path | None, s
     target = _cache_file(path, cache_dir)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps({"stat": _fingerprint(stat), "sha256": sha}), encoding="utf-8")
-        os.replace(temp, target)
+        write_text_atomically(target, json.dumps({"stat": _fingerprint(stat), "sha256": sha}))
     except OSError as e:  # a cache is an optimisation: never fail a publish over it
         logger.debug("could not record the verified sha256 of %s: %s", path, e)
 

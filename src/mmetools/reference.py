@@ -73,7 +73,6 @@ from mmetools.model_config import (
 )
 from mmetools.model_folder import ModelFolder, weight_filename
 from mmetools.pb_utils_standin import (
-    PB_UTILS_MODULE,
     InferenceRequest,
     InferenceResponse,
     Tensor,
