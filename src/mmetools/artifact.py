@@ -424,6 +424,7 @@ def package_model(
         if progress is not None:
             progress(message)
 
+    model.ref()  # a bad model_version.txt is the first thing to say
     if validate:
         report("validating")
         validate_model(model)

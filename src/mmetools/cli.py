@@ -490,7 +490,7 @@ def test_command(
             )
         )
     if artifact:
-        from mmetools.evidence import ARTIFACT_TEST, record_test
+        from mmetools.evidence import ARTIFACT_TEST, evidence_path, record_test
         from mmetools.pipeline import record_of_report
         from mmetools.manifest import file_sha256
         from mmetools.triton import resolve_mode
@@ -512,9 +512,11 @@ def test_command(
             report = by_source.get(str(path))
             if report is None or not path.is_file():
                 continue
-            # The evidence says which bytes passed (or failed): publish checks it is for these.
-            record = record_of_report(ARTIFACT_TEST, report, settings, chosen, image)
-            record_test(path, file_sha256(path), record)
+            # The evidence says which bytes passed: publish checks it is for these. A failure
+            # is recorded only over existing evidence (it must not keep saying "passed").
+            if report.passed or evidence_path(path).is_file():
+                record = record_of_report(ARTIFACT_TEST, report, settings, chosen, image)
+                record_test(path, file_sha256(path), record)
     run = RunResult(
         tuple(r for each in runs for r in each.reports),
         tuple(s for each in runs for s in each.server_start_seconds),

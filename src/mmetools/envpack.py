@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import platform
-import posixpath
 import re
 import shutil
 import sys
@@ -43,6 +42,7 @@ from mmetools.model_folder import (
     EXECUTION_ENV_KEY,
     EXECUTION_ENV_VALUE,
     ModelFolder,
+    execution_env_problem,
 )
 from mmetools.settings import Settings
 
@@ -50,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when the build recipe changes in a way that changes the env: it invalidates every cache entry.
 RECIPE_VERSION = 1
-MODEL_DIR_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 # Beside each step's copy: which env it is, so an unchanged copy is not rewritten.
 STEP_RECORD = ".python_env.json"
 CACHE_SUBDIR = "envs"
@@ -407,31 +406,14 @@ def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
     return True
 
 
-def _env_path_problem(value: str) -> str | None:
-    """Why an EXECUTION_ENV_PATH value cannot point at the step's packed env, or None if it does."""
-    if ".." in value:
-        return (
-            "it contains '..'; a path that leaves the step folder is undefined behaviour in Triton"
-        )
-    if not value.startswith(f"{MODEL_DIR_TOKEN}/"):
-        return f"it must start with {MODEL_DIR_TOKEN}/ (a bare relative path is not resolved)"
-    rest = posixpath.normpath(value[len(MODEL_DIR_TOKEN) :].lstrip("/"))
-    if rest != ENV_ARCHIVE:
-        return f"mmetools places the env at {EXECUTION_ENV_VALUE}"
-    return None
-
-
 def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
     """Refuse an EXECUTION_ENV_PATH that does not name the step's own packed env."""
     if EXECUTION_ENV_KEY not in config.parameters:
         return
     value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = _env_path_problem(value)
+    problem = execution_env_problem(value)
     if problem:
-        raise EnvPackError(
-            f'{config_path}: parameter {EXECUTION_ENV_KEY} is "{value}": {problem}; '
-            f'set it to "{EXECUTION_ENV_VALUE}"'
-        )
+        raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
 
 _PARAMETER_BLOCK = (
