@@ -131,6 +131,14 @@ def test_build_leaves_exactly_the_passing_artifacts_with_their_evidence(
     assert sorted(c.name for c in mme.cases) == fixtures
     assert mme.triton_version == load_settings().triton.version and mme.mode
 
+    # `mmetools package` (no tests) writes the same bytes as the build route.
+    assert main(["package", str(good.path), "--out", str(tmp_path / "package")]) == 0
+    packaged = tmp_path / "package" / "intent_classifier_1.tar.gz"
+    assert hashlib.sha256(packaged.read_bytes()).hexdigest() == sha
+    assert (tmp_path / "package" / "intent_classifier_1.manifest.json").read_bytes() == (
+        out / "intent_classifier_1.manifest.json"
+    ).read_bytes()
+
     # `mmetools test --artifact` writes the evidence again when it is lost, and publish accepts.
     evidence_path(artifact).unlink()
     monkeypatch.setenv("MMETOOLS_STAGING_URI", (tmp_path / "staging").as_uri())
@@ -146,3 +154,31 @@ def test_build_leaves_exactly_the_passing_artifacts_with_their_evidence(
     assert published.provenance is not None and published.evidence is not None
     assert len(published.provenance["git"]["commit"]) == 40
     assert published.evidence["sha256"] == sha
+
+
+def test_same_inputs_give_the_same_bytes_from_any_path_and_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tarball and manifest are pure functions of the model's files and its env archive:
+    two checkouts at different paths, built under different HOMEs, give identical bytes."""
+    from test_artifact import make_demo_model
+
+    from mmetools.artifact import write_artifact
+
+    env_archive = hashlib.shake_256(b"a packed env").digest(200_000)  # the same archive for both
+    results = []
+    for checkout in ("clone-a/deeper/path", "b"):
+        root = tmp_path / checkout
+        model = make_demo_model(root)
+        (model.path / "demo_preprocessing" / "python_env.tar.gz").write_bytes(env_archive)
+        monkeypatch.setenv("HOME", str(root / "home"))
+        built = write_artifact(
+            model,
+            root / "dist",
+            load_settings(root),
+            env_hash="e" * 64,
+            env_backend="venv",
+        )
+        results.append((built.path.read_bytes(), built.manifest_path.read_bytes()))
+    assert results[0] == results[1]
+    assert b"clone-a" not in results[0][1] and str(tmp_path).encode() not in results[0][1]
