@@ -106,12 +106,10 @@ def fixtures_check(
     from rich.table import Table
 
     from mmetools.fixtures import load_fixtures
-    from mmetools.model_folder import model_folder
     from mmetools.reference import run_cases
 
     failed = 0
-    for path in models:
-        folder = model_folder(path)
+    for folder in _model_folders_of(models):
         results = run_cases(folder, load_fixtures(folder))
         table = Table(title=f"{folder.name}: fixtures vs reference run")
         for column in ("case", "output", "max abs error", "max rel error", "result"):
