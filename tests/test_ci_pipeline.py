@@ -261,6 +261,8 @@ def test_no_change_builds_and_publishes_nothing(repo: Path) -> None:
     assert code == 0, output
     assert "nothing built, nothing published" in output
     assert not [c for c in runner.calls if "build" in c or "publish" in c]
+    report = ElementTree.parse(repo / "dist/reports/pipeline.xml").getroot()
+    assert report.get("name") == "mmetools pipeline" and len(report) == 0
 
 
 def test_a_failed_step_stops_that_model_and_names_it(repo: Path) -> None:
