@@ -174,19 +174,19 @@ class _Fields:
         value = self._get(key)
         if not isinstance(value, str) or not value:
             raise self._wrong(key, "a non-empty string")
-        return value
+        return str(value)
 
     def optional_text(self, key: str) -> str | None:
         value = self._get(key)
         if value is not None and (not isinstance(value, str) or not value):
             raise self._wrong(key, "a non-empty string or null")
-        return value
+        return None if value is None else str(value)
 
     def integer(self, key: str, minimum: int) -> int:
         value = self._get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self._wrong(key, f"an integer >= {minimum}")
-        return value
+        return int(value)
 
     def sha256(self, key: str) -> str:
         value = self._get(key)
@@ -198,7 +198,7 @@ class _Fields:
         value = self.data.get(key)
         if value is not None and not isinstance(value, dict):
             raise self._wrong(key, "an object or null")
-        return value
+        return None if value is None else dict(value)
 
     def members(self) -> tuple[ManifestMember, ...]:
         value = self._get("members")
