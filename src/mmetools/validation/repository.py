@@ -23,8 +23,7 @@ from mmetools.model_config import (
     ModelConfig,
     RepositoryModel,
     model_folders,
-    parse_config,
-    read_config_text,
+    read_config_file,
 )
 from mmetools.validation.problems import ERROR, WARNING, Problem, display_path
 
@@ -93,12 +92,18 @@ def read_repository(root: Path) -> Repository:
             broken.add(folder.name)
             continue
         try:
-            text = read_config_text(config_path)
-            config = parse_config(text, config_path)
+            read = read_config_file(config_path)
+        except UnicodeDecodeError as e:
+            problems.append(Problem(config_path, f"not UTF-8 text ({e.reason} at byte {e.start})"))
+            broken.add(folder.name)
+            continue
         except ConfigError as e:
             problems.append(_syntax_problem(config_path, e))
             broken.add(folder.name)
             continue
+        text = read.text
+        config = ModelConfig()
+        config.CopyFrom(read.config)
         versions, ignored = _version_dirs(folder)
         for name in ignored:
             problems.append(
