@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -481,7 +482,12 @@ def test_s3_feature_branch_goes_to_staging_only(
     sidecar = client.get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz.sha256")
     assert sidecar["Body"].read() == f"{digest}  demo_1.tar.gz\n".encode()
     manifest = client.get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz.manifest.json")
-    assert manifest["Body"].read() == (tmp_path / "dist/demo_1.manifest.json").read_bytes()
+    # The build's manifest plus provenance and evidence, added at publish time.
+    sent = json.loads(manifest["Body"].read())
+    assert {k: v for k, v in sent.items() if k not in ("provenance", "evidence")} == json.loads(
+        (tmp_path / "dist/demo_1.manifest.json").read_text()
+    )
+    assert sent["evidence"]["sha256"] == sent["sha256"] and sent["provenance"]["git"]
     assert report.results[0].destination == f"s3://{staging}/mme/feature-x/demo_1.tar.gz"
 
 
@@ -513,9 +519,12 @@ def test_s3_refuses_different_bytes_and_keeps_the_original(
     assert [f.message for f in report.failures] == [
         f"s3://{staging}/mme/feature-x/demo_1.tar.gz already holds different bytes (sha256 "
         f"{sha256_of(first)}, local build {sha256_of(second)}); models are immutable: bump "
-        "models/demo/model_version.txt"
+        "models/demo/model_version.txt\n"
+        "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
+        "it was published"
     ]
-    assert recorder.names() == ["HeadObject"]
+    # One HEAD, then the published manifest to name the members that differ.
+    assert recorder.names() == ["HeadObject", "GetObject"]
     body = s3_client().get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz")["Body"]
     assert hashlib.sha256(body.read()).hexdigest() == sha256_of(first)
 
@@ -570,7 +579,9 @@ def test_s3_production_refuses_when_staging_tested_different_bytes(
         f"s3://{staging}/mme/main/demo_1.tar.gz holds different bytes (sha256 "
         f"{sha256_of(tested)}) than the local build (sha256 {sha256_of(rebuilt)}); production "
         "only gets the bytes staging tested: publish the exact artifact staging holds, or bump "
-        "models/demo/model_version.txt"
+        "models/demo/model_version.txt\n"
+        "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
+        "it was published"
     ]
     assert "models/demo_1.tar.gz" not in keys(client, production)
 
