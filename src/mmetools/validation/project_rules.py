@@ -49,6 +49,7 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         if backend_of(model.config) == PYTHON_BACKEND:
             python_steps.append(name)
             yield from _python_file_problems(model)
+            yield from _missing_execution_env(model)
         yield from _weight_problems(model)
     if python_steps and not folder.requirements_file.is_file():
         yield Problem(
@@ -148,6 +149,20 @@ def _execution_env_problems(model: RepositoryModel) -> Iterator[Problem]:
         )
     elif not value[len(prefix) :].strip("/"):
         yield Problem(model.config_path, f"{where} names no file, e.g. {example}")
+
+
+def _missing_execution_env(model: RepositoryModel) -> Iterator[Problem]:
+    """The env step ships ``<step>/python_env.tar.gz``; mmetools never edits a config to point at
+    it (packaging and tests change no tracked file), so the committed config must say so."""
+    if EXECUTION_ENV_KEY in model.config.parameters:
+        return
+    yield Problem(
+        model.config_path,
+        f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs "
+        f"{model.name}/python_env.tar.gz, which Triton only uses when the config says so. Add "
+        f'these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" value: {{ string_value: '
+        f'"{MODEL_DIRECTORY_TOKEN}/python_env.tar.gz" }} }}',
+    )
 
 
 def _python_file_problems(model: RepositoryModel) -> Iterator[Problem]:
