@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.envpack import EnvBackend, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
 from mmetools.manifest import (
@@ -405,6 +406,7 @@ def package_model(
             progress(message)
 
     ref = model.ref()
+    target = settings.target
     if validate:
         report("validating")
         _validate(model)
@@ -450,6 +452,9 @@ def package_model(
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         seconds = time.perf_counter() - started
+        # The audit gate: an artifact that would not load in the target image is not written.
+        report("auditing against the serving target")
+        require_audit(audit_artifact(temporary, target, name=final.name), "package")
         manifest = {
             "format": MANIFEST_FORMAT,
             "model": ref.name,
@@ -461,7 +466,8 @@ def package_model(
             "git": git.as_json(),
             "env_hash": env_hash,
             "env_backend": backend_name,
-            "env_python": settings.env.python_version if env_hash else None,
+            "env_python": target.python_version if env_hash else None,
+            "target": target.as_json(),
             "mmetools_version": mmetools_version(),
             "triton_version": settings.triton.version,
             # Deflate output is fixed for a given deflate library release: record it to explain

@@ -27,6 +27,7 @@ from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
 from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
 from mmetools.model_folder import parse_artifact_name
@@ -339,6 +340,11 @@ def publish(
         (load_local_artifact(path, settings.cache_dir), targets)
         for path, targets in zip(artifacts, targets_of)
     ]
+    # The audit gate, before anything is sent: an artifact the serving target cannot load (env
+    # for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
+    target = settings.target
+    for path in artifacts:
+        require_audit(audit_artifact(path, target), "publish")
     names = [local.name for local, _ in plans]
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))

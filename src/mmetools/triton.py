@@ -288,6 +288,34 @@ def _frontend_env(frontend: str) -> list[tuple[str, str]]:
     return [("SAGEMAKER_MULTI_MODEL", "true")] if frontend == SAGEMAKER else []
 
 
+@dataclass(frozen=True)
+class TargetPython:
+    """The serving image's Python, emulated: a local interpreter of the same minor version is
+    mapped onto the image's prefix (an overlay on e.g. /usr, in a private mount namespace of the
+    server only), so a packed env's ``bin/python -> /usr/bin/python3.12`` and ``home = /usr/bin``
+    resolve as they would in the container, and the target's stub serves the env's steps."""
+
+    local_prefix: Path  # holds bin/python3.X and lib/python3.X
+    prefix: str  # the image's prefix, "/usr"
+    version: str  # "3.12"
+
+
+# The server runs in its own user + mount namespace where the image's Python prefix is an overlay
+# of the local interpreter's prefix over the host's: nothing outside that process tree changes.
+_OVERLAY_SCRIPT = 'mount -t overlay overlay -o "lowerdir=$1:$2" "$2" && shift 2 && exec "$@"'
+
+
+def emulation_argv(argv: Sequence[str], python: TargetPython) -> list[str]:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise TritonError(
+            "cannot emulate the target's Python: `unshare` (util-linux) is not on PATH; the "
+            "static audit (`mmetools inspect`) still checks the env against the target"
+        )
+    return [unshare, "--map-root-user", "--mount", "sh", "-c", _OVERLAY_SCRIPT, "sh",
+            str(python.local_prefix), python.prefix, *argv]  # fmt: skip
+
+
 def bundled_launch(
     bundled: BundledTriton,
     backends: Path,
@@ -298,6 +326,7 @@ def bundled_launch(
     python_env: ServingEnv,
     shm_prefix: str = "",
     base_env: Mapping[str, str] | None = None,
+    target_python: TargetPython | None = None,
 ) -> Launch:
     base = os.environ if base_env is None else base_env
     libraries = [str(bundled.libraries)]
@@ -322,6 +351,8 @@ def bundled_launch(
         (SITE_PACKAGES_VARIABLE, backend_site_packages()),
         *_frontend_env(frontend),
     ]
+    if target_python is not None:
+        argv = emulation_argv(argv, target_python)
     return Launch(tuple(argv), tuple(env))
 
 
@@ -538,6 +569,7 @@ class TritonServer:
         requirements: Path | None = None,
         gpus: bool = True,
         startup_timeout: float = STARTUP_TIMEOUT,
+        target_python: TargetPython | None = None,
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"unknown Triton mode '{mode}' (choose from {', '.join(MODES)})")
@@ -556,6 +588,7 @@ class TritonServer:
         self.requirements = requirements
         self.gpus = gpus
         self.startup_timeout = startup_timeout
+        self.target_python = target_python
         self.workdir: Path | None = None
         self.ports = Ports()
         self.start_seconds: float | None = None
@@ -658,6 +691,7 @@ class TritonServer:
                 ports=self.ports,
                 python_env=self.python_env,
                 shm_prefix=self.shm_prefix,
+                target_python=self.target_python,
             )
         if self.mode == NATIVE:
             executable = shutil.which("tritonserver")
