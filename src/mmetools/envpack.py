@@ -20,6 +20,8 @@ path of this machine. Each step then gets a copy (not a hard link: Triton refuse
 
 from __future__ import annotations
 
+import base64
+import csv
 import gzip
 import hashlib
 import io
@@ -55,7 +57,7 @@ from mmetools.targets import ServingTarget
 logger = logging.getLogger(__name__)
 
 # Bump when the build recipe changes in a way that changes the env: it invalidates every cache entry.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 MODEL_DIR_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 # Beside each step's copy: which env it is, so an unchanged copy is not rewritten.
 STEP_RECORD = ".python_env.json"
@@ -119,7 +121,7 @@ def _check_env_python(env_python: Path, python_version: str, backend: str) -> No
     if found != python_version:
         raise EnvPackError(
             f"the {backend} backend created an env with Python {found or '?'} at {env_python}, "
-            f"but Python {python_version} was asked for (settings env.python_version)"
+            f"but Python {python_version} was asked for (the serving target's Python)"
         )
 
 
@@ -317,6 +319,7 @@ def normalize_env_archive(
         info.type, info.mode = tarfile.SYMTYPE, 0o777
         info.linkname = target.interpreter_path if link == "python" else "python"
         entries[info.name] = (info, None)
+    _refresh_records(entries)
     leaks = sorted(
         name
         for name, (_, data) in entries.items()
@@ -343,6 +346,35 @@ def normalize_env_archive(
                     else:
                         info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
+
+
+def _refresh_records(entries: dict[str, tuple[tarfile.TarInfo, bytes | None]]) -> None:
+    """Make every ``*.dist-info/RECORD`` describe the files as packed: venv-pack rewrote the
+    scripts' shebangs (the build folder's path, whose length changes their hash and size) and
+    bytecode is left out. Lines for files that are not packed are dropped."""
+    for name in [n for n in entries if n.endswith(".dist-info/RECORD")]:
+        info, data = entries[name]
+        if data is None:
+            continue
+        base = posixpath.dirname(posixpath.dirname(name))
+        rows = []
+        for row in csv.reader(io.StringIO(data.decode("utf-8"))):
+            if not row:
+                continue
+            member = posixpath.normpath(posixpath.join(base, row[0]))
+            if member == name:
+                rows.append([row[0], "", ""])
+                continue
+            packed = entries.get(member)
+            if packed is None or packed[1] is None:
+                if packed is not None:
+                    rows.append(row)  # a symlink: listed as it was
+                continue
+            digest = base64.urlsafe_b64encode(hashlib.sha256(packed[1]).digest()).rstrip(b"=")
+            rows.append([row[0], f"sha256={digest.decode()}", str(len(packed[1]))])
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        entries[name] = (info, text.getvalue().encode("utf-8"))
 
 
 def _file_info(name: str, mode: int) -> tarfile.TarInfo:
@@ -564,11 +596,18 @@ def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, s
     """The file the env is installed from and its text for the cache key: the model's lock for
     the target's Python when there is one (hash-pinned: the same env on every machine), else
     requirements.txt (normalised; resolved anew, so a warning says to lock it)."""
-    from mmetools.lock import lock_path
+    from mmetools.lock import locked_digest, lock_path, requirements_digest
 
     lock = lock_path(model, target)
+    requirements = normalized_requirements(model.requirements_file, model.name)
     if lock.is_file():
-        return lock, lock.read_text(encoding="utf-8")
+        text = lock.read_text(encoding="utf-8")
+        if locked_digest(text) != requirements_digest(model):
+            raise EnvPackError(
+                f"{lock}: stale: it was not made from the current {model.requirements_file.name} "
+                f"of model '{model.name}'; run `mmetools lock {model.path}` and commit the lock"
+            )
+        return lock, text
     logger.warning(
         "%s: no %s; the env is resolved from %s and may differ between builds: run "
         "`mmetools lock %s`",
@@ -577,7 +616,7 @@ def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, s
         model.requirements_file.name,
         model.path,
     )
-    return model.requirements_file, normalized_requirements(model.requirements_file, model.name)
+    return model.requirements_file, requirements
 
 
 def pack_env(

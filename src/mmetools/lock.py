@@ -9,6 +9,7 @@ missing or differs from what its requirements.txt resolves to now.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -33,11 +34,30 @@ def lock_path(model: ModelFolder, target: ServingTarget) -> Path:
     return model.path / f"requirements-{target.python_version}.lock"
 
 
-def _header(target: ServingTarget) -> str:
+REQUIREMENTS_DIGEST = "# requirements.txt sha256: "
+
+
+def requirements_digest(model: ModelFolder) -> str:
+    """sha256 of the normalised requirements.txt: a lock records the one it was made from."""
+    from mmetools.envpack import normalized_requirements
+
+    text = normalized_requirements(model.requirements_file, model.name)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def locked_digest(lock_text: str) -> str | None:
+    for line in lock_text.splitlines():
+        if line.startswith(REQUIREMENTS_DIGEST):
+            return line[len(REQUIREMENTS_DIGEST) :].strip()
+    return None
+
+
+def _header(model: ModelFolder, target: ServingTarget) -> str:
     return (
         f"# Locked by `mmetools lock` for Python {target.python_version} on "
         f"{target.manylinux_platform}.\n"
         "# Regenerate after editing requirements.txt: mmetools lock models/<name>\n"
+        f"{REQUIREMENTS_DIGEST}{requirements_digest(model)}\n"
     )
 
 
@@ -65,7 +85,7 @@ def compile_lock(model: ModelFolder, target: ServingTarget) -> str:
                 f"{model.requirements_file}: model '{model.name}' does not resolve for Python "
                 f"{target.python_version} on {target.manylinux_platform}: {e}"
             ) from e
-        return _header(target) + output.read_text(encoding="utf-8")
+        return _header(model, target) + output.read_text(encoding="utf-8")
 
 
 def lock_model(model: ModelFolder, target: ServingTarget, *, check: bool = False) -> LockResult:

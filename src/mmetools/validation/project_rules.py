@@ -49,7 +49,8 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         if backend_of(model.config) == PYTHON_BACKEND:
             python_steps.append(name)
             yield from _python_file_problems(model)
-            yield from _missing_execution_env(model)
+            if not is_ensemble(model.config):
+                yield from _missing_execution_env(model)
         yield from _weight_problems(model)
     if python_steps and not folder.requirements_file.is_file():
         yield Problem(
