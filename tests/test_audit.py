@@ -3,7 +3,9 @@ the file and both versions, and the publish gate writes nothing."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import shutil
 import subprocess
 import tarfile
@@ -161,6 +163,11 @@ def test_publish_refuses_a_2409_artifact_for_a_2412_target_writing_nothing(
     dist = tmp_path / "dist"
     dist.mkdir()
     path = artifact(dist, env_bytes("3.10", "/usr/bin/python3.10"))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    (dist / "demo_1.tar.gz.sha256").write_text(f"{digest}  demo_1.tar.gz\n")
+    (dist / "demo_1.manifest.json").write_text(
+        json.dumps({"model": "demo", "version": 1, "sha256": digest})
+    )
     staging = tmp_path / "staging"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MMETOOLS_TARGET_IMAGE", TARGET_2412.image)

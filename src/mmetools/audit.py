@@ -83,6 +83,7 @@ class EnvAudit:
 @dataclass(frozen=True)
 class AuditReport:
     artifact: Path
+    name: str  # the artifact's name (``artifact`` may still be a temp file)
     target: ServingTarget
     envs: tuple[EnvAudit, ...]
     findings: tuple[Finding, ...]
@@ -97,7 +98,7 @@ class AuditReport:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "artifact": self.artifact.name,
+            "artifact": self.name,
             "target": self.target.as_json(),
             "ok": self.ok,
             "envs": [env.as_json() for env in self.envs],
@@ -382,7 +383,7 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
         findings.append(Finding("error", "", artifact_name, "SageMaker's frontend needs exactly "
                                 f"one ensemble config at the root, found {len(ensembles)}"
                                 f"{': ' + ', '.join(ensembles) if ensembles else ''}"))
-    return AuditReport(path, target, tuple(envs), tuple(findings))
+    return AuditReport(path, artifact_name, target, tuple(envs), tuple(findings))
 
 
 def require_audit(report: AuditReport, step: str) -> None:
@@ -391,7 +392,7 @@ def require_audit(report: AuditReport, step: str) -> None:
         return
     lines = "\n".join(f"  {finding}" for finding in report.errors)
     raise ArtifactError(
-        f"{step}: {report.artifact.name} fails the audit for target {report.target.image} "
+        f"{step}: {report.name} fails the audit for target {report.target.image} "
         f"(Python {report.target.python_version}, glibc {report.target.glibc}); nothing was "
-        f"written:\n{lines}\n(run `mmetools inspect {report.artifact.name}` for the full report)"
+        f"written:\n{lines}\n(run `mmetools inspect` on it for the full report)"
     )

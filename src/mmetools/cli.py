@@ -625,7 +625,7 @@ def inspect_command(
         console.print_json(json.dumps([report.as_json() for report in reports]))
     else:
         for report in reports:
-            table = Table(title=f"{report.artifact.name} for {target.image}")
+            table = Table(title=f"{report.name} for {target.image}")
             for column in ("env", "kind", "python", "interpreter", "max GLIBC", "max GLIBCXX",
                            "arch", "numpy", "size", "unpacked"):  # fmt: skip
                 table.add_column(column)
@@ -640,7 +640,7 @@ def inspect_command(
                 style = "red" if finding.severity == "error" else "yellow"
                 console.print(f"{finding.severity}: {finding}", style=style, markup=False,
                               soft_wrap=True)  # fmt: skip
-            console.print(f"{report.artifact.name}: {'ok' if report.ok else 'REFUSED'}")
+            console.print(f"{report.name}: {'ok' if report.ok else 'REFUSED'}")
     if not all(report.ok for report in reports):
         raise typer.Exit(1)
 

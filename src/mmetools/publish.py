@@ -335,16 +335,16 @@ def publish(
     # Cheap checks (names, branch, settings) first, then the sha256 of every file.
     for path in artifacts:
         parse_artifact_name(path)
-    # The audit gate, before anything is sent: an artifact the serving target cannot load (env
-    # for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
-    target = settings.target
-    for path in artifacts:
-        require_audit(audit_artifact(path, target), "publish")
     targets_of = [plan_targets(path.name, branch, settings) for path in artifacts]
     plans = [
         (load_local_artifact(path, settings.cache_dir), targets)
         for path, targets in zip(artifacts, targets_of)
     ]
+    # The audit gate, before anything is sent: an artifact the serving target cannot load (env
+    # for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
+    target = settings.target
+    for path in artifacts:
+        require_audit(audit_artifact(path, target), "publish")
     names = [local.name for local, _ in plans]
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))

@@ -157,12 +157,15 @@ def _missing_execution_env(model: RepositoryModel) -> Iterator[Problem]:
     it (packaging and tests change no tracked file), so the committed config must say so."""
     if EXECUTION_ENV_KEY in model.config.parameters:
         return
+    # A warning, not an error: `package --no-env` (the image's Python serves the step) is valid
+    # without it; the env step itself refuses to build for a config that lacks it.
     yield Problem(
         model.config_path,
         f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs "
-        f"{model.name}/python_env.tar.gz, which Triton only uses when the config says so. Add "
-        f'these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" value: {{ string_value: '
-        f'"{MODEL_DIRECTORY_TOKEN}/python_env.tar.gz" }} }}',
+        f"{model.name}/python_env.tar.gz, which Triton only uses when the config says so, and "
+        f'refuses to run without it. Add these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" '
+        f'value: {{ string_value: "{MODEL_DIRECTORY_TOKEN}/python_env.tar.gz" }} }}',
+        WARNING,
     )
 
 
