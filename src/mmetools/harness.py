@@ -372,7 +372,7 @@ def run_models(
             mode=chosen,
             python_env=item.env,
             cache_dir=settings.cache_dir,
-            image=image or settings.triton.image,
+            image=image or settings.triton.image or settings.target_settings.image,
             mounts=[each.model.path.resolve() for group in groups.values() for each in group],
             requirements=(
                 item.model.requirements_file if item.model.requirements_file.is_file() else None

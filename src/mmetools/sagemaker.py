@@ -363,7 +363,7 @@ def run_artifacts(
             frontend=SAGEMAKER,
             python_env=item.env,
             cache_dir=settings.cache_dir,
-            image=image or settings.triton.image,
+            image=image or settings.triton.image or settings.target_settings.image,
             requirements=requirements if requirements.is_file() else None,
         )
 

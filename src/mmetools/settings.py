@@ -55,7 +55,7 @@ class TargetSettings:
 @dataclass(frozen=True)
 class TritonSettings:
     mode: str = "auto"  # "auto", "bundled", "native" or "docker"
-    image: str = "nvcr.io/nvidia/tritonserver:24.11-py3"
+    image: str = ""  # docker mode; "" means the [target] image
     version: str = "2.51.0"  # Triton release the artifacts are tested with (the bundled server's)
 
 
