@@ -63,7 +63,9 @@ def folder_layout(artifact: Path, output: Path) -> list[str]:
     return steps
 
 
-def cold_start(server: TritonServer, artifact: Path, steps: list[str], version: str) -> tuple[float, float]:
+def cold_start(
+    server: TritonServer, artifact: Path, steps: list[str], version: str
+) -> tuple[float, float]:
     assert server.workdir is not None
     model_id = uuid.uuid4().hex[:16]
     model_dir = server.workdir / model_id / "model"
@@ -76,14 +78,18 @@ def cold_start(server: TritonServer, artifact: Path, steps: list[str], version: 
     client = MmeClient(server)
     result = client.load(model_id, model_dir, artifact.name, [])
     if result.seconds is None:
-        raise SystemExit(f"{artifact.name}: load failed: {result.error}\n" + "\n".join(result.log_lines))
+        raise SystemExit(
+            f"{artifact.name}: load failed: {result.error}\n" + "\n".join(result.log_lines)
+        )
     client.unload(model_id, artifact.name)
     shutil.rmtree(model_dir.parent, ignore_errors=True)
     return extract, result.seconds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("artifact", type=Path)
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
@@ -94,7 +100,9 @@ def main() -> None:
         folder_artifact = work / args.artifact.name
         steps = folder_layout(args.artifact, folder_artifact)
         layouts = {"env tarball": args.artifact, "env folder": folder_artifact}
-        env = ensure_serving_env(settings.root / "models" / "none" / "requirements.txt", settings.cache_dir)
+        env = ensure_serving_env(
+            settings.root / "models" / "none" / "requirements.txt", settings.cache_dir
+        )
         servers = {
             name: TritonServer(mode=BUNDLED, frontend=SAGEMAKER, python_env=env,
                                cache_dir=settings.cache_dir, target_python=emulated).start()
@@ -120,8 +128,16 @@ def main() -> None:
         ratio = results["env tarball"]["total"] / results["env folder"]["total"]
         print(table(["layout", "artifact", "extract", "load", "cold start"], rows))
         print(f"\ncold start, env tarball / env folder: {ratio:.2f}x  (load average {note})")
-        write_results("bench_cold_start", {"artifact": args.artifact.name, "reps": args.reps,
-                                           "layouts": results, "ratio": ratio, "load": note})
+        write_results(
+            "bench_cold_start",
+            {
+                "artifact": args.artifact.name,
+                "reps": args.reps,
+                "layouts": results,
+                "ratio": ratio,
+                "load": note,
+            },
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -42,7 +42,10 @@ def make_artifact(
         f"{model_name}_inferencer/config.pbtxt": b'platform: "onnxruntime_onnx"\n',
         f"{model_name}_inferencer/1/model.onnx": bytes(weights[:size]),
     }
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz:
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz,
+    ):
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for member, data in members.items():
                 info = tarfile.TarInfo(member)

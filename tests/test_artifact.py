@@ -536,9 +536,11 @@ class _TinyEnvBackend:
               progress: Progress) -> None:  # fmt: skip
         site = f"lib/python{self.python}/site-packages"
         with tarfile.open(output, "w:gz") as tar:
-            for name, data in (("bin/activate", b"print('env')\n"),
-                               ("pyvenv.cfg", b"home = /usr/bin\n"),
-                               (f"{site}/numpy-1.26.4.dist-info/METADATA", b"Name: numpy\n")):
+            for name, data in (
+                ("bin/activate", b"print('env')\n"),
+                ("pyvenv.cfg", b"home = /usr/bin\n"),
+                (f"{site}/numpy-1.26.4.dist-info/METADATA", b"Name: numpy\n"),
+            ):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))

@@ -19,7 +19,9 @@ from mmetools.errors import ArtifactError
 from mmetools.targets import resolve_target
 
 TARGET_2412 = resolve_target("nvcr.io/nvidia/tritonserver:24.12-py3")
-TARGET_2409 = resolve_target("123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-tritonserver:24.09-py3")
+TARGET_2409 = resolve_target(
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-tritonserver:24.09-py3"
+)
 STEP = "demo_preprocessing"
 CONFIG = b'name: "demo_pipeline"\nplatform: "ensemble"\n'
 
@@ -90,9 +92,12 @@ def test_interpreter_outside_the_target_prefix_refused(tmp_path: Path) -> None:
     local = "/opt/pyenv/versions/3.12.1/bin/python3.12"
     found = errors(artifact(tmp_path, env_bytes(interpreter=local, home="/opt/pyenv/bin")))
     assert any(
-        f.startswith(f"{STEP}/python_env.tar.gz:bin/python: resolves to {local}, outside") for f in found
+        f.startswith(f"{STEP}/python_env.tar.gz:bin/python: resolves to {local}, outside")
+        for f in found
     ), found
-    assert any("pyvenv.cfg: home = /opt/pyenv/bin" in f and "/usr/bin/python3.12" in f for f in found)
+    assert any(
+        "pyvenv.cfg: home = /opt/pyenv/bin" in f and "/usr/bin/python3.12" in f for f in found
+    )
 
 
 def test_numpy_2_refused_for_a_pre_2411_target(tmp_path: Path) -> None:
@@ -124,7 +129,10 @@ def test_hard_links_absolute_links_and_build_paths_refused(tmp_path: Path) -> No
     stream = io.BytesIO(env_bytes())
     # add a hard link and an absolute link out of the image to a copy of a good env
     raw = io.BytesIO()
-    with tarfile.open(fileobj=stream, mode="r:gz") as source, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+    with (
+        tarfile.open(fileobj=stream, mode="r:gz") as source,
+        tarfile.open(fileobj=raw, mode="w:gz") as tar,
+    ):
         for member in source:
             tar.addfile(member, source.extractfile(member) if member.isfile() else None)
         hard = tarfile.TarInfo("bin/hard")
@@ -135,7 +143,9 @@ def test_hard_links_absolute_links_and_build_paths_refused(tmp_path: Path) -> No
     found = errors(artifact(tmp_path, raw.getvalue()))
     assert any("bin/hard: hard link" in f for f in found)
     assert any("lib/libssl.so: absolute symlink to /home/builder/lib/libssl.so" in f for f in found)
-    assert any("bin/tool: names a build-machine path (/home/builder/env/bin/python" in f for f in found)
+    assert any(
+        "bin/tool: names a build-machine path (/home/builder/env/bin/python" in f for f in found
+    )
 
 
 def test_sagemaker_layout_rules(tmp_path: Path) -> None:
@@ -148,7 +158,9 @@ def test_sagemaker_layout_rules(tmp_path: Path) -> None:
     assert any("exactly one ensemble config at the root, found 0" in f for f in found)
 
 
-def test_gate_names_the_step_and_inspect_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_gate_names_the_step_and_inspect_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = artifact(tmp_path, env_bytes("3.11", "/usr/bin/python3.11"))
     with pytest.raises(ArtifactError, match=r"^publish: demo_1.tar.gz fails the audit for target "):
         require_audit(audit_artifact(path, TARGET_2412), "publish")

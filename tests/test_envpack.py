@@ -41,7 +41,9 @@ from mmetools.triton import TargetPython, emulation_argv
 IMAGE_2412 = "nvcr.io/nvidia/tritonserver:24.12-py3"
 IMAGE_2409 = "nvcr.io/nvidia/tritonserver:24.09-py3"
 TARGET = resolve_target(IMAGE_2412)
-LOCAL_312 = LocalPython(Path("/opt/python/3.12.1/bin/python3.12"), Path("/opt/python/3.12.1"), "3.12")
+LOCAL_312 = LocalPython(
+    Path("/opt/python/3.12.1/bin/python3.12"), Path("/opt/python/3.12.1"), "3.12"
+)
 
 PRE_CONFIG = """\
 # Decodes text.   (this comment and the odd spacing must survive)
@@ -224,7 +226,9 @@ def test_venv_backend_commands_build_for_the_target(tmp_path: Path, tools: FakeT
 
 def test_venv_backend_without_uv_is_a_clear_error(tmp_path: Path, tools: FakeTools) -> None:
     with pytest.raises(EnvPackError, match="the venv backend needs uv"):
-        pack_env(make_model(tmp_path), settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, None))
+        pack_env(
+            make_model(tmp_path), settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, None)
+        )
 
 
 def test_env_with_the_wrong_python_is_refused(tmp_path: Path, tools: FakeTools) -> None:
@@ -414,7 +418,9 @@ def test_changed_requirements_rebuild(tmp_path: Path, tools: FakeTools) -> None:
     assert tools.calls
 
 
-def test_a_lock_for_the_target_python_is_what_gets_installed(tmp_path: Path, tools: FakeTools) -> None:
+def test_a_lock_for_the_target_python_is_what_gets_installed(
+    tmp_path: Path, tools: FakeTools
+) -> None:
     model = make_model(tmp_path)
     lock = model.path / "requirements-3.12.lock"
     lock.write_text("numpy==1.26.4 \\\n    --hash=sha256:abc\n")
@@ -426,7 +432,9 @@ def test_a_lock_for_the_target_python_is_what_gets_installed(tmp_path: Path, too
     lock.rename(model.path / "requirements-3.10.lock")
     other = pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     assert packed is not None and other is not None and other.env_hash != packed.env_hash
-    assert next(call for call in tools.calls if "install" in call)[-1] == str(model.requirements_file)
+    assert next(call for call in tools.calls if "install" in call)[-1] == str(
+        model.requirements_file
+    )
 
 
 def test_model_without_python_steps_needs_no_env(tmp_path: Path, tools: FakeTools) -> None:
@@ -559,8 +567,10 @@ def _run_in_target(archive: Path, target: Path, code: str, image: str = IMAGE_24
     serving = resolve_target(image)
     local = find_python(serving.python_version)
     script = f'source "{target}/bin/activate" && python -c "{code}"'
-    argv = emulation_argv(["bash", "-c", script],
-                          TargetPython(local.prefix, serving.python_prefix, serving.python_version))
+    argv = emulation_argv(
+        ["bash", "-c", script],
+        TargetPython(local.prefix, serving.python_prefix, serving.python_version),
+    )
     result = subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()  # fmt: skip

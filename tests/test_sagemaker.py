@@ -187,11 +187,15 @@ def test_artifact_for_a_3_10_target_is_built_and_served_as_24_09_would(
     from mmetools.settings import TargetSettings
 
     settings = dataclasses.replace(
-        load_settings(), target_settings=TargetSettings(image="nvcr.io/nvidia/tritonserver:24.09-py3")
+        load_settings(),
+        target_settings=TargetSettings(image="nvcr.io/nvidia/tritonserver:24.09-py3"),
     )
     copy = tmp_path / "models" / "intent_classifier"
-    shutil.copytree(MODELS_DIR / "intent_classifier", copy,
-                    ignore=shutil.ignore_patterns(".mypy_cache", "__pycache__", "python_env.tar.gz"))
+    shutil.copytree(
+        MODELS_DIR / "intent_classifier",
+        copy,
+        ignore=shutil.ignore_patterns(".mypy_cache", "__pycache__", "python_env.tar.gz"),
+    )
     built = package_model(ModelFolder(copy), tmp_path / "dist", settings, validate=False,
                           fetch_weights=False)  # fmt: skip
     manifest = json.loads(built.manifest_path.read_text())

@@ -46,7 +46,11 @@ def test_table_covers_23_05_to_the_newest_without_gaps() -> None:
 
 @pytest.mark.parametrize(
     "image",
-    ["my.registry/triton:custom", "nvcr.io/nvidia/tritonserver:22.01-py3", "nvcr.io/nvidia/pytorch:24.12-py3"],
+    [
+        "my.registry/triton:custom",
+        "nvcr.io/nvidia/tritonserver:22.01-py3",
+        "nvcr.io/nvidia/pytorch:24.12-py3",
+    ],
 )
 def test_unknown_image_needs_every_value_and_says_so(image: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -150,7 +150,9 @@ def _resolve_link(name: str, links: dict[str, str], depth: int = 0) -> str:
                          links, depth + 1)  # fmt: skip
 
 
-def audit_env(data: bytes, step: str, archive: str, target: ServingTarget) -> tuple[EnvAudit, list[Finding]]:
+def audit_env(
+    data: bytes, step: str, archive: str, target: ServingTarget
+) -> tuple[EnvAudit, list[Finding]]:
     """Audit one packed env (the bytes of a python_env.tar.gz) against ``target``."""
     scan = _EnvScan(step, archive)
     links: dict[str, str] = {}
@@ -189,8 +191,10 @@ def audit_env(data: bytes, step: str, archive: str, target: ServingTarget) -> tu
                 content = extracted.read() if extracted is not None else b""
                 if content[:4] == _ELF_MAGIC:
                     _scan_elf(scan, name, content)
-                if name == "pyvenv.cfg" or name.endswith((".pth", "direct_url.json")) or (
-                    name.startswith("bin/") and content[:2] == b"#!"
+                if (
+                    name == "pyvenv.cfg"
+                    or name.endswith((".pth", "direct_url.json"))
+                    or (name.startswith("bin/") and content[:2] == b"#!")
                 ):
                     files[name] = content
     except (tarfile.TarError, OSError, EOFError) as e:
@@ -315,7 +319,9 @@ def _check_build_paths(scan: _EnvScan, files: dict[str, bytes]) -> None:
             continue  # its home is checked against the target above
         match = _BUILD_PATH.search(content)
         if match:
-            scan.error(name, f"names a build-machine path ({match.group(0).decode(errors='replace')})")
+            scan.error(
+                name, f"names a build-machine path ({match.group(0).decode(errors='replace')})"
+            )
 
 
 def _check_numpy(
@@ -376,13 +382,27 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
         raise ArtifactError(f"{path}: not a readable .tar.gz: {e}") from e
     without_config = sorted(roots - set(configs))
     if without_config:
-        findings.append(Finding("error", "", artifact_name, "root entries without a config.pbtxt "
-                                f"(a wrapper folder or stray files?): {', '.join(without_config)}"))
+        findings.append(
+            Finding(
+                "error",
+                "",
+                artifact_name,
+                "root entries without a config.pbtxt "
+                f"(a wrapper folder or stray files?): {', '.join(without_config)}",
+            )
+        )
     ensembles = sorted(step for step, text in configs.items() if _ENSEMBLE_TEXT.search(text))
     if len(ensembles) != 1:
-        findings.append(Finding("error", "", artifact_name, "SageMaker's frontend needs exactly "
-                                f"one ensemble config at the root, found {len(ensembles)}"
-                                f"{': ' + ', '.join(ensembles) if ensembles else ''}"))
+        findings.append(
+            Finding(
+                "error",
+                "",
+                artifact_name,
+                "SageMaker's frontend needs exactly "
+                f"one ensemble config at the root, found {len(ensembles)}"
+                f"{': ' + ', '.join(ensembles) if ensembles else ''}",
+            )
+        )
     return AuditReport(path, artifact_name, target, tuple(envs), tuple(findings))
 
 

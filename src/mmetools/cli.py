@@ -553,7 +553,9 @@ def targets_command() -> None:
             style="bold" if chosen else "",
         )
     console.print(table)
-    console.print(f"sources: {SOURCE_FRAMEWORK_MATRIX}; {SOURCE_NUMPY2}", markup=False, soft_wrap=True)
+    console.print(
+        f"sources: {SOURCE_FRAMEWORK_MATRIX}; {SOURCE_NUMPY2}", markup=False, soft_wrap=True
+    )
     console.print(
         f"target: {target.image}: Triton {target.triton_version}, Python {target.python_version} "
         f"at {target.interpreter_path}, glibc {target.glibc}, GLIBCXX {target.glibcxx}, numpy 2 "

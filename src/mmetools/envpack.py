@@ -328,7 +328,8 @@ def normalize_env_archive(
     leaks += sorted(
         f"{name} -> {info.linkname}"
         for name, (info, _) in entries.items()
-        if info.issym() and any(info.linkname.startswith(path) for path in forbidden if len(path) > 1)
+        if info.issym()
+        and any(info.linkname.startswith(path) for path in forbidden if len(path) > 1)
     )
     if leaks:
         raise EnvPackError(

@@ -43,13 +43,16 @@ def _candidates(version: str) -> list[str]:
     if uv:
         try:
             found.append(
-                process.run([uv, "python", "find", "--no-project", version], context="uv").output
-                .strip()
+                process.run(
+                    [uv, "python", "find", "--no-project", version], context="uv"
+                ).output.strip()
             )
         except MmetoolsError:
             pass
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    found.extend(str(p) for p in sorted((root / "versions").glob(f"{version}.*/bin/python{version}")))
+    found.extend(
+        str(p) for p in sorted((root / "versions").glob(f"{version}.*/bin/python{version}"))
+    )
     return [c for c in found if c]
 
 

@@ -67,7 +67,9 @@ def compile_lock(model: ModelFolder, target: ServingTarget) -> str:
     if uv is None:
         raise EnvPackError("mmetools lock needs uv (a dependency of mmetools: run ci/bootstrap)")
     if not model.requirements_file.is_file():
-        raise EnvPackError(f"{model.requirements_file}: missing; model '{model.name}' has no requirements to lock")
+        raise EnvPackError(
+            f"{model.requirements_file}: missing; model '{model.name}' has no requirements to lock"
+        )
     with tempfile.TemporaryDirectory(prefix="mmetools-lock-") as work:
         output = Path(work) / "requirements.lock"
         try:

@@ -342,9 +342,9 @@ def publish(
     ]
     # The audit gate, before anything is sent: an artifact the serving target cannot load (env
     # for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
-    target = settings.target
+    serving_target = settings.target
     for path in artifacts:
-        require_audit(audit_artifact(path, target), "publish")
+        require_audit(audit_artifact(path, serving_target), "publish")
     names = [local.name for local, _ in plans]
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))

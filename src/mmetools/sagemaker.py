@@ -351,9 +351,11 @@ def run_artifacts(
         if isinstance(item, _Artifact):
             groups.setdefault(item.env.key, []).append(item)
 
-    emulated = target_python(settings) if chosen == BUNDLED and any(
-        isinstance(p, _Artifact) and p.env_steps for p in prepared
-    ) else None
+    emulated = (
+        target_python(settings)
+        if chosen == BUNDLED and any(isinstance(p, _Artifact) and p.env_steps for p in prepared)
+        else None
+    )
 
     def make_server(item: _Artifact) -> TritonServer:
         requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE

@@ -24,8 +24,12 @@ SOURCE_FRAMEWORK_MATRIX = (
     "NVIDIA Frameworks Support Matrix (docs.nvidia.com/deeplearning/frameworks/"
     "support-matrix): Triton version, Ubuntu base per container release"
 )
-SOURCE_UBUNTU_2204 = "Ubuntu 22.04 (jammy): python3 3.10, libc6 2.35, libstdc++6 (GCC 12) GLIBCXX_3.4.30"
-SOURCE_UBUNTU_2404 = "Ubuntu 24.04 (noble): python3 3.12, libc6 2.39, libstdc++6 (GCC 14) GLIBCXX_3.4.33"
+SOURCE_UBUNTU_2204 = (
+    "Ubuntu 22.04 (jammy): python3 3.10, libc6 2.35, libstdc++6 (GCC 12) GLIBCXX_3.4.30"
+)
+SOURCE_UBUNTU_2404 = (
+    "Ubuntu 24.04 (noble): python3 3.12, libc6 2.39, libstdc++6 (GCC 14) GLIBCXX_3.4.33"
+)
 SOURCE_NUMPY2 = (
     "triton-inference-server/python_backend PR 384 (numpy 2 support), merged 2024-10-18, "
     "first in release r24.11"
@@ -169,7 +173,9 @@ def resolve_target(
             "numpy2_supported": release.numpy2_supported,
         }
         overridden = sorted(key for key in values if key in EXPLICIT_KEYS)
-        source = release.source + (f"; overridden in {where}: {', '.join(overridden)}" if overridden else "")
+        source = release.source + (
+            f"; overridden in {where}: {', '.join(overridden)}" if overridden else ""
+        )
     merged = {**base, **{k: v for k, v in values.items() if k in EXPLICIT_KEYS}}
     target = ServingTarget(
         image=image,
