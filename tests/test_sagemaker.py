@@ -215,11 +215,11 @@ def test_artifact_for_a_3_10_target_is_built_and_served_as_24_09_would(
 def test_without_the_target_emulation_a_target_env_fails_with_the_stub_error(
     example_artifacts: list[Path], no_triton_leftovers: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The broken case of the emulation: the same correct artifact on a server where /usr is
-    this machine's (no Python 3.12 there) does not load, as it would not in a wrong image."""
-    import mmetools.sagemaker as sagemaker_module
+    """The broken case of the emulation: the target's stub and the same correct artifact, but
+    /usr is this machine's (no Python 3.12 there, as in a wrong image): the step does not load."""
+    import mmetools.triton as triton_module
 
-    monkeypatch.setattr(sagemaker_module, "target_python", lambda settings: None)
+    monkeypatch.setattr(triton_module, "emulation_argv", lambda argv, python: list(argv))
     run = run_artifacts([example_artifacts[1]], load_settings())
     (report,) = run.reports
     assert not report.passed and report.error is not None
