@@ -16,7 +16,7 @@ import pytest
 from mmetools.audit import audit_artifact, require_audit
 from mmetools.cli import main
 from mmetools.errors import ArtifactError
-from mmetools.targets import resolve_target
+from mmetools.targets import ServingTarget, resolve_target
 
 TARGET_2412 = resolve_target("nvcr.io/nvidia/tritonserver:24.12-py3")
 TARGET_2409 = resolve_target(
@@ -67,7 +67,7 @@ def artifact(tmp_path: Path, env: bytes, name: str = "demo_1.tar.gz") -> Path:
     return path
 
 
-def errors(path: Path, target=TARGET_2412) -> list[str]:  # type: ignore[no-untyped-def]
+def errors(path: Path, target: ServingTarget = TARGET_2412) -> list[str]:
     return [str(f) for f in audit_artifact(path, target).errors]
 
 
