@@ -32,6 +32,7 @@ from mmetools.envpack import (
 )
 from mmetools.errors import ConfigError, EnvPackError
 from mmetools.interpreters import LocalPython, find_python
+from mmetools.lock import REQUIREMENTS_DIGEST, requirements_digest
 from mmetools.model_folder import ModelFolder
 from mmetools.process import CompletedCommand
 from mmetools.settings import CacheSettings, EnvSettings, Settings, TargetSettings, load_settings
@@ -423,7 +424,8 @@ def test_a_lock_for_the_target_python_is_what_gets_installed(
 ) -> None:
     model = make_model(tmp_path)
     lock = model.path / "requirements-3.12.lock"
-    lock.write_text("numpy==1.26.4 \\\n    --hash=sha256:abc\n")
+    digest = f"{REQUIREMENTS_DIGEST}{requirements_digest(model)}\n"
+    lock.write_text(digest + "numpy==1.26.4 \\\n    --hash=sha256:abc\n")
     packed = pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     install = next(call for call in tools.calls if "install" in call)
     assert install[-3:] == ["--require-hashes", "-r", str(lock)]
