@@ -28,8 +28,8 @@ import io
 import json
 import logging
 import os
-import platform
 import posixpath
+import platform
 import re
 import shutil
 import sys
@@ -42,14 +42,16 @@ from pathlib import Path
 from typing import Protocol
 
 from mmetools import process
+from mmetools.atomic import KEEP_MODE, write_text_atomically
 from mmetools.errors import EnvPackError, ProcessError
 from mmetools.interpreters import LocalPython, find_python
-from mmetools.model_config import ModelConfig
+from mmetools.model_config import ModelConfig, parse_config, read_config_file
 from mmetools.model_folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
     EXECUTION_ENV_VALUE,
     ModelFolder,
+    execution_env_problem,
 )
 from mmetools.settings import Settings
 from mmetools.targets import ServingTarget
@@ -58,7 +60,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when the build recipe changes in a way that changes the env: it invalidates every cache entry.
 RECIPE_VERSION = 3
-MODEL_DIR_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 # Beside each step's copy: which env it is, so an unchanged copy is not rewritten.
 STEP_RECORD = ".python_env.json"
 CACHE_SUBDIR = "envs"
@@ -531,33 +532,8 @@ def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
     stat = destination.stat()
     new_record = {"env_hash": digest, "sha256": sha256, "size": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns}  # fmt: skip
-    _write_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
+    write_text_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        if path.exists():
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _env_path_problem(value: str) -> str | None:
-    """Why an EXECUTION_ENV_PATH value cannot point at the step's packed env, or None if it does."""
-    if ".." in value:
-        return (
-            "it contains '..'; a path that leaves the step folder is undefined behaviour in Triton"
-        )
-    if not value.startswith(f"{MODEL_DIR_TOKEN}/"):
-        return f"it must start with {MODEL_DIR_TOKEN}/ (a bare relative path is not resolved)"
-    rest = posixpath.normpath(value[len(MODEL_DIR_TOKEN) :].lstrip("/"))
-    if rest != ENV_ARCHIVE:
-        return f"mmetools places the env at {EXECUTION_ENV_VALUE}"
-    return None
 
 
 def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
@@ -565,12 +541,9 @@ def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
     if EXECUTION_ENV_KEY not in config.parameters:
         return
     value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = _env_path_problem(value)
+    problem = execution_env_problem(value)
     if problem:
-        raise EnvPackError(
-            f'{config_path}: parameter {EXECUTION_ENV_KEY} is "{value}": {problem}; '
-            f'set it to "{EXECUTION_ENV_VALUE}"'
-        )
+        raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
 
 def require_execution_env_path(config: ModelConfig, config_path: Path, step: str) -> None:
