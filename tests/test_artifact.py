@@ -484,7 +484,7 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
         "sha256": built.sha256, "size": built.size,
     }  # fmt: skip
     assert "git" not in manifest and "provenance" not in manifest  # added at publish time only
-    assert manifest["target"]["image"] == settings_for(tmp_path).triton.image
+    assert manifest["target"] == settings_for(tmp_path).target.as_json()
     assert manifest["env_hash"] is None
     assert manifest["triton_version"] == settings_for(tmp_path).triton.version
     assert manifest["mmetools_version"]

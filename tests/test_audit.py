@@ -177,9 +177,14 @@ def test_publish_refuses_a_2409_artifact_for_a_2412_target_writing_nothing(
     path = artifact(dist, env_bytes("3.10", "/usr/bin/python3.10"))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (dist / "demo_1.tar.gz.sha256").write_text(f"{digest}  demo_1.tar.gz\n")
-    (dist / "demo_1.manifest.json").write_text(
-        json.dumps({"model": "demo", "version": 1, "sha256": digest})
-    )
+    from mmetools.manifest import Manifest, ManifestMember, write_manifest
+
+    size = path.stat().st_size
+    write_manifest(dist / "demo_1.manifest.json", Manifest(
+        model="demo", version=1, sha256=digest, size=size, uncompressed_size=size,
+        members=(ManifestMember(STEP, "dir"),),
+        triton_version="2.51.0", mmetools_version="0", model_folder="models/demo",
+    ))  # fmt: skip
     staging = tmp_path / "staging"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MMETOOLS_TARGET_IMAGE", TARGET_2412.image)
