@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from mmetools.model_folder import ModelFolder, weight_paths
 from mmetools.parallel_gzip import ParallelGzipWriter
 from mmetools.process import find_tool
 from mmetools.settings import CacheSettings, Settings, load_settings
+from mmetools.targets import ServingTarget
 
 PREPROCESSING_CONFIG = """\
 # Python step: bytes in, floats out.
@@ -482,7 +484,7 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
         "sha256": built.sha256, "size": built.size,
     }  # fmt: skip
     assert "git" not in manifest and "provenance" not in manifest  # added at publish time only
-    assert manifest["target"]["image"] == settings_for(tmp_path).triton.image
+    assert manifest["target"] == settings_for(tmp_path).target.as_json()
     assert manifest["env_hash"] is None
     assert manifest["triton_version"] == settings_for(tmp_path).triton.version
     assert manifest["mmetools_version"]
@@ -528,20 +530,43 @@ class _TinyEnvBackend:
 
     name = "venv"
 
-    def identity(self) -> str:
-        return "tiny"
+    def __init__(self, python: str = "3.12") -> None:
+        self.python = python
 
-    def build(self, requirements: Path, python_version: str, workdir: Path, output: Path,
+    def identity(self) -> str:
+        return f"tiny-{self.python}"
+
+    def build(self, requirements: Path, target: ServingTarget, workdir: Path, output: Path,
               progress: Progress) -> None:  # fmt: skip
+        site = f"lib/python{self.python}/site-packages"
         with tarfile.open(output, "w:gz") as tar:
-            data = b"print('env')\n"
-            info = tarfile.TarInfo("bin/activate")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+            for name, data in (
+                ("bin/activate", b"print('env')\n"),
+                ("pyvenv.cfg", b"home = /usr/bin\n"),
+                (f"{site}/numpy-1.26.4.dist-info/METADATA", b"Name: numpy\n"),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("bin/python")
+            link.type, link.linkname = tarfile.SYMTYPE, f"/usr/bin/python{self.python}"
+            tar.addfile(link)
+
+
+ENV_PARAMETER = (
+    'parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+    '"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }\n'
+)
+
+
+def _with_env_parameter(model: ModelFolder) -> None:
+    config = model.path / "demo_preprocessing" / "config.pbtxt"
+    config.write_text(config.read_text() + ENV_PARAMETER)
 
 
 def test_env_is_packed_into_every_python_step(tmp_path: Path) -> None:
     model = make_demo_model(tmp_path)
+    _with_env_parameter(model)
     backend: EnvBackend = _TinyEnvBackend()
     built = build(model, tmp_path / "dist", with_env=True, env_backend=backend)
     names = tar_names(built.path)
@@ -550,11 +575,21 @@ def test_env_is_packed_into_every_python_step(tmp_path: Path) -> None:
     manifest = json.loads(built.manifest_path.read_text())
     assert manifest["env_hash"] == built.env_hash and len(manifest["env_hash"]) == 64
     assert manifest["env_backend"] == "venv"
-    # the step's config now points at the env, and the artifact carries that config
-    with tarfile.open(built.path) as tar:
-        config = tar.extractfile("demo_preprocessing/config.pbtxt")
-        assert config is not None
-        assert b"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" in config.read()
+    assert manifest["target"]["image"] == "nvcr.io/nvidia/tritonserver:24.12-py3"
+    assert manifest["target"]["python_version"] == manifest["env_python"] == "3.12"
+
+
+def test_package_refuses_an_env_the_target_cannot_run_writing_nothing(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    _with_env_parameter(model)
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist", with_env=True, env_backend=_TinyEnvBackend("3.11"))
+    message = str(error.value)
+    assert re.match(r"package: demo_[0-9]+\.tar\.gz fails the audit for target "
+                    r"nvcr\.io/nvidia/tritonserver:24\.12-py3", message)  # fmt: skip
+    assert ("demo_preprocessing/python_env.tar.gz:lib/python3.11: env is for Python 3.11, but "
+            "target nvcr.io/nvidia/tritonserver:24.12-py3 runs Python 3.12") in message  # fmt: skip
+    assert list((tmp_path / "dist").iterdir()) == []
 
 
 def test_validation_runs_first(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from mmetools.publish import (
     publish,
 )
 from mmetools.settings import Settings
-from mmetools.storage import S3Tuning, parse_destination, stale_uploads
+from mmetools.storage import S3Tuning, describe_size, parse_destination, stale_uploads
 
 SMALL_PARTS = S3Tuning(part_size=5 * MiB, max_concurrency=4)
 
@@ -350,8 +350,8 @@ def test_file_dry_run_writes_nothing(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
     report = run([artifact], "main", settings, dry_run=True)
     assert [(r.role, r.action, r.detail) for r in report.results] == [
-        ("staging", "dry-run", "would upload 64.0 KiB"),
-        ("production", "dry-run", "would upload 64.0 KiB"),
+        ("staging", "dry-run", f"would upload {describe_size(artifact.stat().st_size)}"),
+        ("production", "dry-run", f"would upload {describe_size(artifact.stat().st_size)}"),
     ]
     assert not (tmp_path / "pub").exists()
 

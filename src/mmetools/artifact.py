@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
 from mmetools.atomic import write_bytes_atomically
@@ -448,11 +449,7 @@ def package_model(
 
 def serving_target_record(settings: Settings) -> dict[str, Any]:
     """What the artifact is built for, as recorded in its manifest."""
-    return {
-        "image": settings.triton.image,
-        "triton_version": settings.triton.version,
-        "python_version": settings.env.python_version,
-    }
+    return settings.target.as_json()
 
 
 def write_artifact(
@@ -498,6 +495,9 @@ def write_artifact(
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         seconds = time.perf_counter() - started
+        # The audit gate: an artifact that would not load in the target image is not written.
+        logger.info("%s: auditing against the serving target", model.name)
+        require_audit(audit_artifact(temporary, settings.target, name=final.name), "package")
         manifest = Manifest(
             model=ref.name,
             version=ref.version,
@@ -507,7 +507,7 @@ def write_artifact(
             members=tuple(ManifestMember(d.name, d.kind, d.size, d.sha256) for d in result.members),
             env_hash=env_hash,
             env_backend=env_backend,
-            env_python=settings.env.python_version if env_hash else None,
+            env_python=settings.target.python_version if env_hash else None,
             triton_version=settings.triton.version,
             mmetools_version=mmetools_version(),
             target=serving_target_record(settings),

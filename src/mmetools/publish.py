@@ -28,6 +28,7 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.atomic import write_text_atomically
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
 from mmetools.evidence import require_passing
@@ -340,6 +341,11 @@ def publish(
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))
     verified = [load_local_artifact(path, settings.cache_dir) for path in artifacts]
+    # The audit gate, before anything is written: an artifact the serving target cannot load
+    # (env for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
+    serving_target = settings.target
+    for path in artifacts:
+        require_audit(audit_artifact(path, serving_target), "publish")
     # The evidence gate: every artifact, before anything is written anywhere.
     evidence = [require_passing(local.path, local.sha256) for local in verified]
     environ = os.environ if environ is None else environ

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.errors import ArtifactError, FixtureError, MmetoolsError, TritonError
 from mmetools.fixtures import (
     FIXTURE_SUFFIX,
@@ -49,9 +50,19 @@ from mmetools.model_folder import (
     ModelRef,
     parse_artifact_name,
 )
+from mmetools.interpreters import find_python
 from mmetools.serving_env import ServingEnv, ensure_serving_env
 from mmetools.settings import Settings
-from mmetools.triton import SAGEMAKER, LoadResult, TritonServer, resolve_mode
+from mmetools.triton import (
+    BUNDLED,
+    SAGEMAKER,
+    STUB_NAME,
+    LoadResult,
+    TargetPython,
+    TritonServer,
+    find_bundled_triton,
+    resolve_mode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +251,7 @@ class _Artifact:
     ref: ModelRef
     fixtures_dir: Path
     env: ServingEnv
+    env_steps: tuple[str, ...] = ()  # steps that ship a packed env (served as by the target)
 
 
 def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Artifact | ModelReport:
@@ -252,11 +264,31 @@ def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Arti
                 "(the tarball carries none; pass --fixtures DIR)"
             )
         check_artifact(path)
+        audit = audit_artifact(path, settings.target)
+        require_audit(audit, "test --artifact")
         requirements = settings.root / "models" / ref.name / REQUIREMENTS_FILE
         env = ensure_serving_env(requirements, settings.cache_dir)
     except MmetoolsError as e:
         return ModelReport(ref.name, str(path), error=str(e))
-    return _Artifact(path, ref, fixtures, env)
+    return _Artifact(path, ref, fixtures, env, tuple(e.step for e in audit.envs))
+
+
+def target_python(settings: Settings) -> TargetPython:
+    """The target image's Python as emulated here: a local one of its minor version."""
+    target = settings.target
+    local = find_python(target.python_version)
+    return TargetPython(local.prefix, target.python_prefix, target.python_version)
+
+
+def place_target_stub(model_dir: Path, steps: Sequence[str], python_version: str) -> None:
+    """Give each env step of the *unpacked copy* the target's stub as its own stub (the python
+    backend prefers ``<model>/triton_python_backend_stub``, stub_launcher.cc): the image's stub
+    serves the env steps, while the local stand-ins for the native backends keep the local one.
+    The artifact's bytes are not touched."""
+    stub = find_bundled_triton().stub_for(python_version)
+    for step in steps:
+        destination = model_dir / step / STUB_NAME
+        shutil.copy2(stub, destination)
 
 
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:
@@ -271,6 +303,8 @@ def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 
     try:
         try:
             unpack_artifact(item.path, model_dir)
+            if server.target_python is not None and item.env_steps:
+                place_target_stub(model_dir, item.env_steps, server.target_python.version)
             signature = artifact_ensemble(model_dir, item.path)
             cases = load_artifact_fixtures(item.fixtures_dir, signature, item.ref.name)
         except MmetoolsError as e:
@@ -317,14 +351,21 @@ def run_artifacts(
         if isinstance(item, _Artifact):
             groups.setdefault(item.env.key, []).append(item)
 
+    emulated = (
+        target_python(settings)
+        if chosen == BUNDLED and any(isinstance(p, _Artifact) and p.env_steps for p in prepared)
+        else None
+    )
+
     def make_server(item: _Artifact) -> TritonServer:
         requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE
         return TritonServer(
+            target_python=emulated,
             mode=chosen,
             frontend=SAGEMAKER,
             python_env=item.env,
             cache_dir=settings.cache_dir,
-            image=image or settings.triton.image,
+            image=image or settings.triton.image or settings.target_settings.image,
             requirements=requirements if requirements.is_file() else None,
         )
 

@@ -303,3 +303,18 @@ def test_step_without_config_is_an_error_in_a_model_folder(tmp_path: Path) -> No
         "have one, so foo_inferencer would be missing from the artifact; write "
         "foo_inferencer/config.pbtxt"
     ]
+
+
+def test_python_step_without_execution_env_path_names_the_lines_to_add(tmp_path: Path) -> None:
+    folder = write_model_folder(tmp_path)
+    config = folder / "foo_postprocessing" / "config.pbtxt"
+    config.write_text(config.read_text(encoding="utf-8").split("parameters:")[0], encoding="utf-8")
+    problems = validate_path(folder)
+    assert [str(p) for p in problems] == [
+        f"{FOLDER}/foo_postprocessing/config.pbtxt: warning: Python step foo_postprocessing sets "
+        "no EXECUTION_ENV_PATH; the env step packs "
+        "foo_postprocessing/python_env.tar.gz, which Triton only uses when the config says so, "
+        'and refuses to run without it. Add these lines: parameters: { key: "EXECUTION_ENV_PATH" '
+        'value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }'
+    ]
+    assert not problems[0].is_error  # `package --no-env` stays possible; the env step refuses
