@@ -533,6 +533,9 @@ class _Step:
                 "mmetools?); refusing to guess whether it holds the same bytes"
             )
         if remote.sha256 == self.local.sha256:
+            store = self.stores[self.target.role]
+            if not self.options.dry_run and store.repair_sidecars(self.local, self.target.key):
+                return "unchanged", "already published; rewrote its missing or stale sidecars"
             return "unchanged", "already published with the same sha256"
         if self.target.role == "staging" and self.production_branch:
             raise PublishError(self._staging_differs(remote))
