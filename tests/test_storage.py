@@ -233,32 +233,41 @@ def _resume_and_interrupt(process: subprocess.Popen[bytes]) -> str:
 def test_file_race_with_a_stopped_then_interrupted_loser_leaves_the_winners_sidecars(
     tmp_path: Path,
 ) -> None:
-    """Defect: two builds of one name, loser C stopped mid-publish (SIGSTOP), A publishes, C is
-    resumed and interrupted (SIGCONT, SIGINT): staging held A's bytes with C's sidecars."""
-    build_a = make_artifact(tmp_path / "a", seed=1)
-    build_c = make_artifact(tmp_path / "c", size=256 * MiB, seed=2)
+    """Defect: two builds of one name publish at once: A is stopped while it copies, C starts
+    and is stopped while it copies, A is resumed and wins, C is resumed and interrupted
+    (SIGSTOP/SIGCONT, SIGINT). Sidecars went up first, so staging held A's bytes with C's."""
+    build_a = make_artifact(tmp_path / "a", size=128 * MiB, seed=1)
+    build_c = make_artifact(tmp_path / "c", size=128 * MiB, seed=2)
     env = {**os.environ, "MMETOOLS_STAGING_URI": "file:pub/staging",
            "MMETOOLS_PRODUCTION_URI": "file:pub/production"}  # fmt: skip
     folder = tmp_path / "pub/staging/feature-x"
-    loser = _cli_publish(build_c, tmp_path, env)
+
+    def copying(process: subprocess.Popen[bytes]) -> Callable[[], bool]:
+        # Its temp file (named with its pid) is in the store: it is copying its bytes.
+        pattern = f".demo_1.tar.gz.tmp-{process.pid}-*"
+        return lambda: folder.is_dir() and any(folder.glob(pattern))
+
+    winner = _cli_publish(build_a, tmp_path, env)
+    loser = None
     try:
-        # C is copying its bytes into the store (its temp file exists): stop it there.
-        _stop_when(loser, lambda: folder.is_dir() and any(folder.glob(".demo_1.tar.gz.tmp-*")))
-        settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
-        assert run(build_a, settings).ok
+        _stop_when(winner, copying(winner))
+        loser = _cli_publish(build_c, tmp_path, env)
+        _stop_when(loser, copying(loser))
+        winner.send_signal(signal.SIGCONT)
+        output = winner.communicate(timeout=120)[0].decode()
+        assert winner.returncode == 0, output
     finally:
-        _resume_and_interrupt(loser)
+        winner.send_signal(signal.SIGCONT)
+        if loser is not None:
+            _resume_and_interrupt(loser)
     final = folder / "demo_1.tar.gz"
     assert sha256_of(final) == sha256_of(build_a)
     assert sidecar_lines(lambda s: Path(f"{final}{s}").read_bytes()) == (
         f"{sha256_of(build_a)}  demo_1.tar.gz\n", sha256_of(build_a)
     )  # fmt: skip
-    rerun = subprocess.run(
-        [str(Path(sys.executable).with_name("mmetools")), "publish", str(build_c),
-         "--branch", "feature/x"], cwd=tmp_path, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert rerun.returncode == 1, rerun.stdout + rerun.stderr
-    assert "already holds different bytes" in rerun.stdout + rerun.stderr
+    settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
+    report = run(build_c, settings)
+    assert not report.ok and "already holds different bytes" in report.failures[0].message
     assert [r.detail for r in run(build_a, settings).results] == [
         "already published with the same sha256"
     ]
@@ -271,22 +280,31 @@ def test_file_race_with_a_stopped_then_interrupted_loser_leaves_the_winners_side
 def test_s3_race_with_a_stopped_then_interrupted_loser_leaves_the_winners_sidecars(
     tmp_path: Path, bucket: str, s3_settings: Settings
 ) -> None:
-    """The same race on S3 (moto): the loser is stopped while its multipart upload is open."""
-    build_a = make_artifact(tmp_path / "a", seed=1)
+    """The same race on S3 (moto). Winner A is a single PutObject; right before it is sent, C
+    (a `mmetools publish` process) starts and is stopped once its multipart upload is open;
+    then A's write goes through, and C is resumed and interrupted."""
+    build_a = make_artifact(tmp_path / "a", size=1 * MiB, seed=1)
     build_c = make_artifact(tmp_path / "c", size=64 * MiB, seed=2)
     env = {**os.environ, "MMETOOLS_STAGING_URI": f"s3://{bucket}/mme",
            "MMETOOLS_PRODUCTION_URI": f"s3://{bucket}/prod"}  # fmt: skip
     client = s3_client()
+    losers: list[subprocess.Popen[bytes]] = []
 
-    def uploading() -> bool:
-        return bool(client.list_multipart_uploads(Bucket=bucket).get("Uploads"))
+    def loser_starts_first(params: dict[str, Any], **_: Any) -> None:
+        if losers or not str(params.get("url_path", "")).endswith(".tar.gz"):
+            return
+        loser = _cli_publish(build_c, tmp_path, env, "--part-size", "5", "--concurrency", "1")
+        losers.append(loser)
+        _stop_when(loser, lambda: bool(client.list_multipart_uploads(Bucket=bucket).get("Uploads")))
 
-    loser = _cli_publish(build_c, tmp_path, env, "--part-size", "5", "--concurrency", "1")
+    session = boto3.session.Session()
+    session.events.register("before-call.s3.PutObject", loser_starts_first)
     try:
-        _stop_when(loser, uploading)
-        assert run(build_a, s3_settings).ok
+        assert run(build_a, s3_settings, session).ok
     finally:
-        _resume_and_interrupt(loser)
+        for loser in losers:
+            _resume_and_interrupt(loser)
+    assert losers
     assert stored_sha256(bucket) == sha256_of(build_a)
     assert sidecar_lines(s3_reader(bucket)) == (
         f"{sha256_of(build_a)}  demo_1.tar.gz\n", sha256_of(build_a)
