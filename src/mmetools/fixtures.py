@@ -547,7 +547,8 @@ def _compare_floats(expected: Expected, actual: npt.NDArray[Any]) -> OutputCompa
         scale = np.abs(want)
         # relative error where the expected value is not 0 (there only atol applies)
         rel_error = np.divide(abs_error, scale, where=scale > 0, out=np.zeros_like(abs_error))
-        within = same | (abs_error <= expected.atol + expected.rtol * scale)
+        # A non-finite expected value (inf, 1e400) matches only itself: rtol * inf = inf.
+        within = same | (np.isfinite(want) & (abs_error <= expected.atol + expected.rtol * scale))
     max_abs = float(abs_error.max()) if abs_error.size else 0.0
     max_rel = float(rel_error.max()) if rel_error.size else 0.0
     if bool(within.all()):
