@@ -60,7 +60,6 @@ MTIME = 0
 ENSEMBLE_VERSION_DIR = "1"
 
 
-
 @dataclass(frozen=True)
 class SecretRule:
     """One way a file gives a secret away: by its name (a case-insensitive glob on each file or

@@ -521,7 +521,7 @@ class S3Store(Store):
                 create_transfer_manager(self.client, self.connection.upload_config) as manager,
             ):
                 future = manager.upload(
-                    sent,
+                    sent,  # type: ignore[arg-type]  # a readable, non-seekable file object
                     self.destination.bucket,
                     key,
                     extra_args=extra_args,
@@ -720,8 +720,7 @@ def _manifest_describes(data: bytes, sha256: str) -> bool:
         return False
     if not isinstance(manifest, dict):
         return False
-    named = manifest.get("sha256", sha256)
-    return named == sha256
+    return bool(manifest.get("sha256", sha256) == sha256)
 
 
 def _temp_name(final: Path) -> Path:
