@@ -43,6 +43,8 @@ class TritonSettings:
     mode: str = "auto"  # "auto", "bundled", "native" or "docker"
     image: str = "nvcr.io/nvidia/tritonserver:24.11-py3"
     version: str = "2.51.0"  # Triton release the artifacts are tested with (the bundled server's)
+    # `test --artifact` refuses a tarball that unpacks to more than this (or than the free space).
+    max_unpacked_mb: int = 64 * 1024
 
 
 @dataclass(frozen=True)
