@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,10 @@ import boto3
 import pytest
 from publish_support import MiB, keys, make_artifact, new_bucket, s3_client, settings_for, sha256_of
 
+from mmetools.errors import PublishError
 from mmetools.publish import PublishOptions, PublishReport, publish
 from mmetools.settings import Settings
-from mmetools.storage import S3Tuning
+from mmetools.storage import S3Tuning, redact_credentials
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -317,3 +320,114 @@ def test_s3_race_with_a_stopped_then_interrupted_loser_leaves_the_winners_sideca
         "already published with the same sha256"
     ]
     assert keys(client, bucket) == [KEY, KEY + ".manifest.json", KEY + ".sha256"]
+
+
+# ---------------------------------------------------------------------------------------------
+# An endpoint that never answers; credentials in AWS_ENDPOINT_URL
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback TCP server that accepts connections and never answers a byte."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+@pytest.mark.timeout(90)
+def test_endpoint_that_never_answers_is_bounded_by_the_deadline_and_retries_are_shown(
+    tmp_path: Path,
+    silent_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Defect: publish hung silently for about 30 minutes (3 x 5 x 120 s)."""
+    for variable, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"),
+                            ("AWS_DEFAULT_REGION", "us-east-1"),
+                            ("AWS_ENDPOINT_URL", silent_endpoint)):  # fmt: skip
+        monkeypatch.setenv(variable, value)
+    (tmp_path / "mmetools.toml").write_text(
+        "[publish]\nconnect_timeout_s = 1.0\nread_timeout_s = 1.0\ndeadline_s = 4.0\n"
+    )
+    settings = settings_for(tmp_path, "s3://silent-bucket/mme", "s3://silent-bucket/prod")
+    artifact = make_artifact(tmp_path / "dist")
+    started = time.monotonic()
+    with caplog.at_level("WARNING"):
+        report = run(artifact, settings)
+    elapsed = time.monotonic() - started
+    [failure] = report.failures
+    assert "the publish took longer than 4 s ([publish] deadline_s in mmetools.toml)" in (
+        failure.message
+    )
+    assert elapsed < 30, elapsed
+    retries = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert any("ReadTimeoutError" in line for line in retries), retries
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://user:password@127.0.0.1:9/x", "http://***@127.0.0.1:9/x"),
+        ('Could not connect to "https://AKIA:s3cr3t@host/b"', 'Could not connect to "https://***@host/b"'),
+        ("http://127.0.0.1:9/x", "http://127.0.0.1:9/x"),
+        ("s3://bucket/key@v1", "s3://bucket/key@v1"),
+    ],
+)  # fmt: skip
+def test_redact_credentials(text: str, shown: str) -> None:
+    assert redact_credentials(text) == shown
+
+
+def test_credentials_in_aws_endpoint_url_never_reach_logs_or_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Defect: http://user:password@host was printed in the log and in error messages."""
+    with socket.socket() as probe:  # a port nobody listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for variable, value in (("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s"),
+                            ("AWS_DEFAULT_REGION", "us-east-1"),
+                            ("AWS_ENDPOINT_URL", f"http://admin:hunter2@127.0.0.1:{port}")):  # fmt: skip
+        monkeypatch.setenv(variable, value)
+    settings = settings_for(tmp_path, "s3://some-bucket/mme", "s3://some-bucket/prod")
+    artifact = make_artifact(tmp_path / "dist")
+    with caplog.at_level("DEBUG", logger="mmetools"):
+        report = publish(
+            [artifact], "feature/x", settings=settings,
+            options=PublishOptions(s3=S3Tuning(max_attempts=2), attempts=1),
+        )  # fmt: skip
+    [failure] = report.failures
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("mmetools"))
+    assert "***@127.0.0.1" in failure.message + logged
+    assert "hunter2" not in failure.message
+    assert "hunter2" not in logged
+
+
+def test_aws_endpoint_url_that_is_not_a_url_is_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "not-a-url")
+    settings = settings_for(tmp_path, "s3://some-bucket/mme", "s3://some-bucket/prod")
+    with pytest.raises(PublishError) as error:
+        run(make_artifact(tmp_path / "dist"), settings)
+    assert str(error.value).startswith("cannot set up S3 access: ")

@@ -23,7 +23,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -33,6 +33,7 @@ from mmetools.model_folder import parse_artifact_name
 from mmetools.settings import Settings, load_settings
 from mmetools.storage import (
     MiB,
+    Deadline,
     Destination,
     LocalArtifact,
     ObjectExists,
@@ -44,6 +45,7 @@ from mmetools.storage import (
     open_store,
     parse_destination,
     parse_sha256_text,
+    redact_credentials,
 )
 
 if TYPE_CHECKING:
@@ -344,6 +346,7 @@ def publish(
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))
 
     connections: list[S3Connection] = []
+    deadline = Deadline(time.monotonic() + settings.publish.deadline_s, settings.publish.deadline_s)
 
     def connection() -> S3Connection:
         # Created on first use: a run that only touches folders never imports boto3's models.
@@ -352,9 +355,17 @@ def publish(
             from botocore.exceptions import BotoCoreError
 
             try:
-                connections.append(S3Connection(session or boto3.session.Session(), options.s3))
-            except BotoCoreError as e:  # e.g. AWS_PROFILE names a profile that does not exist
-                raise PublishError(f"cannot set up S3 access: {e}") from e
+                tuning = replace(
+                    options.s3,
+                    connect_timeout=settings.publish.connect_timeout_s,
+                    read_timeout=settings.publish.read_timeout_s,
+                )
+                connections.append(
+                    S3Connection(session or boto3.session.Session(), tuning, deadline)
+                )
+            except (BotoCoreError, ValueError) as e:
+                # e.g. AWS_PROFILE names no profile; AWS_ENDPOINT_URL=not-a-url (ValueError)
+                raise PublishError(f"cannot set up S3 access: {redact_credentials(str(e))}") from e
         return connections[0]
 
     def requests() -> int:
@@ -383,7 +394,8 @@ def publish(
             try:
                 result = step.run_with_retries()
             except MmetoolsError as e:  # refusals, give-ups, a file changed while sent
-                failures.append(PublishFailure(local.name, target.uri, target.role, str(e)))
+                message = redact_credentials(str(e))
+                failures.append(PublishFailure(local.name, target.uri, target.role, message))
                 logger.debug("publish failed", exc_info=True)
                 break  # never production after a failed staging step
             results.append(result)

@@ -54,6 +54,10 @@ class PublishSettings:
     production_uri: str = "file:.published/production"
     production_branch: str = "main"
     namespace_staging_by_branch: bool = True
+    # An S3 endpoint that accepts connections and never answers must not hang a publish.
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    deadline_s: float = 1800.0  # the whole `mmetools publish` run, retries included
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import threading
+import time
 import urllib.parse
 import zlib
 from abc import ABC, abstractmethod
@@ -37,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mmetools.errors import ArtifactError, ConfigError
+from mmetools.errors import ArtifactError, ConfigError, PublishError
 from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, sha256_line
 
 if TYPE_CHECKING:
@@ -55,8 +56,15 @@ SIDECAR_SHA256_METADATA = "artifact-sha256"  # on sidecars: the artifact they de
 DestinationKind = Literal["s3", "file"]
 ProgressCallback = Callable[[int], None]
 
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"'<>]+@")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def redact_credentials(text: str) -> str:
+    """``http://user:password@host`` -> ``http://***@host`` wherever a URL appears in ``text``
+    (AWS_ENDPOINT_URL may carry credentials; botocore repeats the URL in its errors)."""
+    return _URL_USERINFO.sub(r"\g<scheme>***@", text)
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,21 @@ class SentBytes:
             )
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When a publish run must be over (time.monotonic()), and the setting it came from."""
+
+    at: float
+    seconds: float
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self.at:
+            raise PublishError(
+                f"gave up on {what}: the publish took longer than {self.seconds:g} s "
+                "([publish] deadline_s in mmetools.toml); is the S3 endpoint answering?"
+            )
+
+
 class S3Connection:
     """One boto3 S3 client, shared by every S3 destination of a run, with a request counter.
 
@@ -314,7 +337,9 @@ class S3Connection:
     request) serves staging and production, and makes server-side copies between them possible.
     """
 
-    def __init__(self, session: boto3.session.Session, tuning: S3Tuning) -> None:
+    def __init__(
+        self, session: boto3.session.Session, tuning: S3Tuning, deadline: Deadline | None = None
+    ) -> None:
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
@@ -327,12 +352,16 @@ class S3Connection:
         )
         self.client: S3Client = session.client("s3", config=config)
         logger.info(
-            "S3 endpoint %s, region %s", self.client.meta.endpoint_url, self.client.meta.region_name
+            "S3 endpoint %s, region %s",
+            redact_credentials(str(self.client.meta.endpoint_url)),
+            self.client.meta.region_name,
         )
         self._lock = threading.Lock()
         self._requests = 0
         events = self.client.meta.events
         events.register("before-send.s3", self._count_request)
+        events.register("needs-retry.s3", _log_retry)
+        self.deadline = deadline
         for operation in ("PutObject", "CompleteMultipartUpload", "CopyObject"):
             events.register(f"before-parameter-build.s3.{operation}", _create_only_artifacts)
         # Uploads in flight, by (bucket, key): their bytes are checked before S3 may store them.
@@ -366,9 +395,12 @@ class S3Connection:
         sent.check()
         params["ChecksumCRC32"] = sent.crc32_base64  # S3 checks the object against it
 
-    def _count_request(self, **_: Any) -> None:
+    def _count_request(self, request: Any = None, **_: Any) -> None:
         with self._lock:
             self._requests += 1
+        if self.deadline is not None:  # every attempt, botocore's retries included
+            method = getattr(request, "method", "request")
+            self.deadline.check(f"{method} {redact_credentials(getattr(request, 'url', ''))}")
 
     @property
     def requests(self) -> int:
@@ -596,6 +628,19 @@ class S3Store(Store):
             raise ObjectExists(key, self.stat(key)) from e
 
 
+def _log_retry(
+    attempts: int = 0, caught_exception: Exception | None = None, response: Any = None, **_: Any
+) -> None:
+    """botocore's own retries, shown as they happen (botocore decides; this only reports)."""
+    if caught_exception is not None:
+        reason = f"{type(caught_exception).__name__}: {caught_exception}"
+    elif response is not None and response[0].status_code >= 500:
+        reason = f"HTTP {response[0].status_code}"
+    else:
+        return
+    logger.warning("S3 request attempt %d failed (%s)", attempts, redact_credentials(reason))
+
+
 def _is_precondition_on_key(error: Exception) -> bool:
     """A 412 of our create-only condition (not of a copy-source condition)."""
     if _error_code(error) not in ("PreconditionFailed", "412"):
@@ -800,6 +845,7 @@ def describe_size(size: int) -> str:
 
 
 __all__ = [
+    "Deadline",
     "Destination",
     "FileStore",
     "LocalArtifact",
@@ -813,5 +859,6 @@ __all__ = [
     "open_store",
     "parse_destination",
     "parse_sha256_text",
+    "redact_credentials",
     "stale_uploads",
 ]
