@@ -294,6 +294,116 @@ def test_secrets_are_refused_and_named(tmp_path: Path) -> None:
     assert not (tmp_path / "dist").exists()
 
 
+# One row per rule of artifact.SECRET_RULES: (rule id, file below demo_preprocessing/1/, content).
+SECRET_ROWS = [
+    ("dotenv", ".env", "TOKEN=1\n"),
+    ("dotenv-variant", ".env.production", "TOKEN=1\n"),
+    ("pem", "server.PEM", "x"),
+    ("key-file", "tls.key", "x"),
+    ("pkcs12", "client.p12", "x"),
+    ("pfx", "client.pfx", "x"),
+    ("java-keystore", "trust.jks", "x"),
+    ("keystore", "app.keystore", "x"),
+    ("ssh-rsa", "id_rsa", "x"),
+    ("ssh-dsa", "id_dsa.pub", "x"),
+    ("ssh-ecdsa", "id_ecdsa", "x"),
+    ("ssh-ed25519", "id_ed25519", "x"),
+    ("credentials", "credentials_backup", "x"),  # the README promises credentials*
+    ("aws-folder", ".aws/config", "x"),
+    ("ssh-folder", ".ssh/known_hosts", "x"),
+    ("gnupg-folder", ".gnupg/pubring.kbx", "x"),
+    ("netrc", ".netrc", "x"),
+    ("pypirc", ".pypirc", "x"),
+    ("git-credentials", ".git-credentials", "x"),
+    ("npmrc", ".npmrc", "x"),
+    ("aws-access-key-id", "notes.txt", "key AKIAABCDEFGHIJKLMNOP\n"),
+    ("aws-temporary-access-key-id", "notes.txt", "key ASIAABCDEFGHIJKLMNOP\n"),
+    ("aws-secret-access-key", "settings.sh", "export AWS_SECRET_ACCESS_KEY=abc\n"),
+    ("private-key", "deploy.txt", "-----BEGIN RSA PRIVATE KEY-----\nabc\n"),
+    ("pgp-private-key", "backup.asc", "-----BEGIN PGP PRIVATE KEY BLOCK-----\nabc\n"),
+]
+
+
+def test_every_secret_rule_has_a_row() -> None:
+    assert sorted(rule.id for rule in artifact_module.SECRET_RULES) == sorted(
+        row[0] for row in SECRET_ROWS
+    )
+
+
+@pytest.mark.parametrize(("rule", "name", "content"), SECRET_ROWS, ids=[r[0] for r in SECRET_ROWS])
+def test_secret_rule_refuses(tmp_path: Path, rule: str, name: str, content: str) -> None:
+    model = make_demo_model(tmp_path)
+    path = model.path / "demo_preprocessing" / "1" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    top = name.split("/")[0]
+    named = f"demo_preprocessing/1/{top}"
+    if next(r for r in artifact_module.SECRET_RULES if r.id == rule).content is not None:
+        named += " (content)"
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert str(error.value).splitlines()[1] == (
+        f"files that look like secrets (remove them from the model folder): {named}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("my_credentials.md", "how to rotate"), ("notes.txt", "AKIA is the prefix of a key id"),
+     ("keys.txt", "aws_secret_access_key is read from the environment")],
+)  # fmt: skip
+def test_near_misses_of_secret_rules_are_packaged(tmp_path: Path, name: str, content: str) -> None:
+    model = make_demo_model(tmp_path)
+    (model.path / "demo_preprocessing" / "1" / name).write_text(content)
+    built = build(model, tmp_path / "dist")
+    with tarfile.open(built.path) as tar:
+        assert f"demo_preprocessing/1/{name}" in tar.getnames()
+
+
+def test_symlinked_step_folder_is_refused(tmp_path: Path) -> None:
+    """Defect: models/X/<step> as a symlink to a folder outside the model was followed."""
+    model = make_demo_model(tmp_path)
+    step = model.path / "demo_inferencer"
+    outside = tmp_path / "elsewhere" / "demo_inferencer"
+    outside.parent.mkdir()
+    shutil.move(step, outside)
+    step.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert str(error.value).splitlines()[1] == (
+        "symlinks (replace them with the files; for DVC-tracked weights run `dvc config "
+        "cache.type copy` and `dvc checkout --relink`): demo_inferencer"
+    )
+    assert not (tmp_path / "dist").exists()
+
+
+def test_deeply_nested_folders_are_packaged_without_recursion(tmp_path: Path) -> None:
+    """Defect: 1100 nested folders in a step raised RecursionError at package time."""
+    model = make_demo_model(tmp_path)
+    deep = model.path / "demo_preprocessing" / "1"
+    depth = 1100
+    # Built with relative mkdir steps: the absolute path is longer than PATH_MAX.
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            next_fd = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        with open(os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("leaf")
+    finally:
+        os.close(fd)
+    try:
+        members = collect_members(model, include_env=False)
+    finally:
+        # shutil.rmtree (pytest's clean-up) recurses too; rm -rf walks iteratively.
+        names = [member.name for member in members] if "members" in locals() else []
+        subprocess.run(["rm", "-rf", str(deep / "d")], check=True)
+    leaf = "demo_preprocessing/1/" + "d/" * depth + "leaf.txt"
+    assert leaf in names
+
+
 def test_symlinks_and_hard_links_are_refused(tmp_path: Path) -> None:
     model = make_demo_model(tmp_path)
     version = model.path / "demo_preprocessing" / "1"

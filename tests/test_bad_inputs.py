@@ -932,6 +932,7 @@ class Member:
     name: str  # "{root}" becomes the test's folder (an absolute path)
     kind: bytes = tarfile.REGTYPE
     link: str = ""
+    size: int = 1  # of a file: that many zero bytes
 
 
 @dataclass(frozen=True)
@@ -988,6 +989,30 @@ TARBALL_ROWS = [
         "'{root}/b.txt': absolute path; 'c': symbolic link to /",
     ),
     TarballRow("empty", (), "the tarball is empty"),
+    # Issue 11: these crashed `test --artifact` (ValueError, IsADirectoryError) or filled the disk.
+    TarballRow(
+        "nul_in_name",
+        (*SAFE, Member(f"{MODEL}_pipeline/1/a\x00b.py")),
+        f"refusing to unpack: unsafe member '{MODEL}_pipeline/1/a\\x00b.py': name is empty or "
+        "holds control characters (NUL, newline, ...)",
+    ),
+    TarballRow(
+        "file_over_a_folder",
+        (*SAFE, Member(f"{MODEL}_pipeline/1")),
+        f"refusing to unpack: unsafe member '{MODEL}_pipeline/1': given twice",
+    ),
+    TarballRow(
+        "file_where_a_folder_is_needed",
+        (Member(f"{MODEL}_pipeline"), Member(f"{MODEL}_pipeline/config.pbtxt")),
+        f"refusing to unpack: unsafe member '{MODEL}_pipeline': a file, but "
+        f"'{MODEL}_pipeline/config.pbtxt' needs it to be a folder",
+    ),
+    TarballRow(
+        "expands_beyond_the_cap",  # mmetools.toml of these rows caps unpacking at 8 MiB
+        (*SAFE, Member(f"{MODEL}_pipeline/1/zeros.bin", size=9 * 1024 * 1024)),
+        "refusing to unpack: it expands to 9 MiB, more than the 8 MiB allowed ([triton] "
+        "max_unpacked_mb in mmetools.toml)",
+    ),
 ]  # fmt: skip
 
 
@@ -995,10 +1020,13 @@ def write_tarball(path: Path, members: tuple[Member, ...], root: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         for member in members:
-            info = tarfile.TarInfo(member.name.format(root=root))
+            name = member.name.format(root=root)
+            info = tarfile.TarInfo(name)
+            if "\x00" in name:  # only a PAX header can carry a NUL in a name
+                info.pax_headers = {"path": name}
             info.type = member.kind
             info.linkname = member.link
-            data = b"x" if member.kind == tarfile.REGTYPE else None
+            data = b"\0" * member.size if member.kind == tarfile.REGTYPE else None
             info.size = len(data) if data else 0
             tar.addfile(info, io.BytesIO(data) if data else None)
 
@@ -1098,6 +1126,7 @@ def test_unsafe_tarball_is_refused_before_extraction(
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     write_tarball(workdir / ARTIFACT, row.members, workdir)
+    (workdir / "mmetools.toml").write_text("[triton]\nmax_unpacked_mb = 8\n", encoding="utf-8")
     before = tree(workdir)
     message = f"{ARTIFACT}: {row.message.format(root=workdir)}"
     check(

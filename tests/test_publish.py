@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -403,13 +404,8 @@ def test_file_concurrent_publisher_cannot_be_overwritten(
         "(written concurrently by another publish)"
     ]
     assert sha256_of(final) == sha256_of(theirs)
-    assert (final.parent / "demo_1.tar.gz.sha256").read_text() == (
-        f"{sha256_of(theirs)}  demo_1.tar.gz\n"
-    )
-    assert sorted(p.name for p in final.parent.iterdir()) == [
-        "demo_1.tar.gz",
-        "demo_1.tar.gz.sha256",
-    ]
+    # The loser writes no sidecar: sidecars come after the artifact, from the winner only.
+    assert sorted(p.name for p in final.parent.iterdir()) == ["demo_1.tar.gz"]
 
 
 def test_file_removes_temps_of_killed_publishers(tmp_path: Path) -> None:
@@ -492,16 +488,20 @@ def test_s3_feature_branch_goes_to_staging_only(
 
 
 @pytest.mark.integration
-def test_s3_republish_is_one_head_request(tmp_path: Path, s3_settings: Settings) -> None:
+def test_s3_republish_is_two_head_requests(tmp_path: Path, s3_settings: Settings) -> None:
+    """The artifact's sha256, then whether its sidecars (manifest last) describe it."""
     artifact = make_artifact(tmp_path / "dist")
     run([artifact], "feature/x", s3_settings)
     session = boto3.session.Session()
     recorder = Recorder(session)
     report = run([artifact], "feature/x", s3_settings, session=session)
     assert actions(report) == [("staging", "unchanged")]
-    assert recorder.operations == [("HeadObject", "mme/feature-x/demo_1.tar.gz")]
-    assert recorder.sent == 1
-    assert report.results[0].requests == 1
+    assert recorder.operations == [
+        ("HeadObject", "mme/feature-x/demo_1.tar.gz"),
+        ("HeadObject", "mme/feature-x/demo_1.tar.gz.manifest.json"),
+    ]
+    assert recorder.sent == 2
+    assert report.results[0].requests == 2
 
 
 @pytest.mark.integration
@@ -609,7 +609,7 @@ def test_s3_dry_run_writes_nothing(
 
 
 @pytest.mark.integration
-def test_s3_multipart_above_the_threshold_with_sha256_checksums(
+def test_s3_multipart_above_the_threshold_with_full_object_crc32(
     tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings
 ) -> None:
     artifact = make_artifact(tmp_path / "dist", size=12 * MiB)
@@ -623,17 +623,16 @@ def test_s3_multipart_above_the_threshold_with_sha256_checksums(
         Bucket=buckets[0], Key="mme/feature-x/demo_1.tar.gz", ChecksumMode="ENABLED"
     )
     assert head["ETag"].endswith('-3"')
-    # S3's multipart SHA-256 is the hash of the parts' hashes: recompute it from the file.
-    data = artifact.read_bytes()
-    parts = [hashlib.sha256(data[i : i + 5 * MiB]).digest() for i in range(0, len(data), 5 * MiB)]
-    composite = base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
-    assert head["ChecksumSHA256"].split("-")[0] == composite
+    # The whole object's CRC32, computed over the bytes sent, went with the completion.
+    expected = base64.b64encode(zlib.crc32(artifact.read_bytes()).to_bytes(4, "big")).decode()
+    assert head["ChecksumCRC32"].split("-")[0] == expected
+    assert head["ChecksumType"] == "FULL_OBJECT"
     assert head["Metadata"]["sha256"] == sha256_of(artifact)
     assert client.list_multipart_uploads(Bucket=buckets[0]).get("Uploads", []) == []
 
 
 @pytest.mark.integration
-def test_s3_single_request_upload_stores_the_full_sha256(
+def test_s3_single_request_upload_stores_the_full_crc32(
     tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings
 ) -> None:
     artifact = make_artifact(tmp_path / "dist", size=1 * MiB)
@@ -641,8 +640,8 @@ def test_s3_single_request_upload_stores_the_full_sha256(
     head = s3_client().head_object(
         Bucket=buckets[0], Key="mme/feature-x/demo_1.tar.gz", ChecksumMode="ENABLED"
     )
-    expected = base64.b64encode(hashlib.sha256(artifact.read_bytes()).digest()).decode()
-    assert head["ChecksumSHA256"] == expected
+    expected = base64.b64encode(zlib.crc32(artifact.read_bytes()).to_bytes(4, "big")).decode()
+    assert head["ChecksumCRC32"] == expected
     assert "-" not in head["ETag"]
 
 
@@ -677,11 +676,8 @@ def test_s3_concurrent_publisher_cannot_be_overwritten(
     body = client.get_object(Bucket=staging, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha256_of(theirs)
     assert client.list_multipart_uploads(Bucket=staging).get("Uploads", []) == []
-    # Our sidecars went up before the race was decided: the loser puts the winner's sha256
-    # back and removes its own manifest (the winner's cannot be recovered).
-    sidecar = client.get_object(Bucket=staging, Key=key + ".sha256")["Body"].read()
-    assert sidecar == f"{sha256_of(theirs)}  demo_1.tar.gz\n".encode()
-    assert keys(client, staging) == [key, key + ".sha256"]
+    # The loser writes no sidecar: sidecars come after the artifact, from the winner only.
+    assert keys(client, staging) == [key]
 
 
 @pytest.mark.integration

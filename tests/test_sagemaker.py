@@ -250,3 +250,23 @@ def test_mme_emulation_reports_a_tarball_without_an_ensemble(
     assert "SageMaker's frontend needs exactly one ensemble config at the root, found 0" in (
         report.error
     )
+
+
+def test_unpacking_beyond_the_free_space_is_refused_disk_usage_mocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzip bomb must not fill the disk: the index's total size is checked against the free
+    space before extraction (free space mocked: a full disk cannot be made here)."""
+    artifact = _tarball(
+        tmp_path / "demo_1.tar.gz", _member("step", tarfile.DIRTYPE), _member("step/f")
+    )
+    usage = shutil.disk_usage(tmp_path)
+    # 3 bytes are needed, 2 are free.
+    monkeypatch.setattr("mmetools.sagemaker.shutil.disk_usage", lambda _: usage._replace(free=2))
+    with pytest.raises(ArtifactError) as error:
+        unpack_artifact(artifact, tmp_path / "out" / "model")
+    assert str(error.value) == (
+        f"{artifact}: refusing to unpack: it expands to 0 MiB, more than the 0 MiB free at "
+        f"{tmp_path}"
+    )
+    assert not (tmp_path / "out").exists()

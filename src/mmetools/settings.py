@@ -57,6 +57,8 @@ class TritonSettings:
     mode: str = "auto"  # "auto", "bundled", "native" or "docker"
     image: str = ""  # docker mode; "" means the [target] image
     version: str = "2.51.0"  # Triton release the artifacts are tested with (the bundled server's)
+    # `test --artifact` refuses a tarball that unpacks to more than this (or than the free space).
+    max_unpacked_mb: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class PublishSettings:
     production_uri: str = "file:.published/production"
     production_branch: str = "main"
     namespace_staging_by_branch: bool = True
+    # An S3 endpoint that accepts connections and never answers must not hang a publish.
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    deadline_s: float = 1800.0  # the whole `mmetools publish` run, retries included
 
 
 @dataclass(frozen=True)
