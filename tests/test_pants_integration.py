@@ -58,7 +58,7 @@ def test_a_goal_without_targets_says_what_to_pass(goals: list[str]) -> None:
 
 # A stand-in for the Pants that ./pants set up (launch.env names it): the launcher's own logic,
 # not Pants, is under test here.
-FAKE_PANTS = "#!/bin/sh\necho \"fake pants $*\"\n"
+FAKE_PANTS = '#!/bin/sh\necho "fake pants $*"\n'
 
 
 def _launcher_repo(tmp_path: Path, bootstrap: str) -> tuple[Path, dict[str, str]]:
@@ -83,7 +83,7 @@ def _launcher_repo(tmp_path: Path, bootstrap: str) -> tuple[Path, dict[str, str]
 
 def test_first_run_of_a_fresh_clone_creates_the_venv_with_progress(tmp_path: Path) -> None:
     repo, env = _launcher_repo(
-        tmp_path, 'mkdir -p .venv/bin && touch .venv/bin/mmetools && chmod +x .venv/bin/mmetools'
+        tmp_path, "mkdir -p .venv/bin && touch .venv/bin/mmetools && chmod +x .venv/bin/mmetools"
     )
     completed = _pants("list", "::", cwd=repo, **env)
     assert completed.returncode == 0, completed.stderr

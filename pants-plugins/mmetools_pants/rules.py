@@ -147,7 +147,9 @@ print(json.dumps({"python": platform.python_version(), "implementation": sys.imp
                   "machine": platform.machine(), "distributions": dists}, sort_keys=True))
 """
 # Points <named cache>/venv at the environment, atomically (another session may be using it).
-LINK_SCRIPT = f'ln -sfn "$1" {TOOL_MOUNT}/.venv.$$ && mv -Tf {TOOL_MOUNT}/.venv.$$ {TOOL_MOUNT}/venv'
+LINK_SCRIPT = (
+    f'ln -sfn "$1" {TOOL_MOUNT}/.venv.$$ && mv -Tf {TOOL_MOUNT}/.venv.$$ {TOOL_MOUNT}/venv'
+)
 
 
 class MmetoolsSubsystem(Subsystem):
@@ -287,7 +289,7 @@ async def find_mmetools(mmetools: MmetoolsSubsystem, build_root: BuildRoot) -> M
         Process(
             (os.path.join(venv, "bin", "python"), "-I", "-c", PROBE_SCRIPT),
             description="Probe the mmetools environment's content",
-            env={"PATH": SYSTEM_PATH},
+            env={**model_vars, "PATH": SYSTEM_PATH},
             cache_scope=ProcessCacheScope.PER_SESSION,
             level=LogLevel.DEBUG,
         ),
@@ -773,7 +775,9 @@ async def check_triton_model_steps(
     )
     identity = await Get(
         Digest,
-        CreateDigest([FileContent(TOOLKIT_FINGERPRINT_FILE, f"environment {tool.identity}\n".encode())]),
+        CreateDigest(
+            [FileContent(TOOLKIT_FINGERPRINT_FILE, f"environment {tool.identity}\n".encode())]
+        ),
     )
     # Every step's code is `<step>/1/model.py`: mypy refuses two modules of the same name in one
     # run, so it runs once per folder, with that folder as the import root (helpers beside
