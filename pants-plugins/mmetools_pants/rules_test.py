@@ -180,6 +180,9 @@ def _write_repo(rule_runner: RuleRunner, *, pointer_md5: str | None = None, **ex
             "models/demo/demo_inferencer/1/model.onnx.dvc": _pointer(md5),
             "models/demo/demo_inferencer/1/.gitignore": "/model.onnx\n",
             "models/demo/tests/fixtures/case_a.json": "{}",
+            # A model no other test has: the local process cache outlives a test's build root,
+            # and (the point of the hermetic processes) no key names the build root.
+            "models/demo/tests/fixtures/unique.txt": os.urandom(8).hex(),
             "models/demo/demo_preprocessing/1/python_env.tar.gz": "packed env: a build output",
             **extra,
         }
@@ -252,9 +255,7 @@ def test_model_processes_see_no_credentials_home_or_checkout_path(
 def test_rotated_credentials_reuse_the_cached_test_but_a_setting_does_not(
     rule_runner: RuleRunner,
 ) -> None:
-    # A model no other test has: the local process cache outlives one test's build root, and
-    # (the point of all this) a key names no build root.
-    _write_repo(rule_runner, **{"models/demo/tests/fixtures/unique.json": os.urandom(8).hex()})
+    _write_repo(rule_runner)
     _set_options(rule_runner, env={"AWS_ACCESS_KEY_ID": "AKIAFIRST"})
     assert _run_test(rule_runner).exit_code == 0
     _set_options(rule_runner, env={"AWS_ACCESS_KEY_ID": "AKIAROTATED"})
@@ -324,6 +325,7 @@ def test_package_sandbox_holds_model_files_and_weights_not_build_outputs(
         "model_version.txt",
         "requirements.txt",
         "tests/fixtures/case_a.json",
+        "tests/fixtures/unique.txt",
     ]
 
 
