@@ -155,6 +155,7 @@ def run_pants(
     )
     seconds = time.monotonic() - started
     output = completed.stdout + completed.stderr
+    (clone.parent / f"{clone.name}-pants.log").write_text(output)
     return PantsRun(
         returncode=completed.returncode,
         seconds=seconds,

@@ -46,14 +46,15 @@ def test_pants_lists_a_triton_model_per_model_folder() -> None:
     assert completed.stdout.split() == expected
 
 
-@pytest.mark.parametrize("goals", [["test"], ["lint", "check"], ["--no-pantsd", "package"]])
-def test_a_goal_without_targets_says_what_to_pass(goals: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("goals", "goal"),
+    [(["test"], "test"), (["lint", "check"], "lint"), (["--no-pantsd", "package"], "package")],
+)
+def test_a_goal_without_targets_says_what_to_pass(goals: list[str], goal: str) -> None:
     completed = _pants(*goals)
     assert completed.returncode == 2
-    assert f"./pants {goals[-1] if goals[0].startswith('-') else goals[0]}: no targets given" in (
-        completed.stderr
-    )
-    assert "./pants test ::" in completed.stderr or "::" in completed.stderr
+    assert f"./pants {goal}: no targets given, so nothing would run" in completed.stderr
+    assert f"./pants {goal} ::" in completed.stderr
 
 
 # A stand-in for the Pants that ./pants set up (launch.env names it): the launcher's own logic,
@@ -146,3 +147,18 @@ def test_a_clone_elsewhere_takes_every_model_process_from_buildgrid(tmp_path: Pa
     for name in MODEL_NAMES:
         assert any(f.startswith(f"{name}_") and f.endswith(".tar.gz") for f in built_a), built_a
     assert built_a == built_b
+
+
+@pytest.mark.parametrize(
+    "args", [["test", "::"], ["--changed-since=HEAD", "test"], ["help", "test"], ["list"]]
+)
+def test_targets_changed_since_or_a_goal_without_targets_reach_pants(
+    tmp_path: Path, args: list[str]
+) -> None:
+    repo, env = _launcher_repo(tmp_path, "exit 1")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "mmetools").write_text("")
+    (repo / ".venv" / "bin" / "mmetools").chmod(0o755)
+    completed = _pants(*args, cwd=repo, **env)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"fake pants {' '.join(args)}"
