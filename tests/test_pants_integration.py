@@ -143,6 +143,8 @@ def test_a_clone_elsewhere_takes_every_model_process_from_buildgrid(tmp_path: Pa
     # What B did run: only the uncached fetch of each model's weights and the tool probes.
     assert {d.split(" ")[0] for d in run_b.spawned} <= {"mmetools", "Probe", "Link"}
     assert run_b.counters.get("remote_cache_requests_cached", 0) >= 3 * len(MODEL_NAMES)
+    # None was started speculatively beside the cache lookup (then "spawned" would overcount).
+    assert run_b.counters.get("remote_cache_speculation_local_completed_first", 0) == 0
     built_a, built_b = artifacts(clone_a), artifacts(clone_b)
     for name in MODEL_NAMES:
         assert any(f.startswith(f"{name}_") and f.endswith(".tar.gz") for f in built_a), built_a

@@ -233,6 +233,11 @@ class MmetoolsTool:
         return os.path.join(self.venv, "bin", name)
 
 
+# How long a model process waits for the remote cache's answer before it also starts locally.
+# Pants' default (0) starts every process at once and cancels it on a hit: that is a Triton
+# server started for nothing. A lookup takes milliseconds; a miss starts the process at once.
+SPECULATION_DELAY_MS = 10_000
+
 # Package downloads of uv and pip: append-only caches that only make installs faster.
 PACKAGE_CACHES = {"mmetools_uv": ".uv-cache", "mmetools_pip": ".pip-cache"}
 
@@ -490,6 +495,7 @@ async def build_triton_model_env(
             append_only_caches=_model_caches(tool),
             timeout_seconds=mmetools.package_timeout,
             level=LogLevel.DEBUG,
+            remote_cache_speculation_delay_millis=SPECULATION_DELAY_MS,
         ),
     )
     return TritonModelEnv(result.output_digest)
@@ -538,6 +544,7 @@ def model_process(
         timeout_seconds=timeout_seconds,
         level=LogLevel.DEBUG,
         cache_scope=cache_scope,
+        remote_cache_speculation_delay_millis=SPECULATION_DELAY_MS,
     )
 
 
@@ -814,6 +821,7 @@ async def check_triton_model_steps(
                 _mypy_cache_name(folder): ".mypy_cache",
             },
             level=LogLevel.DEBUG,
+            remote_cache_speculation_delay_millis=SPECULATION_DELAY_MS,
         )
         for folder, paths in sorted(folders.items())
     ]
