@@ -324,14 +324,15 @@ WIRING_ROWS = [
     ),
     validate(
         "map_key_repeated",
-        f"{PIPE}: step 2 (screen_detector_inferencer): input_map lists model input 'pixels' 2 times"
-        " ('pixels', 'IMAGE'); protobuf keeps only the last ('IMAGE')",
+        f"{PIPE}: warning: step 2 (screen_detector_inferencer): input_map lists model input"
+        " 'pixels' 2 times ('pixels', 'IMAGE'); protobuf keeps only the last ('IMAGE') and Triton"
+        " silently ignores the others",
         f"{PIPE}: ensemble tensor 'pixels', written by step 1 (screen_detector_preprocessing) from"
         " its output 'PIXELS', is not used by any step or ensemble output",
         f"{PIPE}: step 2 (screen_detector_inferencer) maps ensemble tensor 'IMAGE' to input"
         " 'pixels' of screen_detector_inferencer, which expects TYPE_FP32 but 'IMAGE' is"
         " TYPE_STRING (ensemble input 'IMAGE')",
-        "invalid: 3 errors, 0 warnings in 1 path",
+        "invalid: 2 errors, 1 warning in 1 path",
         edits=(
             edit(
                 PIPE,
@@ -363,10 +364,11 @@ WIRING_ROWS = [
     ),
     validate(
         "step_model_folder_without_config",
+        f"{MODEL}/{MODEL}_extra: no config.pbtxt, and screen_detector_extra/1/model.py defines no"
+        " auto_complete_config: Triton serves it with the python backend but without inputs or"
+        " outputs; add screen_detector_extra/config.pbtxt",
         f"{INF}: warning: not a step of screen_detector_pipeline; it would ship in the artifact and"
         " load for nothing",
-        f"{PIPE}: step 2 (screen_detector_extra): model folder 'screen_detector_extra' has no"
-        " config.pbtxt",
         "invalid: 1 error, 1 warning in 1 path",
         edits=(edit(PIPE, f'model_name: "{MODEL}_inferencer"', f'model_name: "{MODEL}_extra"'),),
         files={f"{MODEL}/{MODEL}_extra/1/model.py": "# no config\n"},
