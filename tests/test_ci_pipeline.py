@@ -385,7 +385,7 @@ def test_pipeline_publishes_to_staging_on_a_branch_and_to_production_on_main(
     assert feature.returncode == 0, feature.stdout + feature.stderr
     s3 = boto3.client("s3")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="pipeline-staging")["Contents"]}
-    assert f"mme/feature-x/{artifact}" in keys
+    assert f"mme/feature~x/{artifact}" in keys
     assert not any(key.startswith("mme/main/") for key in keys)
     assert not production.exists()  # a feature branch never reaches production
 
@@ -409,7 +409,7 @@ def test_pipeline_publishes_to_staging_on_a_branch_and_to_production_on_main(
 
     # A fresh run of the unchanged model (new run folder, same bytes) is `unchanged`: not
     # refused, and the published object is not rewritten.
-    key = f"mme/feature-x/{artifact}"
+    key = f"mme/feature~x/{artifact}"
     before = s3.head_object(Bucket="pipeline-staging", Key=key)
     again = _run_pipeline("feature/x", env)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -37,7 +37,7 @@ def test_published_manifest_names_commit_branch_dirty_and_ci_run(tmp_path: Path)
     environ = {"CI": "true", "GITHUB_RUN_ID": "4242"}
     report = publish([artifact], "feature/x", settings=settings, environ=environ)
     assert report.ok, report.failures
-    published = json.loads((tmp_path / "pub/staging/feature-x/demo_1.tar.gz.manifest.json")
+    published = json.loads((tmp_path / "pub/staging/feature~x/demo_1.tar.gz.manifest.json")
                            .read_text())  # fmt: skip
     assert published["provenance"] == {
         "git": {"commit": _git(tmp_path, "rev-parse", "HEAD"), "branch": "feature/x",

@@ -27,6 +27,7 @@ from mmetools.model_folder import ModelRef, parse_artifact_name
 from mmetools.publish import (
     PublishOptions,
     PublishReport,
+    branch_from_slug,
     branch_slug,
     load_local_artifact,
     plan_targets,
@@ -110,22 +111,43 @@ def test_artifact_name_splits_at_the_last_underscore() -> None:
 @pytest.mark.parametrize(
     ("branch", "slug"),
     [
-        ("feature/x", "feature-x"),
-        ("Feature/JIRA-12_fix", "feature-jira-12-fix"),
+        ("feature/x", "feature~x"),
+        ("Feature/JIRA-12_fix", "_46eature~_4a_49_52_41-12_5ffix"),
         ("refs/heads/main", "main"),
-        ("dependabot/pip/boto3-1.35.0", "dependabot-pip-boto3-1-35-0"),
+        ("main", "main"),
+        ("dependabot/pip/boto3-1.35.0", "dependabot~pip~boto3-1.35.0"),
+        (".hidden", "_2ehidden"),
+        ("caf\u00e9", "caf_c3_a9"),
     ],
 )
 def test_branch_slug(branch: str, slug: str) -> None:
     assert branch_slug(branch) == slug
+    assert branch_from_slug(slug) == branch.removeprefix("refs/heads/")
 
 
-def test_branch_without_letters_or_digits_is_refused() -> None:
+def test_branch_slugs_do_not_collide() -> None:
+    # Before: all of these became "main" and the first one blocked the real main's publish.
+    branches = ["main", "Main", "MAIN", "main-", "-main", "main/", "ma_in", "ma/in", "ma-in"]
+    slugs = [branch_slug(branch) for branch in branches]
+    assert len(set(slugs)) == len(branches), dict(zip(branches, slugs))
+
+
+@pytest.mark.parametrize(
+    ("branch", "message"),
+    [
+        ("", "--branch '': not a usable branch name (it is empty)"),
+        ("refs/heads/", "--branch 'refs/heads/': not a usable branch name (it is empty)"),
+        (
+            "B" * 40,
+            f"--branch {'B' * 40!r}: too long for a destination folder (120 characters encoded, "
+            "max 100)",
+        ),
+    ],
+)
+def test_unusable_branch_is_refused(branch: str, message: str) -> None:
     with pytest.raises(UsageError) as error:
-        branch_slug("//")
-    assert (
-        str(error.value) == "--branch '//': not a usable branch name (it needs letters or digits)"
-    )
+        branch_slug(branch)
+    assert str(error.value) == message
 
 
 def test_destinations_parse(tmp_path: Path) -> None:
@@ -136,7 +158,7 @@ def test_destinations_parse(tmp_path: Path) -> None:
         "mme/staging",
         "s3://models-bucket/mme/staging",
     )
-    assert s3.key("feature-x", "a_1.tar.gz") == "mme/staging/feature-x/a_1.tar.gz"
+    assert s3.key("feature~x", "a_1.tar.gz") == "mme/staging/feature~x/a_1.tar.gz"
     relative = parse_destination("file:.published/staging", tmp_path, "x")
     assert relative.path == tmp_path / ".published" / "staging"
     absolute = parse_destination(f"file://{tmp_path}/prod", Path("/elsewhere"), "x")
@@ -174,7 +196,7 @@ def test_plan_by_branch(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "s3://stage/mme", "s3://prod/mme")
     feature = plan_targets("demo_1.tar.gz", "feature/x", settings)
     assert [(t.role, t.uri) for t in feature] == [
-        ("staging", "s3://stage/mme/feature-x/demo_1.tar.gz")
+        ("staging", "s3://stage/mme/feature~x/demo_1.tar.gz")
     ]
     main = plan_targets("demo_1.tar.gz", "main", settings)
     assert [(t.role, t.uri) for t in main] == [
@@ -303,7 +325,7 @@ def test_file_feature_branch_goes_to_staging_only(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
     report = run([artifact], "feature/x", settings)
     assert actions(report) == [("staging", "uploaded")]
-    staged = tmp_path / "pub" / "staging" / "feature-x"
+    staged = tmp_path / "pub" / "staging" / "feature~x"
     assert sorted(p.name for p in staged.iterdir()) == [
         "demo_1.tar.gz",
         "demo_1.tar.gz.manifest.json",
@@ -336,14 +358,14 @@ def test_file_refuses_different_bytes_under_the_same_name(tmp_path: Path) -> Non
     second = make_artifact(tmp_path / "b", seed=2)
     run([first], "feature/x", settings)
     report = run([second], "feature/x", settings)
-    dest = (tmp_path / "pub/staging/feature-x/demo_1.tar.gz").as_uri()
+    dest = (tmp_path / "pub/staging/feature~x/demo_1.tar.gz").as_uri()
     assert [f.message for f in report.failures] == [
         f"{dest} already holds different bytes (sha256 {sha256_of(first)}, local build "
         f"{sha256_of(second)}); models are immutable: bump models/demo/model_version.txt\n"
         "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
         "it was published"
     ]
-    assert sha256_of(tmp_path / "pub/staging/feature-x/demo_1.tar.gz") == sha256_of(first)
+    assert sha256_of(tmp_path / "pub/staging/feature~x/demo_1.tar.gz") == sha256_of(first)
 
 
 def test_file_dry_run_writes_nothing(tmp_path: Path) -> None:
@@ -388,7 +410,7 @@ def test_file_concurrent_publisher_cannot_be_overwritten(
     ours = make_artifact(tmp_path / "ours", seed=1)
     theirs = make_artifact(tmp_path / "theirs", seed=2)
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
-    final = tmp_path / "pub/staging/feature-x/demo_1.tar.gz"
+    final = tmp_path / "pub/staging/feature~x/demo_1.tar.gz"
     real_link = storage._link_create_only
 
     def other_publisher_links_first(temp: Path, target: Path) -> None:
@@ -413,7 +435,7 @@ def test_file_removes_temps_of_killed_publishers(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
                           capture_output=True, text=True)  # fmt: skip
-    folder = tmp_path / "pub/staging/feature-x"
+    folder = tmp_path / "pub/staging/feature~x"
     folder.mkdir(parents=True)
     orphan = folder / f".demo_1.tar.gz.tmp-{dead.stdout.strip()}-0badc0de"
     orphan.write_bytes(b"half an upload")
@@ -468,23 +490,23 @@ def test_s3_feature_branch_goes_to_staging_only(
     client = s3_client()
     staging, production = buckets
     assert keys(client, staging) == [
-        "mme/feature-x/demo_1.tar.gz",
-        "mme/feature-x/demo_1.tar.gz.manifest.json",
-        "mme/feature-x/demo_1.tar.gz.sha256",
+        "mme/feature~x/demo_1.tar.gz",
+        "mme/feature~x/demo_1.tar.gz.manifest.json",
+        "mme/feature~x/demo_1.tar.gz.sha256",
     ]
     assert keys(client, production) == []
-    head = client.head_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz")
+    head = client.head_object(Bucket=staging, Key="mme/feature~x/demo_1.tar.gz")
     assert head["Metadata"] == {"sha256": digest, "model": "demo", "version": "1"}
-    sidecar = client.get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz.sha256")
+    sidecar = client.get_object(Bucket=staging, Key="mme/feature~x/demo_1.tar.gz.sha256")
     assert sidecar["Body"].read() == f"{digest}  demo_1.tar.gz\n".encode()
-    manifest = client.get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz.manifest.json")
+    manifest = client.get_object(Bucket=staging, Key="mme/feature~x/demo_1.tar.gz.manifest.json")
     # The build's manifest plus provenance and evidence, added at publish time.
     sent = json.loads(manifest["Body"].read())
     assert {k: v for k, v in sent.items() if k not in ("provenance", "evidence")} == json.loads(
         (tmp_path / "dist/demo_1.manifest.json").read_text()
     )
     assert sent["evidence"]["sha256"] == sent["sha256"] and sent["provenance"]["git"]
-    assert report.results[0].destination == f"s3://{staging}/mme/feature-x/demo_1.tar.gz"
+    assert report.results[0].destination == f"s3://{staging}/mme/feature~x/demo_1.tar.gz"
 
 
 @pytest.mark.integration
@@ -497,8 +519,8 @@ def test_s3_republish_is_two_head_requests(tmp_path: Path, s3_settings: Settings
     report = run([artifact], "feature/x", s3_settings, session=session)
     assert actions(report) == [("staging", "unchanged")]
     assert recorder.operations == [
-        ("HeadObject", "mme/feature-x/demo_1.tar.gz"),
-        ("HeadObject", "mme/feature-x/demo_1.tar.gz.manifest.json"),
+        ("HeadObject", "mme/feature~x/demo_1.tar.gz"),
+        ("HeadObject", "mme/feature~x/demo_1.tar.gz.manifest.json"),
     ]
     assert recorder.sent == 2
     assert report.results[0].requests == 2
@@ -517,7 +539,7 @@ def test_s3_refuses_different_bytes_and_keeps_the_original(
     staging = buckets[0]
     assert report.results == ()
     assert [f.message for f in report.failures] == [
-        f"s3://{staging}/mme/feature-x/demo_1.tar.gz already holds different bytes (sha256 "
+        f"s3://{staging}/mme/feature~x/demo_1.tar.gz already holds different bytes (sha256 "
         f"{sha256_of(first)}, local build {sha256_of(second)}); models are immutable: bump "
         "models/demo/model_version.txt\n"
         "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
@@ -525,7 +547,7 @@ def test_s3_refuses_different_bytes_and_keeps_the_original(
     ]
     # One HEAD, then the published manifest to name the members that differ.
     assert recorder.names() == ["HeadObject", "GetObject"]
-    body = s3_client().get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz")["Body"]
+    body = s3_client().get_object(Bucket=staging, Key="mme/feature~x/demo_1.tar.gz")["Body"]
     assert hashlib.sha256(body.read()).hexdigest() == sha256_of(first)
 
 
@@ -620,7 +642,7 @@ def test_s3_multipart_above_the_threshold_with_full_object_crc32(
     assert recorder.names().count("UploadPart") == 3
     client = s3_client()
     head = client.head_object(
-        Bucket=buckets[0], Key="mme/feature-x/demo_1.tar.gz", ChecksumMode="ENABLED"
+        Bucket=buckets[0], Key="mme/feature~x/demo_1.tar.gz", ChecksumMode="ENABLED"
     )
     assert head["ETag"].endswith('-3"')
     # The whole object's CRC32, computed over the bytes sent, went with the completion.
@@ -638,7 +660,7 @@ def test_s3_single_request_upload_stores_the_full_crc32(
     artifact = make_artifact(tmp_path / "dist", size=1 * MiB)
     run([artifact], "feature/x", s3_settings)
     head = s3_client().head_object(
-        Bucket=buckets[0], Key="mme/feature-x/demo_1.tar.gz", ChecksumMode="ENABLED"
+        Bucket=buckets[0], Key="mme/feature~x/demo_1.tar.gz", ChecksumMode="ENABLED"
     )
     expected = base64.b64encode(zlib.crc32(artifact.read_bytes()).to_bytes(4, "big")).decode()
     assert head["ChecksumCRC32"] == expected
@@ -653,7 +675,7 @@ def test_s3_concurrent_publisher_cannot_be_overwritten(
     ours = make_artifact(tmp_path / "ours", size=12 * MiB, seed=1)
     theirs = make_artifact(tmp_path / "theirs", size=12 * MiB, seed=2)
     staging = buckets[0]
-    key = "mme/feature-x/demo_1.tar.gz"
+    key = "mme/feature~x/demo_1.tar.gz"
     session = boto3.session.Session()
     raced: list[str] = []
 
@@ -695,7 +717,7 @@ def test_aws_endpoint_url_is_honoured(
     assert len(report.failures) == 1
     message = report.failures[0].message
     assert message.startswith(
-        f"could not publish demo_1.tar.gz to s3://{s3_settings.publish.staging_uri[5:]}/feature-x/"
+        f"could not publish demo_1.tar.gz to s3://{s3_settings.publish.staging_uri[5:]}/feature~x/"
         f"demo_1.tar.gz: EndpointConnectionError: Could not connect to the endpoint URL: "
         f'"{dead}/'
     )

@@ -28,7 +28,7 @@ from mmetools.storage import S3Tuning
 # Bounded: a retry loop that never ends fails the test instead of hanging CI.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-KEY = "mme/feature-x/demo_1.tar.gz"
+KEY = "mme/feature~x/demo_1.tar.gz"
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from mmetools.storage import S3Tuning, redact_credentials
 pytestmark = pytest.mark.timeout(180)
 
 SMALL_PARTS = S3Tuning(part_size=5 * MiB, max_concurrency=2)
-KEY = "mme/feature-x/demo_1.tar.gz"
+KEY = "mme/feature~x/demo_1.tar.gz"
 
 
 def run(
@@ -162,7 +162,7 @@ def test_file_stale_sidecar_is_not_trusted(tmp_path: Path) -> None:
     build_a = make_artifact(tmp_path / "a", seed=1)
     build_c = make_artifact(tmp_path / "c", seed=2)
     assert run(build_a, settings).ok
-    final = tmp_path / "pub/staging/feature-x/demo_1.tar.gz"
+    final = tmp_path / "pub/staging/feature~x/demo_1.tar.gz"
     # What the old sidecars-first order left: A's bytes with C's sidecars.
     Path(f"{final}.sha256").write_bytes(Path(f"{build_c}.sha256").read_bytes())
     Path(f"{final}.manifest.json").write_bytes(
@@ -245,7 +245,7 @@ def test_file_race_with_a_stopped_then_interrupted_loser_leaves_the_winners_side
     build_c = make_artifact(tmp_path / "c", size=128 * MiB, seed=2)
     env = {**os.environ, "MMETOOLS_STAGING_URI": "file:pub/staging",
            "MMETOOLS_PRODUCTION_URI": "file:pub/production"}  # fmt: skip
-    folder = tmp_path / "pub/staging/feature-x"
+    folder = tmp_path / "pub/staging/feature~x"
 
     def copying(process: subprocess.Popen[bytes]) -> Callable[[], bool]:
         # Its temp file (named with its pid) is in the store: it is copying its bytes.

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import random
-import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -65,7 +64,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_SLUG_INVALID = re.compile(r"[^a-z0-9]+")
+_SLUG_KEPT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
+_SLUG_MAX = 100
 
 Role = Literal["staging", "production"]
 Action = Literal["uploaded", "unchanged", "copied", "dry-run"]
@@ -162,16 +162,46 @@ class PublishOptions:
 
 
 def branch_slug(branch: str) -> str:
-    """``feature/Fix_42`` -> ``feature-fix-42``: lowercase, runs of other characters become '-'."""
+    """``feature/Fix_42`` -> ``feature~_46ix_5f42``: a folder name that no other branch gets.
+
+    Lowercase letters, digits, ``-`` and ``.`` (not leading) are kept, ``/`` becomes ``~`` (git
+    forbids ``~`` in branch names), every other byte of the UTF-8 name becomes ``_xx`` (hex).
+    The code is reversible, so two branches never share a staging folder (``Main`` and ``main``
+    used to, and the first one blocked the other).
+    """
     name = branch.strip().removeprefix("refs/heads/")
-    slug = _SLUG_INVALID.sub("-", name.lower()).strip("-")
-    if not slug:
+    if not name:
+        raise UsageError(f"--branch {branch!r}: not a usable branch name (it is empty)")
+    parts: list[str] = []
+    for index, char in enumerate(name):
+        if char in _SLUG_KEPT and not (char == "." and index == 0):
+            parts.append(char)
+        elif char == "/":
+            parts.append("~")
+        else:
+            parts.extend(f"_{byte:02x}" for byte in char.encode("utf-8", "surrogatepass"))
+    slug = "".join(parts)
+    if len(slug) > _SLUG_MAX:
         raise UsageError(
-            f"--branch {branch!r}: not a usable branch name (it needs letters or digits)"
+            f"--branch {branch!r}: too long for a destination folder "
+            f"({len(slug)} characters encoded, max {_SLUG_MAX})"
         )
-    if len(slug) > 100:
-        raise UsageError(f"--branch {branch!r}: too long for a destination folder (max 100)")
     return slug
+
+
+def branch_from_slug(slug: str) -> str:
+    """The inverse of :func:`branch_slug` (for listings, and to prove the code is reversible)."""
+    out = bytearray()
+    index = 0
+    while index < len(slug):
+        char = slug[index]
+        if char == "_":
+            out.append(int(slug[index + 1 : index + 3], 16))
+            index += 3
+            continue
+        out.extend(b"/" if char == "~" else char.encode("ascii"))
+        index += 1
+    return out.decode("utf-8", "surrogatepass")
 
 
 def destinations(settings: Settings) -> tuple[Destination, Destination]:
@@ -683,6 +713,7 @@ __all__ = [
     "PublishReport",
     "PublishResult",
     "PublishTarget",
+    "branch_from_slug",
     "branch_slug",
     "destinations",
     "load_local_artifact",
