@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pytest
 
 from conftest import MODELS_DIR
 from mmetools import artifact as artifact_module
+from mmetools import atomic as atomic_module
 from mmetools.artifact import Member, collect_members, package_model, write_tarball
 from mmetools.cli import main
 from mmetools.envpack import EnvBackend, Progress
@@ -29,6 +30,7 @@ from mmetools.errors import ArtifactError, DvcError, ValidationFailed
 from mmetools.model_folder import ModelFolder, weight_paths
 from mmetools.parallel_gzip import ParallelGzipWriter
 from mmetools.process import find_tool
+from mmetools.publish import load_local_artifact
 from mmetools.settings import CacheSettings, Settings, load_settings
 from mmetools.targets import ServingTarget
 
@@ -842,3 +844,61 @@ def test_absent_weights_are_pulled_through_dvc(tmp_path: Path) -> None:
         extracted = tar.extractfile("demo_inferencer/1/model.onnx")
         assert extracted is not None and extracted.read() == original
     assert "demo_inferencer/1/.gitignore" not in tar_names(built.path)
+
+
+def _artifact_set(out: Path) -> tuple[str | None, str | None, str | None]:
+    """(tarball sha256, .sha256 file's sha256, manifest's sha256); None for a missing file."""
+    tarball = out / "demo_3.tar.gz"
+    sha_file = out / "demo_3.tar.gz.sha256"
+    manifest = out / "demo_3.manifest.json"
+    return (
+        hashlib.sha256(tarball.read_bytes()).hexdigest() if tarball.exists() else None,
+        sha_file.read_text().split()[0] if sha_file.exists() else None,
+        json.loads(manifest.read_text())["sha256"] if manifest.exists() else None,
+    )
+
+
+@pytest.mark.parametrize("interrupt_at", [1, 2, 3, 4, 5])
+def test_interrupted_package_leaves_the_old_set_the_new_set_or_no_tarball(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt_at: int
+) -> None:
+    # Before: the manifest was renamed into place first, so Ctrl-C (or SIGKILL) before the
+    # tarball's rename left the new manifest beside the old tarball and .sha256.
+    model = make_demo_model(tmp_path)
+    out = tmp_path / "dist"
+    old = build(model, out).sha256
+    (model.path / "demo_preprocessing/1/helpers/tokens.txt").write_text("c\n")
+    events = 0
+    real_replace, real_fsync = os.replace, atomic_module._fsync_folder
+
+    def count(real: Callable[..., None]) -> Callable[..., None]:
+        def step(*args: object) -> None:
+            nonlocal events
+            events += 1
+            if events == interrupt_at:
+                raise KeyboardInterrupt
+            real(*args)
+
+        return step
+
+    monkeypatch.setattr(os, "replace", count(real_replace))
+    monkeypatch.setattr(atomic_module, "_fsync_folder", count(real_fsync))
+    with pytest.raises(KeyboardInterrupt):
+        build(model, out)
+    monkeypatch.undo()
+    tarball, sha_file, manifest = _artifact_set(out)
+    assert tarball is None or tarball == sha_file == manifest, (tarball, sha_file, manifest)
+    assert tarball in (None, old) or interrupt_at == 5
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    new = build(model, out).sha256  # a rerun repairs it
+    assert _artifact_set(out) == (new, new, new) and new != old
+
+
+def test_publish_refuses_new_sidecars_beside_an_old_tarball(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    first = build(model, tmp_path / "a")
+    (model.path / "demo_preprocessing/1/helpers/tokens.txt").write_text("c\n")
+    second = build(model, tmp_path / "b")
+    shutil.copy(second.manifest_path, first.manifest_path)
+    with pytest.raises(ArtifactError, match="come from different builds"):
+        load_local_artifact(first.path)

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, Literal
 from mmetools.audit import audit_artifact, require_audit
 from mmetools.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
-from mmetools.atomic import write_bytes_atomically
+from mmetools.atomic import move_set_into_place, temporary_path_beside
 from mmetools.manifest import (
     MANIFEST_SUFFIX,
     SHA256_SUFFIX,
@@ -363,19 +363,6 @@ def _output_error(out_dir: Path, name: str, error: OSError) -> ArtifactError:
     return ArtifactError(f"{out_dir}: cannot write {name}: {reason}; nothing was written")
 
 
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -525,6 +512,7 @@ def write_artifact(
     report(f"writing {final.name} ({len(members)} members)")
     started = time.perf_counter()
     temporary: Path | None = None
+    sidecars: dict[Path, Path] = {}  # temp name -> final name
     try:
         descriptor, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
         temporary = Path(name)
@@ -556,19 +544,23 @@ def write_artifact(
                          "library": DEFLATE_LIBRARY},  # fmt: skip
             model_folder=_relative(model.path, settings.root),
         )
-        # Sidecars first, the tarball last: an artifact under its final name has its sidecars.
-        write_manifest(manifest_path, manifest)
-        write_bytes_atomically(sha256_path, sha256_line(result.sha256, final.name).encode())
-        os.replace(temporary, final)
+        # All three under temp names first, then moved together with the tarball last, so an
+        # interruption never leaves this build's sidecars beside an earlier build's tarball.
+        sidecars[temporary_path_beside(manifest_path)] = manifest_path
+        sidecars[temporary_path_beside(sha256_path)] = sha256_path
+        new_manifest, new_sha256 = sidecars
+        write_manifest(new_manifest, manifest)
+        new_sha256.write_bytes(sha256_line(result.sha256, final.name).encode())
+        move_set_into_place(sidecars, (temporary, final))
+        sidecars.clear()
         temporary = None
-        _fsync_folder(out_dir)
     except MmetoolsError:
         raise
     except OSError as e:
         raise _output_error(out_dir, final.name, e) from e
     finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
+        for path in [*sidecars, *([temporary] if temporary is not None else [])]:
+            path.unlink(missing_ok=True)
     report(f"wrote {final.name}: {result.size} bytes, sha256 {result.sha256[:12]}")
     return Artifact(
         path=final,

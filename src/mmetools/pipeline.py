@@ -14,7 +14,6 @@ serving env), every other step per model; a model that fails stops there, the ot
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from mmetools.artifact import (
     validate_model,
     write_artifact,
 )
+from mmetools.atomic import move_set_into_place
 from mmetools.envpack import PackedEnv
 from mmetools.errors import MmetoolsError, UsageError, ValidationFailed
 from mmetools.evidence import (
@@ -438,8 +438,8 @@ def _artifact_step(
 
 
 def _move_into(artifact: Artifact, evidence: Evidence, out: Path, ref: ModelRef) -> BuiltArtifact:
-    """Move the four files into ``out``: sidecars first, the tarball last, so an artifact under
-    its final name always has them."""
+    """Move the four files into ``out`` as one set (see ``move_set_into_place``): an artifact
+    under its final name always has its own sidecars, never those of another build."""
     stem = ref.artifact_name.removesuffix(".tar.gz")
     sources = {
         "manifest": artifact.manifest_path,
@@ -453,8 +453,10 @@ def _move_into(artifact: Artifact, evidence: Evidence, out: Path, ref: ModelRef)
         "evidence": evidence_path(out / ref.artifact_name),
         "tarball": out / ref.artifact_name,
     }
-    for key in ("manifest", "sha256", "evidence", "tarball"):
-        os.replace(sources[key], targets[key])
+    move_set_into_place(
+        {sources[key]: targets[key] for key in ("manifest", "sha256", "evidence")},
+        (sources["tarball"], targets["tarball"]),
+    )
     return BuiltArtifact(
         ref=ref,
         path=targets["tarball"],
