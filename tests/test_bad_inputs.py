@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -1164,3 +1165,119 @@ def test_tarball_that_is_no_gzip_or_missing(
         workdir,
         capsys,
     )
+
+
+# -------------------------------------------------------------------------------------------------
+# Inputs that used to crash with a traceback (issue 11, Low): huge numbers, deep JSON, folders or
+# devices where files belong, names too long for a file system.
+
+CASE_MESSAGE = f"error: {CASE}: model '{MODEL}'"
+PUBLISHED = "dist/demo_1.tar.gz"
+PUBLISHED_MANIFEST = "dist/demo_1.manifest.json"
+DEEP_JSON = "[" * 100_000 + "]" * 100_000
+
+
+def _artifact(breaks: Change | None = None) -> Change:
+    """A publishable artifact in dist/ (see publish_support), then ``breaks`` applied to it."""
+
+    def change(root: Path) -> None:
+        from publish_support import make_artifact
+
+        make_artifact(root / "dist")
+        if breaks is not None:
+            breaks(root)
+
+    return change
+
+
+def _folder_instead_of(path: str) -> Change:
+    def change(root: Path) -> None:
+        (root / path).unlink()
+        (root / path).mkdir()
+
+    return change
+
+
+def _write(path: str, text: str) -> Change:
+    def change(root: Path) -> None:
+        (root / path).write_text(text, encoding="utf-8")
+
+    return change
+
+
+def _fifo_input(root: Path) -> None:
+    os.mkfifo(root / FIXTURES / "pipe")
+    _fixture(lambda d: d["inputs"]["IMAGE"].update(files=["pipe"]))(root)
+
+
+def _surrogate_input(document: Document) -> None:
+    del document["inputs"]["IMAGE"]["files"]
+    document["inputs"]["IMAGE"]["data"] = ["\ud800"]
+
+
+PUBLISH = ("publish", PUBLISHED, "--branch", "feature/x")
+LOW_ROWS = [
+    Row("version_5000_digits", ("validate", MODEL), 1, files={VERSION: "9" * 5000},
+        out=(f"{VERSION}: version must be a positive integer such as 1 or 12, got 5000 "
+             "characters (max 18 digits)", "invalid: 1 error, 0 warnings in 1 path")),
+    Row("fixture_deep_json", ("fixtures", "check", MODEL), 1, files={CASE: DEEP_JSON},
+        err=(f"error: {CASE}: refused JSON: nested too deeply to parse",)),
+    Row("fixture_5000_digit_int", ("fixtures", "check", MODEL), 1,
+        files={CASE: '{"inputs": {"IMAGE": {"data": [' + "9" * 5000 + "]}}}"},
+        err=(f"error: {CASE}: refused JSON: an integer with 5000 digits (max 100)",)),
+    Row("fixture_lone_surrogate_bytes", ("fixtures", "check", MODEL), 1,
+        change=_fixture(_surrogate_input),
+        err=(f"{CASE_MESSAGE}: inputs.IMAGE.data[0]: not valid Unicode text ('\\ud800' is a "
+             "lone surrogate)",)),
+    Row("fixture_file_is_a_fifo", ("fixtures", "check", MODEL), 1, change=_fifo_input,
+        err=(f"{CASE_MESSAGE}: inputs.IMAGE.files[0]: {FIXTURES}/pipe is not a regular file",)),
+    Row("fixture_file_is_dev_zero", ("fixtures", "check", MODEL), 1,
+        change=_fixture(lambda d: d["inputs"]["IMAGE"].update(files=["/dev/zero"])),
+        err=(f"{CASE_MESSAGE}: inputs.IMAGE.files[0]: /dev/zero is not a regular file",)),
+    Row("new_300_character_name", ("new", "a" * 300), 1,
+        err=(f"error: invalid model name {'a' * 20!r}... (300 characters): at most 64; it "
+             "becomes folder, Triton model and artifact names",)),
+    Row("new_models_dir_is_a_file", ("new", "fraud", "--models-dir", "a_file"), 1,
+        files={"a_file": "x"},
+        err=("error: --models-dir a_file: cannot create a model there: it is a file, not a "
+             "folder",)),
+    Row("new_models_dir_under_proc", ("new", "fraud", "--models-dir", "/proc/mmetools"), 1,
+        err=("error: --models-dir /proc/mmetools: cannot create a model there: No such file or "
+             "directory",)),
+    Row("publish_manifest_deep_json", PUBLISH, 1,
+        change=_artifact(_write(PUBLISHED_MANIFEST, DEEP_JSON)),
+        err=(f"error: {PUBLISHED_MANIFEST}: not a readable JSON manifest: nested too deeply to "
+             "parse",)),
+    Row("publish_manifest_5000_digit_int", PUBLISH, 1,
+        change=_artifact(_write(PUBLISHED_MANIFEST, '{"version": ' + "9" * 5000 + "}")),
+        err=(f"error: {PUBLISHED_MANIFEST}: not a readable JSON manifest: an integer with 5000 "
+             "digits (max 100)",)),
+    Row("publish_manifest_is_a_folder", PUBLISH, 1,
+        change=_artifact(_folder_instead_of(PUBLISHED_MANIFEST)),
+        err=(f"error: {PUBLISHED_MANIFEST}: a folder, not a manifest file",)),
+    Row("publish_sha256_is_a_folder", PUBLISH, 1,
+        change=_artifact(_folder_instead_of(f"{PUBLISHED}.sha256")),
+        err=(f"error: {PUBLISHED}.sha256: cannot read it: Is a directory",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", LOW_ROWS, ids=lambda row: row.id)
+def test_inputs_that_used_to_crash(
+    row: Row, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = tree(workdir) if row.argv[0] == "new" else None
+    check(row, workdir, capsys)
+    if before is not None:  # nothing half written
+        assert tree(workdir) == sorted(before + list(row.files))
+
+
+def test_settings_file_that_is_not_utf8(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "mmetools.toml").write_bytes(b'[triton]\nmode = "caf\xe9"\n')
+    check(
+        Row("settings_latin1", ("package", MODEL, "--out", "dist"), 1,
+            err=(f"error: {workdir / 'mmetools.toml'}: not UTF-8 text (byte 0xe9 at offset 20); "
+                 "TOML files must be UTF-8",)),
+        workdir,
+        capsys,
+    )  # fmt: skip
+    assert not (workdir / "dist").exists()

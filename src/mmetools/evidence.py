@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from mmetools.atomic import write_text_atomically
+from mmetools.jsontext import parse_json
 from mmetools.errors import PublishError
 
 EVIDENCE_FORMAT = 1
@@ -101,12 +102,12 @@ def evidence_path(artifact: Path) -> Path:
 def read_evidence(path: Path) -> Evidence | None:
     """The evidence in ``path``; None when it is missing or not evidence this mmetools wrote."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_bytes())
         if data["format"] != EVIDENCE_FORMAT:
             return None
         tests = tuple(RecordedTest.from_json(t) for t in data["tests"])
         return Evidence(str(data["artifact"]), str(data["sha256"]), tests)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from mmetools.atomic import write_bytes_atomically
 from mmetools.errors import ArtifactError
+from mmetools.jsontext import parse_json
 
 MANIFEST_FORMAT = 2
 MANIFEST_SUFFIX = ".manifest.json"
@@ -228,14 +229,24 @@ def _is_sha256(value: object) -> bool:
     )
 
 
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024  # a manifest lists members: megabytes at most
+
+
 def read_manifest(path: Path) -> Manifest:
     """Load and validate a manifest; ArtifactError naming the file and the field."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ArtifactError(f"{path}: larger than {MAX_MANIFEST_BYTES} bytes: not a manifest")
+        data = parse_json(raw)
     except FileNotFoundError as e:
         raise ArtifactError(f"{path}: manifest not found (build it with `mmetools build`)") from e
+    except IsADirectoryError as e:
+        raise ArtifactError(f"{path}: a folder, not a manifest file") from e
     except (OSError, ValueError) as e:
-        raise ArtifactError(f"{path}: not a readable JSON manifest: {e}") from e
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise ArtifactError(f"{path}: not a readable JSON manifest: {reason}") from e
     return Manifest.from_json(data, str(path))
 
 

@@ -31,6 +31,7 @@ from mmetools.model_config import (
 )
 
 VERSION_FILE = "model_version.txt"
+MAX_VERSION_DIGITS = 18  # fits an int64, as Triton's model versions must
 REQUIREMENTS_FILE = "requirements.txt"
 TESTS_DIR = "tests"
 FIXTURES_DIR = "tests/fixtures"
@@ -40,6 +41,9 @@ MODEL_DIRECTORY_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 EXECUTION_ENV_VALUE = f"{MODEL_DIRECTORY_TOKEN}/{ENV_ARCHIVE}"
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
+# Step folders are <name>_postprocessing and temp names add a prefix and suffix: 64 keeps every
+# derived file name far below the 255-byte limit of file systems.
+MAX_MODEL_NAME_LENGTH = 64
 ARTIFACT_NAME_PATTERN = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
 _VERSION_TEXT = re.compile(r"^[1-9][0-9]*$")
 
@@ -77,6 +81,11 @@ def read_model_version(path: Path) -> int:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text") from e
     value = text.strip()
+    if len(value) > MAX_VERSION_DIGITS:
+        raise ConfigError(
+            f"{path}: version must be a positive integer such as 1 or 12, got "
+            f"{len(value)} characters (max {MAX_VERSION_DIGITS} digits)"
+        )
     if not _VERSION_TEXT.match(value):
         shown = repr(value) if value else "empty"
         raise ConfigError(

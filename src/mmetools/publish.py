@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal
 
 from mmetools.audit import audit_artifact, require_audit
 from mmetools.atomic import write_text_atomically
+from mmetools.jsontext import parse_json
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
 from mmetools.evidence import require_passing
 from mmetools.manifest import (
@@ -254,11 +255,14 @@ def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtif
     sha_path = path.with_name(path.name + SHA256_SUFFIX)
     manifest_path = path.with_name(f"{model}_{version}{MANIFEST_SUFFIX}")
     try:
-        sha_text = sha_path.read_text(encoding="utf-8", errors="replace")
+        with sha_path.open("rb") as stream:
+            sha_text = stream.read(4096).decode("utf-8", errors="replace")
     except FileNotFoundError as e:
         raise ArtifactError(
             f"{path}: {sha_path.name} is missing; `mmetools package` writes it next to the artifact"
         ) from e
+    except OSError as e:
+        raise ArtifactError(f"{sha_path}: cannot read it: {e.strerror or e}") from e
     expected = parse_sha256_text(sha_text)
     named = sha_text.split()[1:2]
     if expected is None:
@@ -648,7 +652,7 @@ class _Step:
         if raw is None:
             return " (the published manifest cannot be read to compare members)"
         try:
-            published = Manifest.from_json(json.loads(raw), f"{key}{MANIFEST_SUFFIX}")
+            published = Manifest.from_json(parse_json(raw), f"{key}{MANIFEST_SUFFIX}")
         except (ValueError, MmetoolsError) as e:
             return f" (the published manifest cannot be compared: {e})"
         return "\n" + explain_difference(published, self.manifest)

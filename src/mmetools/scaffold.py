@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from mmetools.errors import ScaffoldError
-from mmetools.model_folder import MODEL_NAME_PATTERN
+from mmetools.model_folder import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,11 @@ FRAMEWORKS = {
 
 
 def check_name(name: str) -> None:
+    if len(name) > MAX_MODEL_NAME_LENGTH:
+        raise ScaffoldError(
+            f"invalid model name {name[:20]!r}... ({len(name)} characters): at most "
+            f"{MAX_MODEL_NAME_LENGTH}; it becomes folder, Triton model and artifact names"
+        )
     if not MODEL_NAME_PATTERN.match(name):
         raise ScaffoldError(
             f"invalid model name {name!r}: use lowercase letters, digits and '_', starting with a "
@@ -73,8 +78,14 @@ def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
     root = resources.files("mmetools").joinpath("templates")
     tokens = template_tokens(name, FRAMEWORKS[framework])
     tokens["export"] = root.joinpath(framework, EXPORT_PART).read_text(encoding="utf-8").rstrip()
-    models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=models_dir))
+    try:
+        models_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=models_dir))
+    except OSError as e:
+        reason = "it is a file, not a folder" if models_dir.is_file() else e.strerror or str(e)
+        raise ScaffoldError(
+            f"--models-dir {models_dir}: cannot create a model there: {reason}"
+        ) from e
     try:
         _render_tree(root.joinpath("common"), staging, tokens)
         _render_tree(root.joinpath(framework), staging, tokens)

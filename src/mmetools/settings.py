@@ -143,6 +143,11 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: invalid TOML: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                "TOML files must be UTF-8"
+            ) from e
         for name, values in raw.items():
             if name not in SECTIONS or not isinstance(values, dict):
                 raise ConfigError(

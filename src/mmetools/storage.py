@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mmetools.jsontext import parse_json
 from mmetools.errors import ArtifactError, ConfigError, PublishError
 from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, sha256_line
 
@@ -785,7 +786,7 @@ class FileStore(Store):
 def _manifest_describes(data: bytes, sha256: str) -> bool:
     """True unless the manifest names another artifact sha256 (it may not name one at all)."""
     try:
-        manifest = json.loads(data)
+        manifest = parse_json(data)
     except ValueError:
         return False
     if not isinstance(manifest, dict):
