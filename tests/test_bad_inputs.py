@@ -28,6 +28,7 @@ import pytest
 
 from conftest import MODELS_DIR
 from mmetools.cli import main
+from mmetools.fixtures.values import KSERVE_DTYPES
 
 # Each row runs in well under a second; a hang (a tool waiting on the network) fails instead.
 pytestmark = pytest.mark.timeout(60)
@@ -949,6 +950,19 @@ SAFE = (
     Member(f"{MODEL}_pipeline/1", tarfile.DIRTYPE),
 )
 TARBALL_ROWS = [
+    # Found by tests/test_fuzz.py: a file named '.' was extracted over the folder itself.
+    TarballRow(
+        "file_named_dot",
+        (Member("."),),
+        "refusing to unpack: unsafe member '.': a file whose name ends like a folder's ('/' or "
+        "'/.')",
+    ),
+    TarballRow(
+        "file_named_like_a_folder",
+        (*SAFE, Member("extra/.")),
+        "refusing to unpack: unsafe member 'extra/.': a file whose name ends like a folder's ('/' "
+        "or '/.')",
+    ),
     TarballRow(
         "parent_folder",
         (*SAFE, Member("../escaped.txt")),
@@ -1229,6 +1243,10 @@ LOW_ROWS = [
         change=_fixture(_surrogate_input),
         err=(f"{CASE_MESSAGE}: inputs.IMAGE.data[0]: not valid Unicode text ('\\ud800' is a "
              "lone surrogate)",)),
+    # Found by tests/test_fuzz.py: a list as datatype raised TypeError (unhashable type).
+    fixture_row("fixture_datatype_is_a_list",
+                f"inputs.IMAGE.datatype [] is not one of {', '.join(KSERVE_DTYPES)}",
+                lambda d: d["inputs"]["IMAGE"].update(datatype=[])),
     Row("fixture_file_is_a_fifo", ("fixtures", "check", MODEL), 1, change=_fifo_input,
         err=(f"{CASE_MESSAGE}: inputs.IMAGE.files[0]: {FIXTURES}/pipe is not a regular file",)),
     Row("fixture_file_is_dev_zero", ("fixtures", "check", MODEL), 1,

@@ -98,6 +98,9 @@ def member_problem(member: tarfile.TarInfo) -> str | None:
         return "device or pipe"
     if not (member.isfile() or member.isdir()):
         return "not a regular file or folder"
+    if member.isfile() and (name.endswith("/") or name.rsplit("/", 1)[-1] in (".", "")):
+        # 'a/.' or '.' would be written over a folder (IsADirectoryError mid-extraction)
+        return "a file whose name ends like a folder's ('/' or '/.')"
     return None
 
 
