@@ -1262,6 +1262,15 @@ LOW_ROWS = [
     Row("new_models_dir_under_proc", ("new", "fraud", "--models-dir", "/proc/mmetools"), 1,
         err=("error: --models-dir /proc/mmetools: cannot create a model there: No such file or "
              "directory",)),
+    Row("junit_xml_is_a_folder", ("test", MODEL, "--junit-xml", MODEL), 2,
+        err=(f"error: --junit-xml {MODEL}: is a folder; give a file name such as report.xml",)),
+    Row("junit_xml_under_a_file", ("test", MODEL, "--junit-xml", "a_file/report.xml"), 2,
+        files={"a_file": "x"},
+        err=("error: --junit-xml a_file/report.xml: a_file is a file, not a folder",)),
+    Row("build_junit_xml_under_a_file",
+        ("build", MODEL, "--out", "dist", "--junit-xml", "a_file/x/report.xml"), 2,
+        files={"a_file": "x"},
+        err=("error: --junit-xml a_file/x/report.xml: a_file is a file, not a folder",)),
     Row("publish_manifest_deep_json", PUBLISH, 1,
         change=_artifact(_write(PUBLISHED_MANIFEST, DEEP_JSON)),
         err=(f"error: {PUBLISHED_MANIFEST}: not a readable JSON manifest: nested too deeply to "

@@ -468,13 +468,20 @@ def test_command(
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
     from mmetools.errors import UsageError
     from mmetools.harness import ModelReport, RunResult, run_models
-    from mmetools.reporting import report_renderable, summary_text, write_test_junit
+    from mmetools.reporting import (
+        check_report_path,
+        report_renderable,
+        summary_text,
+        write_test_junit,
+    )
     from mmetools.sagemaker import run_artifacts
     from mmetools.settings import load_settings
 
     folders = [folder.path for folder in _model_folders_of(models or [])]
     if not folders and not artifact:
         raise UsageError("give model folders (e.g. models/*) or --artifact dist/<name>_<v>.tar.gz")
+    if junit_xml is not None:
+        check_report_path(junit_xml)
     settings = load_settings()
 
     def show(report: ModelReport) -> None:
@@ -519,9 +526,9 @@ def test_command(
         tuple(r for each in runs for r in each.reports),
         tuple(s for each in runs for s in each.server_start_seconds),
     )
+    console.print(summary_text(run), markup=False)  # before the report: it must not get lost
     if junit_xml is not None:
         write_test_junit(run, junit_xml)
-    console.print(summary_text(run), markup=False)
     if not run.passed:
         raise typer.Exit(1)
 
@@ -679,9 +686,17 @@ def build_command(
     passed every step, <name>_<version>.tar.gz, .tar.gz.sha256, .manifest.json and
     .evidence.json (what `mmetools publish` requires); nothing of a model that failed."""
     from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
-    from mmetools.reporting import StepRow, step_line, steps_table, write_steps_junit
+    from mmetools.reporting import (
+        StepRow,
+        check_report_path,
+        step_line,
+        steps_table,
+        write_steps_junit,
+    )
     from mmetools.settings import load_settings
 
+    if junit_xml is not None:
+        check_report_path(junit_xml)
     settings = load_settings()
     folders = _model_folders_of(models)
 

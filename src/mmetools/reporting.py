@@ -8,6 +8,7 @@ The library returns values (step outcomes, Triton test reports); ``mmetools test
 from __future__ import annotations
 
 import math
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmetools.atomic import write_bytes_atomically
+from mmetools.errors import MmetoolsError, UsageError
 
 if TYPE_CHECKING:
     from mmetools.harness import ModelReport, RunResult
@@ -98,8 +100,7 @@ def write_steps_junit(rows: Sequence[StepRow], path: Path, name: str) -> None:
 def _write_xml(root: ET.Element, path: Path) -> None:
     """The one JUnit file writer: indented, UTF-8, written atomically."""
     ET.indent(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomically(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+    _write_report(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -225,3 +226,25 @@ def write_test_junit(run: RunResult, path: Path) -> None:
     for key, value in totals.items():
         root.set(key, str(value))
     _write_xml(root, path)
+
+
+def check_report_path(path: Path, option: str = "--junit-xml") -> None:
+    """UsageError unless a report can be written at ``path`` (missing folders are created):
+    checked before any test runs, so a typo costs neither the run nor its summary."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; give a file name such as report.xml")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.W_OK)
+    ):
+        raise UsageError(f"{option} {path}: not writable")
+
+
+def _write_report(path: Path, data: bytes) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomically(path, data)
+    except OSError as e:
+        raise MmetoolsError(f"{path}: cannot write the JUnit XML report: {e.strerror or e}") from e
