@@ -412,3 +412,26 @@ def test_current_environment_is_this_interpreter() -> None:
     env = current_environment()
     assert env.path == Path(sys.prefix)
     assert env.python_version == f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def test_output_that_does_not_fill_its_shape_names_output_and_shapes() -> None:
+    # Before: tritonclient's as_numpy raised "cannot reshape array of size 0 into shape (1,16)"
+    # through `mmetools test` when a Python step returned an empty tensor for a declared output.
+    import json as json_module
+
+    import tritonclient.http as httpclient
+
+    from mmetools.errors import TritonError
+    from mmetools.triton.server import output_arrays
+
+    body = json_module.dumps(
+        {"outputs": [{"name": "EMBEDDING", "datatype": "FP32", "shape": [1, 16], "data": []}]}
+    ).encode()
+    result = httpclient.InferenceServerClient.parse_response_body(body)
+    with pytest.raises(TritonError) as error:
+        output_arrays(result, ["EMBEDDING"], "demo_pipeline")
+    assert str(error.value) == (
+        "demo_pipeline: output 'EMBEDDING' claims shape [1, 16] (FP32) but its data does not fill "
+        "it (cannot reshape array of size 0 into shape (1,16)): the step producing 'EMBEDDING' "
+        "returned a tensor of another size (an empty one?) than the shape it declared"
+    )

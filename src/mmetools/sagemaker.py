@@ -54,6 +54,7 @@ from mmetools.model_folder import (
 from mmetools.interpreters import find_python
 from mmetools.serving_env import ServingEnv, ensure_serving_env
 from mmetools.settings import Settings
+from mmetools.triton.server import output_arrays
 from mmetools.triton import (
     BUNDLED,
     SAGEMAKER,
@@ -278,9 +279,9 @@ class MmeClient:
             result = httpclient.InferenceServerClient.parse_response_body(
                 response.body, header_length=header_length
             )
-            return {e.name: result.as_numpy(e.name) for e in case.expected}
         except Exception as e:  # a malformed answer is the server's failure, reported per case
             raise TritonError(f"{target_model}: unreadable invoke response: {e}") from e
+        return output_arrays(result, [e.name for e in case.expected], target_model)
 
     def unload(self, model_id: str, target_model: str) -> None:
         if not self.server.alive():

@@ -503,7 +503,26 @@ class TritonServer:
             if self.died():
                 raise self._died(f"running '{model}'", [model]) from e
             raise TritonError(f"{model}: inference failed: {type(e).__name__}: {e}") from e
-        return {name: result.as_numpy(name) for name in outputs}
+        return output_arrays(result, outputs, model)
+
+
+def output_arrays(result: Any, names: Sequence[str], model: str) -> dict[str, Any]:
+    """``{name: result.as_numpy(name)}``; TritonError naming the output and both shapes when the
+    data does not fill the shape it claims (a step that returned an empty tensor for a declared
+    output made tritonclient raise "cannot reshape array of size 0 into shape (1,16)")."""
+    arrays: dict[str, Any] = {}
+    for name in names:
+        try:
+            arrays[name] = result.as_numpy(name)
+        except ValueError as e:
+            output = result.get_output(name) or {}
+            shape = list(output.get("shape", []))
+            raise TritonError(
+                f"{model}: output '{name}' claims shape {shape} ({output.get('datatype')}) but "
+                f"its data does not fill it ({e}): the step producing '{name}' returned a tensor "
+                "of another size (an empty one?) than the shape it declared"
+            ) from e
+    return arrays
 
 
 @contextlib.contextmanager
