@@ -525,6 +525,74 @@ def test_command(
         raise typer.Exit(1)
 
 
+@app.command("diff")
+def diff_command(
+    model: Annotated[Path, typer.Argument(help="Model folder, e.g. models/screen_detector.")],
+    artifact: Annotated[
+        Optional[Path],
+        typer.Option("--artifact", help="Candidate tarball (default: the model folder itself)."),
+    ] = None,
+    against: Annotated[
+        str,
+        typer.Option(
+            "--against",
+            help="auto (production, then the branch's staging), staging, "
+            "production, or a <name>_<version>.tar.gz to compare with.",
+        ),
+    ] = "auto",
+    branch: Annotated[
+        Optional[str], typer.Option("--branch", help="Branch whose staging folder to look in.")
+    ] = None,
+    dataset: Annotated[
+        Optional[Path],
+        typer.Option("--dataset", help="More inputs: a folder of *.json cases or a .jsonl file."),
+    ] = None,
+    markdown: Annotated[
+        Optional[Path], typer.Option("--markdown", help="Write the Markdown report here.")
+    ] = None,
+    junit_xml: Annotated[
+        Optional[Path], typer.Option("--junit-xml", help="Write a JUnit XML report here.")
+    ] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write the report as JSON here.")
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+    ] = None,
+) -> None:
+    """Compare the candidate's predictions with the published previous version's on one Triton
+    (SageMaker MME emulation). Exit 1 when an output is over its threshold
+    (models/<name>/regression.toml); the first version has nothing to compare and passes."""
+    from rich.progress import Progress
+
+    from mmetools.diff import diff_against_published, markdown_report, write_outputs
+    from mmetools.model_folder import model_folder
+    from mmetools.settings import load_settings
+
+    folder = model_folder(model)
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(f"diff {folder.name}", total=None)
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=f"diff {folder.name}: {what}", completed=done, total=total)
+
+        report = diff_against_published(
+            folder,
+            artifact,
+            load_settings(),
+            against=against,
+            branch=branch,
+            dataset=dataset,
+            mode=mode,
+            progress=on_progress,
+        )
+    write_outputs(report, markdown, junit_xml, json_path)
+    console.print(markdown_report(report), markup=False, soft_wrap=True)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (tests call this directly)."""
     try:

@@ -266,6 +266,49 @@ def parse_case(
     raw_inputs: dict[str, Any] = document["inputs"]
     raw_expected: dict[str, Any] = document["expected"]
 
+    unknown = sorted(set(raw_expected) - set(signature.outputs))
+    if unknown:
+        raise FixtureError(
+            f"{where}: expected outputs {_names(unknown)} are not produced by ensemble "
+            f"'{signature.model}' (its outputs: {_names(signature.outputs)})"
+        )
+    if not raw_expected:
+        raise FixtureError(f"{where}: 'expected' is empty; list at least one output")
+
+    inputs = _parse_inputs(path, where, raw_inputs, signature)
+    if not check_expected:
+        return FixtureCase(path.stem, path, description, inputs, ())
+    expected = tuple(
+        _parse_expected(where, name, raw_expected[name], signature) for name in raw_expected
+    )
+    return FixtureCase(path.stem, path, description, inputs, expected)
+
+
+def parse_input_case(
+    document: Mapping[str, Any],
+    path: Path,
+    name: str,
+    signature: EnsembleSignature,
+    model_name: str,
+) -> FixtureCase:
+    """An input-only case (a dataset entry: ``{"description"?, "inputs"}``); ``files`` of BYTES
+    inputs are relative to ``path``'s folder. The case has no expected outputs."""
+    where = f"{path}: model '{model_name}'"
+    _check_keys(document, ("description", "inputs"), where, "dataset case")
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise FixtureError(f"{where}: 'description' must be a string")
+    raw_inputs = document.get("inputs")
+    if not isinstance(raw_inputs, dict):
+        raise FixtureError(f"{where}: 'inputs' must be an object of tensor name -> tensor")
+    return FixtureCase(
+        name, path, description, _parse_inputs(path, where, raw_inputs, signature), ()
+    )
+
+
+def _parse_inputs(
+    path: Path, where: str, raw_inputs: Mapping[str, Any], signature: EnsembleSignature
+) -> tuple[TensorData, ...]:
     unknown = sorted(set(raw_inputs) - set(signature.inputs))
     if unknown:
         raise FixtureError(
@@ -278,15 +321,6 @@ def parse_case(
             f"{where}: ensemble '{signature.model}' input{'s' if len(missing) > 1 else ''} "
             f"{_names(missing)} missing from 'inputs'"
         )
-    unknown = sorted(set(raw_expected) - set(signature.outputs))
-    if unknown:
-        raise FixtureError(
-            f"{where}: expected outputs {_names(unknown)} are not produced by ensemble "
-            f"'{signature.model}' (its outputs: {_names(signature.outputs)})"
-        )
-    if not raw_expected:
-        raise FixtureError(f"{where}: 'expected' is empty; list at least one output")
-
     inputs = tuple(
         _parse_input(path, where, name, raw_inputs[name], signature) for name in signature.inputs
     )
@@ -296,12 +330,7 @@ def parse_case(
             f"{where}: inputs disagree on the batch size (first dimension): "
             + ", ".join(f"{t.name} {t.shape[0]}" for t in inputs)
         )
-    if not check_expected:
-        return FixtureCase(path.stem, path, description, inputs, ())
-    expected = tuple(
-        _parse_expected(where, name, raw_expected[name], signature) for name in raw_expected
-    )
-    return FixtureCase(path.stem, path, description, inputs, expected)
+    return inputs
 
 
 def _parse_input(

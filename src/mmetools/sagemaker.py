@@ -170,10 +170,19 @@ class MmeClient:
         logger.info("loaded %s (SageMaker MME) in %.2f s", target_model, seconds)
         return LoadResult(seconds)
 
-    def invoke(self, model_id: str, target_model: str, case: FixtureCase) -> dict[str, Any]:
+    def invoke(
+        self,
+        model_id: str,
+        target_model: str,
+        case: FixtureCase,
+        output_names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """One KServe v2 request: plain JSON when every input is JSON text or numbers, else
-        SageMaker's binary+json; outputs come back binary."""
+        SageMaker's binary+json; outputs come back binary. ``output_names`` defaults to the
+        case's expected outputs."""
         import tritonclient.http as httpclient
+
+        names = list(output_names) if output_names is not None else [e.name for e in case.expected]
 
         binary = any(t.datatype == "BYTES" and not _all_utf8(t.array) for t in case.inputs)
         inputs = []
@@ -181,7 +190,7 @@ class MmeClient:
             infer_input = httpclient.InferInput(tensor.name, list(tensor.shape), tensor.datatype)
             infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
             inputs.append(infer_input)
-        outputs = [httpclient.InferRequestedOutput(e.name, binary_data=True) for e in case.expected]
+        outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in names]
         body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs)
         content_type = (
             "application/json" if json_size is None else f"{BINARY_CONTENT_TYPE}{json_size}"
@@ -207,7 +216,7 @@ class MmeClient:
             result = httpclient.InferenceServerClient.parse_response_body(
                 response.body, header_length=header_length
             )
-            return {e.name: result.as_numpy(e.name) for e in case.expected}
+            return {name: result.as_numpy(name) for name in names}
         except Exception as e:  # a malformed answer is the server's failure, reported per case
             raise TritonError(f"{target_model}: unreadable invoke response: {e}") from e
 
