@@ -515,7 +515,7 @@ def _unpacked(server: TritonServer, artifact: Path) -> Path:
     return folder
 
 
-def _staged(server: TritonServer, model: ModelFolder) -> Path:
+def staged_model_folder(server: TritonServer, model: ModelFolder) -> Path:
     """The model folder as the tarball would hold it (links to the sources)."""
     from mmetools.harness import stage_repository
 
@@ -569,7 +569,11 @@ def compare_versions(
         loaded_previous = _load_folder(
             server, _unpacked(server, previous_artifact), target_previous
         )
-        folder = _unpacked(server, candidate) if candidate is not None else _staged(server, model)
+        folder = (
+            _unpacked(server, candidate)
+            if candidate is not None
+            else staged_model_folder(server, model)
+        )
         loaded_candidate = _load_folder(server, folder, target_candidate)
         for done, case in enumerate(cases):
             if progress is not None:

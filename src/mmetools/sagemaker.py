@@ -183,18 +183,7 @@ class MmeClient:
         import tritonclient.http as httpclient
 
         names = list(output_names) if output_names is not None else [e.name for e in case.expected]
-
-        binary = any(t.datatype == "BYTES" and not _all_utf8(t.array) for t in case.inputs)
-        inputs = []
-        for tensor in case.inputs:
-            infer_input = httpclient.InferInput(tensor.name, list(tensor.shape), tensor.datatype)
-            infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
-            inputs.append(infer_input)
-        outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in names]
-        body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs)
-        content_type = (
-            "application/json" if json_size is None else f"{BINARY_CONTENT_TYPE}{json_size}"
-        )
+        body, content_type = request_body(case, names)
         try:
             response = self.server.request(
                 "POST",
@@ -232,6 +221,23 @@ class MmeClient:
             return
         if response.status != 200:
             logger.warning("SageMaker unload of %s: HTTP %s", target_model, response.status)
+
+
+def request_body(case: FixtureCase, output_names: Sequence[str]) -> tuple[bytes, str]:
+    """The body and Content-Type of one invoke request for ``case``, as SageMaker forwards it:
+    plain JSON when every input is JSON text or numbers, else SageMaker's binary+json."""
+    import tritonclient.http as httpclient
+
+    binary = any(t.datatype == "BYTES" and not _all_utf8(t.array) for t in case.inputs)
+    inputs = []
+    for tensor in case.inputs:
+        infer_input = httpclient.InferInput(tensor.name, list(tensor.shape), tensor.datatype)
+        infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
+        inputs.append(infer_input)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in output_names]
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs)
+    content_type = "application/json" if json_size is None else f"{BINARY_CONTENT_TYPE}{json_size}"
+    return bytes(body), content_type
 
 
 def _all_utf8(array: Any) -> bool:
