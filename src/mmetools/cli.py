@@ -469,6 +469,10 @@ def test_command(
     repeat: Annotated[
         int, typer.Option("--repeat", min=1, help="Send each case N times (latency numbers).")
     ] = 1,
+    instance_memory: Annotated[
+        Optional[float],
+        typer.Option("--instance-memory", help="GiB per instance: how many models fit at 80%."),
+    ] = None,
 ) -> None:
     """Send every fixture case through each model's ensemble on a real Triton server and compare
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
@@ -494,6 +498,14 @@ def test_command(
 
     def show(report: ModelReport) -> None:
         console.print(report_renderable(report), soft_wrap=True)  # paths and log lines stay whole
+        if instance_memory is not None and report.memory_before and report.memory_after:
+            from mmetools.memory import models_per_instance
+
+            fit = models_per_instance(report.memory_before, report.memory_after, instance_memory)
+            console.print(
+                f"  {fit.models} model(s) of this size fit in {instance_memory:g} GiB at 80%",
+                markup=False,
+            )
 
     runs: list[RunResult] = []
     if folders:

@@ -273,7 +273,7 @@ def compare_output(
                 nonzero = a != 0
                 if nonzero.any():
                     max_rel = max(max_rel, float((difference[nonzero] / np.abs(a[nonzero])).max()))
-                allowed = thresholds.atol + thresholds.rtol * np.abs(a)
+                allowed = thresholds.atol + thresholds.rtol * np.abs(np.nan_to_num(a))
                 beyond += int(np.count_nonzero(difference > allowed))
         else:
             a_items, b_items = previous.ravel().tolist(), candidate.ravel().tolist()

@@ -31,6 +31,7 @@ from rich.text import Text
 
 from mmetools.errors import MmetoolsError, TritonError
 from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures
+from mmetools.memory import MemorySample, describe_bytes, sample_process_tree
 from mmetools.model_config import CONFIG_FILE, load_config
 from mmetools.model_folder import (
     ENV_ARCHIVE,
@@ -147,6 +148,8 @@ class ModelReport:
     log_lines: tuple[str, ...] = ()  # the Triton log lines that explain ``error``
     server_start_seconds: float | None = None
     not_run: tuple[str, ...] = ()  # cases skipped because the server died
+    memory_before: MemorySample | None = None  # server + stubs, before and after the load
+    memory_after: MemorySample | None = None
 
     @property
     def passed(self) -> bool:
@@ -226,7 +229,9 @@ def run_cases(
 ) -> ModelReport:
     """Load, run every case (``repeat`` times, for latency numbers), compare: one report."""
     since = server.log_offset()
+    memory_before = _memory(server)
     loaded = load()
+    memory_after = _memory(server) if loaded.error is None else None
     if loaded.error is not None:
         return ModelReport(
             model_name,
@@ -269,7 +274,20 @@ def run_cases(
         load_seconds,
         tuple(latencies),
         server_start_seconds=server.start_seconds,
+        memory_before=memory_before,
+        memory_after=memory_after,
     )
+
+
+def _memory(server: TritonServer) -> MemorySample | None:
+    """The server's and its stubs' memory; None in docker mode (the process is docker's client)."""
+    if server.pid is None or server.mode == "docker":
+        return None
+    try:
+        return sample_process_tree(server.pid)
+    except Exception as e:  # psutil.NoSuchProcess: the server died; the load reports that
+        logger.debug("no memory sample: %s", e)
+        return None
 
 
 def run_model_on_server(server: TritonServer, prepared: _Prepared, repeat: int = 1) -> ModelReport:
@@ -459,6 +477,14 @@ def report_renderable(report: ModelReport) -> RenderableType:
                 f"  load {_seconds(report.load_seconds)}, {len(report.latencies)} requests: "
                 f"p50 {_milliseconds(report.latency_percentile(50))}, "
                 f"p99 {_milliseconds(report.latency_percentile(99))}"
+            )
+        )
+    if report.memory_before is not None and report.memory_after is not None:
+        before, after = report.memory_before, report.memory_after
+        parts.append(
+            Text(
+                f"  memory: the model added {describe_bytes(after.total - before.total)} "
+                f"(server + {after.stubs} stub(s): {describe_bytes(after.total)})"
             )
         )
     return Group(*parts)
