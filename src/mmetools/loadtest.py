@@ -144,6 +144,18 @@ def parse_locust_stats(path: Path) -> dict[str, float]:
     raise LoadTestError(f"{path}: no 'Aggregated' row")
 
 
+def parse_locust_exceptions(path: Path) -> list[str]:
+    """Exceptions raised inside locust users (locust logs them and carries on, sending nothing:
+    a run that measured nothing must not look like an idle model)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [
+            f"{row.get('Message', '')} ({row.get('Count', '?')}x)\n{row.get('Traceback', '')}"
+            for row in csv.DictReader(f)
+        ]
+
+
 def run_locust(
     config: dict[str, Any],
     users: int,
@@ -206,6 +218,9 @@ def run_locust(
             f"locust exited with code {completed.returncode}:\n"
             + (completed.stderr or completed.stdout)[-2000:]
         )
+    exceptions = parse_locust_exceptions(step / "locust_exceptions.csv")
+    if exceptions:
+        raise LoadTestError(f"the locust users raised: {exceptions[0]}")
     stats = parse_locust_stats(step / "locust_stats.csv")
     return LoadStep(
         label or (f"rate {rate:g}/s" if rate else f"concurrency {users}"),

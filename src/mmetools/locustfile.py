@@ -80,14 +80,28 @@ class MmeUser(FastHttpUser):
                 response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
 
 
+_CLIENTS: list[Any] = []
+
+
+def _endpoint_client() -> Any:
+    """One boto3 client for every user (clients are thread-safe). Created before the run
+    starts: creating one takes seconds on a busy machine, which would eat a short step."""
+    if not _CLIENTS:
+        import boto3
+
+        _CLIENTS.append(boto3.session.Session().client("sagemaker-runtime"))
+    return _CLIENTS[0]
+
+
+if _CONFIG["kind"] == "endpoint":
+    _endpoint_client()
+
+
 class EndpointUser(User):
     wait_time = _WAIT
     abstract = _CONFIG["kind"] != "endpoint"
 
     def on_start(self) -> None:
-        import boto3
-
-        self._client = boto3.session.Session().client("sagemaker-runtime")
         self._requests = itertools.cycle(_REQUESTS)
 
     @task
@@ -97,7 +111,7 @@ class EndpointUser(User):
         error: Exception | None = None
         length = 0
         try:
-            answer = self._client.invoke_endpoint(
+            answer = _endpoint_client().invoke_endpoint(
                 EndpointName=_CONFIG["endpoint"],
                 TargetModel=_CONFIG["target_model"],
                 ContentType=content_type,
