@@ -209,3 +209,19 @@ def test_endpoint_requests_go_through_invoke_endpoint(recording_moto: Path) -> N
         )
         seen.add((body, headers["content-type"]))
     assert seen <= expected and len(seen) == min(len(expected), len(invocations))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["loadtest", "--endpoint", "e"], "--endpoint needs --target-model"),
+        (["loadtest"], "give an artifact or a model folder, or --endpoint NAME"),
+        (["loadtest", "models/x", "--concurrency", "1,two"], "give comma-separated numbers"),
+        (["loadtest", "models/x", "--rates", "0"], "every value must be > 0"),
+    ],
+)
+def test_loadtest_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
