@@ -222,7 +222,7 @@ def run_locust(
     if exceptions:
         raise LoadTestError(f"the locust users raised: {exceptions[0]}")
     stats = parse_locust_stats(step / "locust_stats.csv")
-    return LoadStep(
+    result = LoadStep(
         label or (f"rate {rate:g}/s" if rate else f"concurrency {users}"),
         users,
         rate,
@@ -235,6 +235,16 @@ def run_locust(
         stats["p99_ms"],
         stats["mean_ms"],
     )
+    logger.info(
+        "%s: %d requests, %d errors, %.1f requests/s, p50 %.0f ms, p99 %.0f ms",
+        result.label,
+        result.requests,
+        result.failures,
+        result.throughput,
+        result.p50_ms,
+        result.p99_ms,
+    )
+    return result
 
 
 def suggest_target(
