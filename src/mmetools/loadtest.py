@@ -235,6 +235,11 @@ def run_locust(
         stats["p99_ms"],
         stats["mean_ms"],
     )
+    if result.requests == 0:
+        raise LoadTestError(
+            f"{result.label}: no request completed in {seconds:g} s (make --seconds longer, "
+            "or the target answers nothing)"
+        )
     logger.info(
         "%s: %d requests, %d errors, %.1f requests/s, p50 %.0f ms, p99 %.0f ms",
         result.label,
