@@ -8,6 +8,8 @@ from pathlib import Path
 from conftest import MODELS_DIR
 
 from mmetools.artifact import package_model
+from mmetools.evidence import ARTIFACT_TEST, Evidence, RecordedTest, evidence_path, write_evidence
+from mmetools.manifest import file_sha256
 from mmetools.model_folder import ModelFolder
 from mmetools.settings import Settings
 
@@ -35,5 +37,11 @@ def copy_model(name: str, root: Path, version: int = 1, change_mean: bool = Fals
 
 
 def build(model: ModelFolder, out: Path, settings: Settings) -> Path:
-    """The artifact of ``model``, by mmetools' own packager (packed env included)."""
-    return package_model(model, out, settings, validate=False, fetch_weights=False).path
+    """The artifact of ``model``, by mmetools' own packager (packed env included), with passing
+    evidence so that it can be published: a stand-in for the artifact test these tests do not
+    repeat (test_pipeline.py covers evidence written by real test runs, and the diff itself runs
+    the artifact on Triton)."""
+    path = package_model(model, out, settings, validate=False, fetch_weights=False).path
+    record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
+    write_evidence(evidence_path(path), Evidence(path.name, file_sha256(path), (record,)))
+    return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -12,17 +11,27 @@ from pathlib import Path
 import boto3
 from mypy_boto3_s3 import S3Client
 
+from mmetools.evidence import ARTIFACT_TEST, Evidence, RecordedTest, evidence_path, write_evidence
+from mmetools.manifest import Manifest, ManifestMember, write_manifest
 from mmetools.settings import Settings, load_settings
 
 MiB = 1024 * 1024
 
 
 def make_artifact(
-    folder: Path, name: str = "demo_1.tar.gz", size: int = 64 * 1024, seed: int = 0
+    folder: Path,
+    name: str = "demo_1.tar.gz",
+    size: int = 64 * 1024,
+    seed: int = 0,
+    *,
+    evidence: bool = True,
 ) -> Path:
-    """An artifact with its .sha256 and manifest, as `mmetools package` leaves them in dist/.
+    """An artifact with its .sha256, manifest and (unless ``evidence=False``) passing evidence,
+    as `mmetools build` leaves them in its --out folder.
 
     The bytes are pseudo-random (incompressible, like weights); publishing does not look inside.
+    The evidence is a stand-in for the tests publishing tests do not run (test_pipeline.py and
+    test_evidence.py cover evidence written by real test runs).
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -39,10 +48,22 @@ def make_artifact(
     digest = sha256_of(path)
     path.with_name(name + ".sha256").write_text(f"{digest}  {name}\n", encoding="utf-8")
     model, version = name.removesuffix(".tar.gz").rsplit("_", 1)
-    manifest = {"model": model, "version": int(version), "sha256": digest}
-    path.with_name(f"{model}_{version}.manifest.json").write_text(
-        json.dumps(manifest, indent=2), encoding="utf-8"
+    manifest = Manifest(
+        model=model,
+        version=int(version),
+        sha256=digest,
+        size=size,
+        uncompressed_size=size,
+        members=(ManifestMember(f"{model}_model", "dir"),
+                 ManifestMember(f"{model}_model/1/model.onnx", "file", size, digest)),  # fmt: skip
+        triton_version="2.51.0",
+        mmetools_version="0",
+        model_folder=f"models/{model}",
     )
+    write_manifest(path.with_name(f"{model}_{version}.manifest.json"), manifest)
+    if evidence:
+        record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
+        write_evidence(evidence_path(path), Evidence(name, digest, (record,)))
     return path
 
 

@@ -481,11 +481,12 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
         "model": "demo", "version": 3, "artifact": "demo_3.tar.gz",
         "sha256": built.sha256, "size": built.size,
     }  # fmt: skip
-    assert manifest["git"] == {"commit": "unknown", "branch": "unknown", "dirty": None}
+    assert "git" not in manifest and "provenance" not in manifest  # added at publish time only
+    assert manifest["target"]["image"] == settings_for(tmp_path).triton.image
     assert manifest["env_hash"] is None
     assert manifest["triton_version"] == settings_for(tmp_path).triton.version
     assert manifest["mmetools_version"]
-    assert manifest["created_from"]["model_folder"] == "models/demo"
+    assert manifest["model_folder"] == "models/demo"
     assert [m["path"] for m in manifest["members"]] == EXPECTED_MEMBERS
     for member in manifest["members"]:
         if member["type"] == "file":
@@ -495,8 +496,11 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
     assert str(tmp_path) not in built.manifest_path.read_text()
 
 
-def test_manifest_records_git_commit_branch_and_dirty(tmp_path: Path) -> None:
+def test_manifest_and_tarball_do_not_depend_on_git_state(tmp_path: Path) -> None:
+    """Provenance goes into the published sidecar: outside git, committed on a branch, or with
+    uncommitted edits elsewhere, the build's bytes and manifest stay the same."""
     model = make_demo_model(tmp_path)
+    outside = build(model, tmp_path / "dist0")
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -507,12 +511,12 @@ def test_manifest_records_git_commit_branch_and_dirty(tmp_path: Path) -> None:
     git("init", "-q", "-b", "feature/x")
     git("add", "-A")
     git("commit", "-q", "-m", "demo")
-    manifest = json.loads(build(model, tmp_path / "dist").manifest_path.read_text())
-    assert manifest["git"] == {"commit": git("rev-parse", "HEAD"), "branch": "feature/x",
-                               "dirty": False}  # fmt: skip
-    (model.path / "README.md").write_text("changed\n")
-    manifest = json.loads(build(model, tmp_path / "dist2").manifest_path.read_text())
-    assert manifest["git"]["dirty"] is True
+    committed = build(model, tmp_path / "dist1")
+    (model.path / "README.md").write_text("changed\n")  # not shipped: the bytes stay
+    dirty = build(model, tmp_path / "dist2")
+    manifests = {a.manifest_path.read_bytes() for a in (outside, committed, dirty)}
+    assert len(manifests) == 1
+    assert outside.sha256 == committed.sha256 == dirty.sha256
 
 
 # --------------------------------------------------------------------------------------------

@@ -435,15 +435,18 @@ def test_existing_execution_env_path_is_preserved(tmp_path: Path) -> None:
     [
         (
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
-            "it contains '..'; a path that leaves the step folder is undefined behaviour in Triton",
+            "leaves the step folder through '..'; mmetools places the env at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
         (
             "python_env.tar.gz",
-            "it must start with $$TRITON_MODEL_DIRECTORY/ (a bare relative path is not resolved)",
+            "must start with $$TRITON_MODEL_DIRECTORY/ (Triton does not resolve a relative path "
+            "against the step folder), e.g. $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
         (
             "$$TRITON_MODEL_DIRECTORY/env.tar.gz",
-            "mmetools places the env at $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "must name the step's packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
     ],
 )
@@ -458,10 +461,7 @@ def test_wrong_execution_env_path_is_refused_before_building(
     config.write_text(original)
     with pytest.raises(EnvPackError) as error:
         pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3", None))
-    assert str(error.value) == (
-        f'{config}: parameter EXECUTION_ENV_PATH is "{value}": {problem}; set it to '
-        '"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz"'
-    )
+    assert str(error.value) == f"{config}: parameter EXECUTION_ENV_PATH '{value}' {problem}"
     assert tools.calls == [] and config.read_text() == original
 
 

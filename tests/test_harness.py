@@ -22,16 +22,9 @@ from conftest import MODELS_DIR
 from mmetools.cli import main
 from mmetools.errors import TritonError
 from mmetools.fixtures import compare_case, load_fixtures
-from mmetools.harness import (
-    ModelReport,
-    RunResult,
-    report_renderable,
-    stage_repository,
-    run_models,
-    unstage,
-    write_junit_xml,
-)
+from mmetools.harness import ModelReport, RunResult, run_models, stage_repository, unstage
 from mmetools.model_folder import ModelFolder
+from mmetools.reporting import report_renderable, write_test_junit
 from mmetools.settings import load_settings
 
 ENV_PARAMETER = (
@@ -161,7 +154,7 @@ def test_latency_percentiles_use_observed_values() -> None:
 
 def test_junit_xml_has_a_suite_per_model_and_a_case_per_fixture(tmp_path: Path) -> None:
     path = tmp_path / "reports" / "mmetools.xml"
-    write_junit_xml(_reports(tmp_path / "model"), path)
+    write_test_junit(_reports(tmp_path / "model"), path)
     root = ET.parse(path).getroot()
     assert root.attrib["tests"] == "3" and root.attrib["failures"] == "1"
     assert root.attrib["errors"] == "1"

@@ -230,8 +230,7 @@ def test_missing_sidecars_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError) as error:
         load_local_artifact(artifact)
     assert str(error.value) == (
-        f"{tmp_path}/dist/demo_1.manifest.json: missing; `mmetools package` writes it next to the "
-        "artifact"
+        f"{tmp_path}/dist/demo_1.manifest.json: manifest not found (build it with `mmetools build`)"
     )
     (tmp_path / "dist" / "demo_1.tar.gz.sha256").unlink()
     with pytest.raises(ArtifactError) as error:
@@ -252,7 +251,7 @@ def test_manifest_of_another_build_is_refused(tmp_path: Path) -> None:
     assert str(error.value) == (
         f"{manifest}: manifest describes a build with sha256 {sha256_of(other)}, but the .sha256 "
         f"file says {sha256_of(artifact)}: the two come from different builds; rebuild with "
-        "`mmetools package`"
+        "`mmetools build`"
     )
 
 
@@ -338,7 +337,9 @@ def test_file_refuses_different_bytes_under_the_same_name(tmp_path: Path) -> Non
     dest = (tmp_path / "pub/staging/feature-x/demo_1.tar.gz").as_uri()
     assert [f.message for f in report.failures] == [
         f"{dest} already holds different bytes (sha256 {sha256_of(first)}, local build "
-        f"{sha256_of(second)}); models are immutable: bump models/demo/model_version.txt"
+        f"{sha256_of(second)}); models are immutable: bump models/demo/model_version.txt\n"
+        "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
+        "it was published"
     ]
     assert sha256_of(tmp_path / "pub/staging/feature-x/demo_1.tar.gz") == sha256_of(first)
 
@@ -368,7 +369,9 @@ def test_file_production_refuses_when_staging_tested_different_bytes(tmp_path: P
             f"refusing to publish demo_1.tar.gz to production: staging {staged} holds different "
             f"bytes (sha256 {sha256_of(tested)}) than the local build (sha256 "
             f"{sha256_of(rebuilt)}); production only gets the bytes staging tested: publish the "
-            "exact artifact staging holds, or bump models/demo/model_version.txt",
+            "exact artifact staging holds, or bump models/demo/model_version.txt\n"
+            "members that differ: changed demo_model/1/model.onnx; the model's files changed "
+            "since it was published",
         )
     ]
     assert not (tmp_path / "pub/production/demo_1.tar.gz").exists()
@@ -395,6 +398,7 @@ def test_file_concurrent_publisher_cannot_be_overwritten(
     assert [f.message for f in report.failures] == [
         f"{final.as_uri()} already holds different bytes (sha256 {sha256_of(theirs)}, local "
         f"build {sha256_of(ours)}); models are immutable: bump models/demo/model_version.txt "
+        "(the published manifest cannot be read to compare members) "
         "(written concurrently by another publish)"
     ]
     assert sha256_of(final) == sha256_of(theirs)
@@ -655,6 +659,7 @@ def test_s3_concurrent_publisher_cannot_be_overwritten(
     assert [f.message for f in report.failures] == [
         f"s3://{staging}/{key} already holds different bytes (sha256 {sha256_of(theirs)}, local "
         f"build {sha256_of(ours)}); models are immutable: bump models/demo/model_version.txt "
+        "(the published manifest cannot be read to compare members) "
         "(written concurrently by another publish)"
     ]
     client = s3_client()

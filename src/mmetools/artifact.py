@@ -35,17 +35,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from mmetools.envpack import EnvBackend, pack_env
+from mmetools.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
+from mmetools.atomic import write_bytes_atomically
 from mmetools.manifest import (
-    MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
     SHA256_SUFFIX,
-    git_info,
-    manifest_text,
+    Manifest,
+    ManifestMember,
     mmetools_version,
     sha256_line,
-    write_bytes_atomically,
+    write_manifest,
 )
 from mmetools.model_config import RepositoryModel
 from mmetools.model_folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
@@ -137,11 +137,6 @@ class MemberDigest:
     kind: MemberKind
     size: int
     sha256: str | None  # None for folders
-
-    def as_json(self) -> dict[str, Any]:
-        if self.kind == "dir":
-            return {"path": self.name, "type": "dir"}
-        return {"path": self.name, "type": "file", "size": self.size, "sha256": self.sha256}
 
 
 @dataclass(frozen=True)
@@ -348,7 +343,9 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
-def _validate(model: ModelFolder) -> None:
+def validate_model(model: ModelFolder) -> None:
+    """Static validation of the model folder; ValidationFailed with every error (warnings are
+    logged)."""
     from mmetools.validation import validate_path
 
     problems = validate_path(model.path)
@@ -360,7 +357,7 @@ def _validate(model: ModelFolder) -> None:
         raise ValidationFailed([str(problem) for problem in errors])
 
 
-def _ensure_weights(model: ModelFolder) -> None:
+def ensure_weights(model: ModelFolder) -> None:
     """Make DVC-tracked files match their pointers (pulling what is absent), then check that
     every inferencer's weight file is there. Weights that differ from their pointer are refused
     by the DVC layer: an artifact ships the bytes git and DVC record, not local edits."""
@@ -384,6 +381,29 @@ def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:
     return [str(step.config_path) for step in steps if EXECUTION_ENV_KEY in step.config.parameters]
 
 
+def prepare_env(
+    model: ModelFolder,
+    settings: Settings,
+    *,
+    with_env: bool = True,
+    progress: Progress | None = None,
+    backend: EnvBackend | None = None,
+) -> PackedEnv | None:
+    """Pack the model's env into its Python steps (cached); None when it ships without one
+    (no Python steps, or ``with_env=False`` and no config points at an env)."""
+    python_steps = model.python_steps()
+    if with_env and python_steps:
+        return pack_env(model, settings, progress=progress, backend=backend)
+    referencing = _configs_referencing_env(python_steps)
+    if referencing:
+        raise ArtifactError(
+            f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
+            f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
+            f"package with the env or remove the parameter"
+        )
+    return None
+
+
 def package_model(
     model: ModelFolder,
     out_dir: Path,
@@ -404,30 +424,58 @@ def package_model(
         if progress is not None:
             progress(message)
 
-    ref = model.ref()
+    model.ref()  # a bad model_version.txt is the first thing to say
     if validate:
         report("validating")
-        _validate(model)
+        validate_model(model)
     if fetch_weights:
         report("checking weights")
-        _ensure_weights(model)
-    env_hash: str | None = None
-    backend_name: str | None = None
-    python_steps = model.python_steps()
-    if with_env and python_steps:
-        packed = pack_env(model, settings, progress=progress, backend=env_backend)
-        if packed is not None:
-            env_hash, backend_name = packed.env_hash, packed.backend
-    elif python_steps:
-        referencing = _configs_referencing_env(python_steps)
-        if referencing:
-            raise ArtifactError(
-                f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
-                f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
-                f"package with the env or remove the parameter"
-            )
+        ensure_weights(model)
+    packed = prepare_env(model, settings, with_env=with_env, progress=progress, backend=env_backend)
+    env_hash = packed.env_hash if packed is not None else None
+    backend_name = packed.backend if packed is not None else None
+    return write_artifact(
+        model,
+        out_dir,
+        settings,
+        env_hash=env_hash,
+        env_backend=backend_name,
+        level=level,
+        threads=threads,
+        progress=progress,
+    )
+
+
+def serving_target_record(settings: Settings) -> dict[str, Any]:
+    """What the artifact is built for, as recorded in its manifest."""
+    return {
+        "image": settings.triton.image,
+        "triton_version": settings.triton.version,
+        "python_version": settings.env.python_version,
+    }
+
+
+def write_artifact(
+    model: ModelFolder,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    env_hash: str | None,
+    env_backend: str | None,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Write the tarball and its .sha256 and manifest into ``out_dir`` (the folder already holds
+    its weights and, when ``env_hash`` is set, its packed env in every Python step)."""
+
+    def report(message: str) -> None:
+        logger.info("%s: %s", model.name, message)
+        if progress is not None:
+            progress(message)
+
+    ref = model.ref()
     members = collect_members(model, include_env=env_hash is not None)
-    git = git_info(model.path)
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -450,33 +498,27 @@ def package_model(
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         seconds = time.perf_counter() - started
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "model": ref.name,
-            "version": ref.version,
-            "artifact": ref.artifact_name,
-            "sha256": result.sha256,
-            "size": result.size,
-            "uncompressed_size": result.uncompressed_size,
-            "git": git.as_json(),
-            "env_hash": env_hash,
-            "env_backend": backend_name,
-            "env_python": settings.env.python_version if env_hash else None,
-            "mmetools_version": mmetools_version(),
-            "triton_version": settings.triton.version,
+        manifest = Manifest(
+            model=ref.name,
+            version=ref.version,
+            sha256=result.sha256,
+            size=result.size,
+            uncompressed_size=result.uncompressed_size,
+            members=tuple(ManifestMember(d.name, d.kind, d.size, d.sha256) for d in result.members),
+            env_hash=env_hash,
+            env_backend=env_backend,
+            env_python=settings.env.python_version if env_hash else None,
+            triton_version=settings.triton.version,
+            mmetools_version=mmetools_version(),
+            target=serving_target_record(settings),
             # Deflate output is fixed for a given deflate library release: record it to explain
             # a differing sha256 between machines (member sha256s still match).
-            "compression": {"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
-                            "library": DEFLATE_LIBRARY},  # fmt: skip
-            "created_from": {
-                "model_folder": _relative(model.path, settings.root),
-                "steps": sorted(_relative(step.path, settings.root) for step in
-                                model.repository().values()),
-            },  # fmt: skip
-            "members": [digest.as_json() for digest in result.members],
-        }
+            compression={"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
+                         "library": DEFLATE_LIBRARY},  # fmt: skip
+            model_folder=_relative(model.path, settings.root),
+        )
         # Sidecars first, the tarball last: an artifact under its final name has its sidecars.
-        write_bytes_atomically(manifest_path, manifest_text(manifest).encode())
+        write_manifest(manifest_path, manifest)
         write_bytes_atomically(sha256_path, sha256_line(result.sha256, final.name).encode())
         os.replace(temporary, final)
         temporary = None

@@ -106,12 +106,10 @@ def fixtures_check(
     from rich.table import Table
 
     from mmetools.fixtures import load_fixtures
-    from mmetools.model_folder import model_folder
     from mmetools.reference import run_cases
 
     failed = 0
-    for path in models:
-        folder = model_folder(path)
+    for folder in _model_folders_of(models):
         results = run_cases(folder, load_fixtures(folder))
         table = Table(title=f"{folder.name}: fixtures vs reference run")
         for column in ("case", "output", "max abs error", "max rel error", "result"):
@@ -307,16 +305,13 @@ if typing.TYPE_CHECKING:
 
 
 def _model_folders_of(paths: Sequence[Path]) -> list[ModelFolder]:
-    """The model folders among ``paths``; plain files (a glob like models/* also matches
-    models/BUILD) are skipped with a note, anything else that is no model folder is an error."""
-    from mmetools.model_folder import model_folder
+    """The model folders among ``paths`` (plain files such as models/BUILD are skipped with a
+    note; anything else that is no model folder is an error)."""
+    from mmetools.model_folder import resolve_model_args
 
-    folders: list[ModelFolder] = []
-    for path in paths:
-        if path.is_file():
-            err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
-            continue
-        folders.append(model_folder(path))
+    folders, skipped = resolve_model_args(paths)
+    for path in skipped:
+        err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
     return folders
 
 
@@ -408,11 +403,10 @@ def fetch_command(
 
     from mmetools.dvc import fetch_weights, tracked_files
     from mmetools.errors import DvcError
-    from mmetools.model_folder import model_folder
     from mmetools.settings import load_settings
 
     settings = load_settings()
-    folders = [model_folder(path) for path in models]
+    folders = _model_folders_of(models)
     failed = 0
     for folder in folders:
         started = time.perf_counter()
@@ -477,21 +471,12 @@ def test_command(
     """Send every fixture case through each model's ensemble on a real Triton server and compare
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
     from mmetools.errors import UsageError
-    from mmetools.harness import (
-        ModelReport,
-        RunResult,
-        report_renderable,
-        summary_text,
-        run_models,
-        write_junit_xml,
-    )
+    from mmetools.harness import ModelReport, RunResult, run_models
+    from mmetools.reporting import report_renderable, summary_text, write_test_junit
     from mmetools.sagemaker import run_artifacts
     from mmetools.settings import load_settings
 
-    folders = [path for path in models or [] if not path.is_file()]
-    for path in models or []:
-        if path.is_file():
-            err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
+    folders = [folder.path for folder in _model_folders_of(models or [])]
     if not folders and not artifact:
         raise UsageError("give model folders (e.g. models/*) or --artifact dist/<name>_<v>.tar.gz")
     settings = load_settings()
@@ -515,23 +500,39 @@ def test_command(
             )
         )
     if artifact:
-        runs.append(
-            run_artifacts(
-                artifact,
-                settings,
-                fixtures_dir=fixtures,
-                mode=mode,
-                image=triton_image,
-                repeat=repeat,
-                on_report=show,
-            )
+        from mmetools.evidence import ARTIFACT_TEST, evidence_path, record_test
+        from mmetools.pipeline import record_of_report
+        from mmetools.manifest import file_sha256
+        from mmetools.triton import resolve_mode
+
+        tested = run_artifacts(
+            artifact,
+            settings,
+            fixtures_dir=fixtures,
+            mode=mode,
+            image=triton_image,
+            repeat=repeat,
+            on_report=show,
         )
+        runs.append(tested)
+        chosen = resolve_mode(settings.triton.mode, mode, triton_image)
+        image = triton_image or settings.triton.image
+        by_source = {report.source: report for report in tested.reports}
+        for path in artifact:
+            report = by_source.get(str(path))
+            if report is None or not path.is_file():
+                continue
+            # The evidence says which bytes passed: publish checks it is for these. A failure
+            # is recorded only over existing evidence (it must not keep saying "passed").
+            if report.passed or evidence_path(path).is_file():
+                record = record_of_report(ARTIFACT_TEST, report, settings, chosen, image)
+                record_test(path, file_sha256(path), record)
     run = RunResult(
         tuple(r for each in runs for r in each.reports),
         tuple(s for each in runs for s in each.server_start_seconds),
     )
     if junit_xml is not None:
-        write_junit_xml(run, junit_xml)
+        write_test_junit(run, junit_xml)
     console.print(summary_text(run), markup=False)
     if not run.passed:
         raise typer.Exit(1)
@@ -759,6 +760,85 @@ def loadtest_command(
         soft_wrap=True,
     )
     console.print(f"wrote {json_path} and {html_path}", markup=False)
+
+
+@app.command("build")
+def build_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the artifacts (e.g. dist/runs/<run id>).")
+    ],
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Ship no packed env (the image's Python serves).")
+    ] = False,
+    level: Annotated[int, typer.Option("--level", min=0, max=9, help="gzip level.")] = 6,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="Deflate threads (default: cores).")
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+    ] = None,
+    triton_image: Annotated[
+        Optional[str],
+        typer.Option("--triton-image", help="Run NVIDIA's Triton image with docker --gpus all."),
+    ] = None,
+    junit_xml: Annotated[
+        Optional[Path],
+        typer.Option("--junit-xml", help="Also write a JUnit XML report (one case per step)."),
+    ] = None,
+) -> None:
+    """The whole pipeline: validate, fetch weights, pack the env, test the folder on Triton,
+    package, test the artifact through the SageMaker MME frontend. --out gets, per model that
+    passed every step, <name>_<version>.tar.gz, .tar.gz.sha256, .manifest.json and
+    .evidence.json (what `mmetools publish` requires); nothing of a model that failed."""
+    from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
+    from mmetools.reporting import StepRow, step_line, steps_table, write_steps_junit
+    from mmetools.settings import load_settings
+
+    settings = load_settings()
+    folders = _model_folders_of(models)
+
+    def row(outcome: StepOutcome) -> StepRow:
+        return StepRow(outcome.model, outcome.step, outcome.status, outcome.seconds, outcome.detail)
+
+    def on_step(outcome: StepOutcome) -> None:
+        console.print(step_line(row(outcome)), soft_wrap=True)
+        if outcome.status == "failed" and "\n" in outcome.detail:
+            err_console.print(outcome.detail, markup=False, soft_wrap=True)
+
+    options = BuildOptions(
+        with_env=not no_env,
+        level=level,
+        threads=threads,
+        triton=TritonOptions(mode=mode, image=triton_image),
+    )
+    with console.status("building") if console.is_terminal else _nothing():
+        report = build(folders, out, settings, options, on_step=on_step)
+    rows = [row(outcome) for outcome in report.outcomes]
+    console.print(steps_table(rows, STEP_NAMES, f"mmetools build --out {out}"))
+    if junit_xml is not None:
+        write_steps_junit(rows, junit_xml, "mmetools build")
+    for built in report.artifacts:
+        console.print(f"built {built.path}  sha256 {built.sha256[:12]}", markup=False)
+    for name in report.failed_models:
+        failed = next(o for o in report.outcomes if o.model == name and o.status == "failed")
+        err_console.print(
+            f"error: {name}: step '{failed.step}' failed: {failed.detail}",
+            markup=False,
+            soft_wrap=True,
+        )
+    if not report.passed:
+        err_console.print(
+            f"{len(report.artifacts)} of {len(report.requested)} model(s) built", markup=False
+        )
+        raise typer.Exit(1)
+
+
+def _nothing() -> typing.ContextManager[None]:
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

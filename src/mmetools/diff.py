@@ -52,15 +52,16 @@ from mmetools.fixtures import (
     parse_input_case,
     read_fixture_document,
 )
+from mmetools.harness import stage_repository
 from mmetools.model_folder import ModelFolder, parse_artifact_name
 from mmetools.published import PublishedVersion, fetch_published, find_previous
+from mmetools.sagemaker import MmeClient, unpack_artifact
 from mmetools.serving_env import ensure_serving_env
 from mmetools.settings import Settings
+from mmetools.triton import SAGEMAKER, TritonServer, resolve_mode
 
 if TYPE_CHECKING:
     import boto3
-
-    from mmetools.triton import TritonServer
 
 logger = logging.getLogger(__name__)
 
@@ -498,8 +499,6 @@ class _Loaded:
 
 
 def _load_folder(server: TritonServer, folder: Path, target_model: str) -> _Loaded:
-    from mmetools.sagemaker import MmeClient
-
     model_id = uuid.uuid4().hex[:16]
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     MmeClient(server).load(model_id, folder, target_model, names).seconds_or_raise()
@@ -507,8 +506,6 @@ def _load_folder(server: TritonServer, folder: Path, target_model: str) -> _Load
 
 
 def _unpacked(server: TritonServer, artifact: Path) -> Path:
-    from mmetools.sagemaker import unpack_artifact
-
     assert server.workdir is not None
     folder = server.workdir / uuid.uuid4().hex[:16] / "model"
     unpack_artifact(artifact, folder)
@@ -517,8 +514,6 @@ def _unpacked(server: TritonServer, artifact: Path) -> Path:
 
 def staged_model_folder(server: TritonServer, model: ModelFolder) -> Path:
     """The model folder as the tarball would hold it (links to the sources)."""
-    from mmetools.harness import stage_repository
-
     assert server.workdir is not None
     folder = server.workdir / uuid.uuid4().hex[:16] / "model"
     folder.mkdir(parents=True)
@@ -539,9 +534,6 @@ def compare_versions(
     progress: Progress | None = None,
 ) -> DiffReport:
     """Run both versions over every input on one SageMaker-frontend Triton and compare."""
-    from mmetools.sagemaker import MmeClient
-    from mmetools.triton import SAGEMAKER, TritonServer, resolve_mode
-
     thresholds = load_thresholds(model)
     signature = EnsembleSignature.from_config(model.ensemble().config)
     cases = [replace(c, expected=()) for c in load_fixtures(model)]

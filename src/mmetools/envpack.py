@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import platform
-import posixpath
 import re
 import shutil
 import sys
@@ -35,13 +34,15 @@ from pathlib import Path
 from typing import Protocol
 
 from mmetools import process
+from mmetools.atomic import KEEP_MODE, write_text_atomically
 from mmetools.errors import EnvPackError, ProcessError
-from mmetools.model_config import ModelConfig, parse_config
+from mmetools.model_config import ModelConfig, parse_config, read_config_file
 from mmetools.model_folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
     EXECUTION_ENV_VALUE,
     ModelFolder,
+    execution_env_problem,
 )
 from mmetools.settings import Settings
 
@@ -49,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when the build recipe changes in a way that changes the env: it invalidates every cache entry.
 RECIPE_VERSION = 1
-MODEL_DIR_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 # Beside each step's copy: which env it is, so an unchanged copy is not rewritten.
 STEP_RECORD = ".python_env.json"
 CACHE_SUBDIR = "envs"
@@ -402,33 +402,8 @@ def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
     stat = destination.stat()
     new_record = {"env_hash": digest, "sha256": sha256, "size": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns}  # fmt: skip
-    _write_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
+    write_text_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        if path.exists():
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _env_path_problem(value: str) -> str | None:
-    """Why an EXECUTION_ENV_PATH value cannot point at the step's packed env, or None if it does."""
-    if ".." in value:
-        return (
-            "it contains '..'; a path that leaves the step folder is undefined behaviour in Triton"
-        )
-    if not value.startswith(f"{MODEL_DIR_TOKEN}/"):
-        return f"it must start with {MODEL_DIR_TOKEN}/ (a bare relative path is not resolved)"
-    rest = posixpath.normpath(value[len(MODEL_DIR_TOKEN) :].lstrip("/"))
-    if rest != ENV_ARCHIVE:
-        return f"mmetools places the env at {EXECUTION_ENV_VALUE}"
-    return None
 
 
 def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
@@ -436,12 +411,9 @@ def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
     if EXECUTION_ENV_KEY not in config.parameters:
         return
     value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = _env_path_problem(value)
+    problem = execution_env_problem(value)
     if problem:
-        raise EnvPackError(
-            f'{config_path}: parameter {EXECUTION_ENV_KEY} is "{value}": {problem}; '
-            f'set it to "{EXECUTION_ENV_VALUE}"'
-        )
+        raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
 
 _PARAMETER_BLOCK = (
@@ -458,8 +430,8 @@ def ensure_execution_env_path(config_path: Path) -> bool:
     A missing parameter is appended as text, so the user's formatting and comments stay; the
     result is re-parsed and must equal the old config plus that one parameter.
     """
-    text = config_path.read_text(encoding="utf-8")
-    config: ModelConfig = parse_config(text, config_path)
+    read = read_config_file(config_path)
+    text, config = read.text, read.config
     if EXECUTION_ENV_KEY in config.parameters:
         check_execution_env_path(config, config_path)
         return False
@@ -471,7 +443,7 @@ def ensure_execution_env_path(config_path: Path) -> bool:
     expected.parameters[EXECUTION_ENV_KEY].string_value = EXECUTION_ENV_VALUE
     if new_config != expected:  # pragma: no cover - appending a map entry cannot change the rest
         raise EnvPackError(f"{config_path}: adding {EXECUTION_ENV_KEY} changed other fields")
-    _write_atomically(config_path, new_text)
+    write_text_atomically(config_path, new_text, KEEP_MODE)
     logger.info("%s: added parameter %s", config_path, EXECUTION_ENV_KEY)
     return True
 

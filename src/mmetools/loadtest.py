@@ -31,12 +31,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mmetools.diff import staged_model_folder
 from mmetools.errors import LoadTestError, UsageError
 from mmetools.fixtures import EnsembleSignature, FixtureCase, load_fixtures
 from mmetools.memory import Fit, MemorySample, models_per_instance, sample_process_tree
 from mmetools.model_folder import ModelFolder, model_folder, parse_artifact_name
+from mmetools.sagemaker import MmeClient, request_body, unpack_artifact
 from mmetools.serving_env import ensure_serving_env
 from mmetools.settings import Settings
+from mmetools.triton import SAGEMAKER, TritonServer, resolve_mode
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +112,6 @@ def _write_config(path: Path, config: dict[str, Any]) -> None:
 
 def encoded_requests(cases: Sequence[FixtureCase], outputs: Sequence[str]) -> list[dict[str, str]]:
     """Every case as the invoke request SageMaker forwards (body base64, content type)."""
-    from mmetools.sagemaker import request_body
-
     encoded = []
     for case in cases:
         body, content_type = request_body(case, outputs)
@@ -317,10 +318,6 @@ def loadtest_local(
     mode: str | None = None,
     progress: Progress | None = None,
 ) -> LoadTestResult:
-    from mmetools.diff import staged_model_folder
-    from mmetools.sagemaker import MmeClient, unpack_artifact
-    from mmetools.triton import SAGEMAKER, TritonServer, resolve_mode
-
     model, artifact = _model_and_candidate(target)
     cases, outputs = _cases(model)
     env = ensure_serving_env(model.requirements_file, settings.cache_dir)

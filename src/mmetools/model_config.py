@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from mmetools.errors import ConfigError
+from mmetools.memo import StatMemo
 
 logger = logging.getLogger(__name__)
 
@@ -114,14 +115,45 @@ def _undefined_enum_values(message: Any, where: str = "") -> Iterator[str]:
                     )
 
 
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config.pbtxt as read from disk: its text and its parsed message (do not mutate it:
+    it is shared; ``load_config`` hands out copies)."""
+
+    text: str
+    config: ModelConfig
+
+
+def _read_config_file(path: Path) -> ConfigFile:
+    text = path.read_text(encoding="utf-8")
+    return ConfigFile(text, parse_config(text, path))
+
+
+_CONFIG_FILES: StatMemo[ConfigFile] = StatMemo()
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    """Read and parse ``path`` once per state of the file (the stat-keyed memo); raises
+    FileNotFoundError, UnicodeDecodeError or ConfigError."""
+    return _CONFIG_FILES.get(path, _read_config_file)
+
+
 def load_config(path: Path) -> ModelConfig:
+    """A private copy of the parsed ``path`` (callers may change it)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        parsed = read_config_file(path).config
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: file not found") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    return parse_config(text, path)
+    config = ModelConfig()
+    config.CopyFrom(parsed)
+    return config
+
+
+def config_parse_count() -> int:
+    """How many times a config.pbtxt file was parsed in this process (tests assert on it)."""
+    return _CONFIG_FILES.computed
 
 
 def config_to_text(config: ModelConfig) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from mmetools.errors import ArtifactError, FixtureError, MmetoolsError, TritonError, UsageError
+from mmetools.errors import ArtifactError, FixtureError, MmetoolsError, TritonError
 from mmetools.fixtures import (
     FIXTURE_SUFFIX,
     EnsembleSignature,

@@ -163,6 +163,9 @@ def parse_sha256_text(text: str) -> str | None:
     return tokens[0].lower()
 
 
+MANIFEST_READ_LIMIT = 64 * MiB  # a manifest lists members: far below this for any real model
+
+
 class Store(ABC):
     """A destination that can report, write and (maybe) server-side copy artifacts."""
 
@@ -180,6 +183,10 @@ class Store(ABC):
     def can_copy_from(self, source: Store) -> bool:
         """True when ``source``'s objects can be copied here without passing through this host."""
         return False
+
+    def read_manifest(self, key: str) -> bytes | None:
+        """The manifest sidecar of ``key`` (to explain a refusal), or None when unreadable."""
+        return None
 
     def copy_from(
         self, source: Store, remote: RemoteObject, key: str, artifact: LocalArtifact
@@ -322,6 +329,17 @@ class S3Store(Store):
                 return None
             raise
         return parse_sha256_text(body.decode("utf-8", "replace"))
+
+    def read_manifest(self, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(
+                Bucket=self.destination.bucket, Key=key + MANIFEST_SUFFIX
+            )
+            return bytes(response["Body"].read(MANIFEST_READ_LIMIT))
+        except (ClientError, BotoCoreError):
+            return None
 
     def abort_stale_uploads(self, key: str) -> int:
         """Abort incomplete multipart uploads of ``key`` left by an interrupted publish."""
@@ -551,6 +569,13 @@ class FileStore(Store):
             with path.open("rb") as f:
                 sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         return RemoteObject(key=key, sha256=sha256, size=size)
+
+    def read_manifest(self, key: str) -> bytes | None:
+        try:
+            with (self.root / (key + MANIFEST_SUFFIX)).open("rb") as stream:
+                return stream.read(MANIFEST_READ_LIMIT)
+        except OSError:
+            return None
 
     def write(self, artifact: LocalArtifact, key: str, progress: ProgressCallback | None) -> None:
         final = self.root / key

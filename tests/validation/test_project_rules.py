@@ -135,7 +135,13 @@ def test_torchscript_inferencer_with_default_model_filename(tmp_path: Path) -> N
     ("value", "expected"),
     [
         ("$$TRITON_MODEL_DIRECTORY/python_env.tar.gz", None),
-        ("$$TRITON_MODEL_DIRECTORY/envs/python_env", None),
+        (
+            # validate, env and package apply one rule: only the step's packed env is accepted
+            "$$TRITON_MODEL_DIRECTORY/envs/python_env",
+            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/envs/python_env' must name "
+            "the step's packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+        ),
         (
             "python_env.tar.gz",
             "parameter EXECUTION_ENV_PATH 'python_env.tar.gz' must start with "
@@ -151,13 +157,13 @@ def test_torchscript_inferencer_with_default_model_filename(tmp_path: Path) -> N
         (
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
             "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz' "
-            "leaves the step folder through '..'; keep the environment inside "
-            "foo_preprocessing/, e.g. $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "leaves the step folder through '..'; mmetools places the env at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
         (
             "$$TRITON_MODEL_DIRECTORY/",
-            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/' names no file, e.g. "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/' must name the step's "
+            "packed env: mmetools places it at $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
     ],
 )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from mmetools.errors import ConfigError
 from mmetools.model_config import PYTHON_BACKEND, RepositoryModel, backend_of, is_ensemble
 from mmetools.model_folder import (
     EXECUTION_ENV_KEY,
     ModelFolder,
+    execution_env_problem,
     read_model_version,
     weight_filename,
     weight_paths,
@@ -23,7 +24,6 @@ from mmetools.model_folder import (
 from mmetools.validation.problems import WARNING, Problem, join
 from mmetools.validation.repository import Repository
 
-MODEL_DIRECTORY_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 PIPELINE_SUFFIX = "_pipeline"
 
 # SageMaker's frontend picks the ensemble of an artifact by this regex over the raw config text
@@ -128,26 +128,9 @@ def _execution_env_problems(model: RepositoryModel) -> Iterator[Problem]:
     if EXECUTION_ENV_KEY not in model.config.parameters:
         return
     value = str(model.config.parameters[EXECUTION_ENV_KEY].string_value)
-    prefix = f"{MODEL_DIRECTORY_TOKEN}/"
-    example = f"{prefix}python_env.tar.gz"
-    where = f"parameter {EXECUTION_ENV_KEY} '{value}'"
-    if not value.startswith(prefix):
-        reason = (
-            "an absolute path does not travel with the artifact"
-            if value.startswith("/")
-            else "Triton does not resolve a relative path against the step folder"
-        )
-        yield Problem(
-            model.config_path, f"{where} must start with {prefix} ({reason}), e.g. {example}"
-        )
-    elif ".." in PurePosixPath(value[len(prefix) :]).parts:
-        yield Problem(
-            model.config_path,
-            f"{where} leaves the step folder through '..'; keep the environment inside "
-            f"{model.name}/, e.g. {example}",
-        )
-    elif not value[len(prefix) :].strip("/"):
-        yield Problem(model.config_path, f"{where} names no file, e.g. {example}")
+    problem = execution_env_problem(value)
+    if problem:
+        yield Problem(model.config_path, f"parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
 
 def _python_file_problems(model: RepositoryModel) -> Iterator[Problem]:

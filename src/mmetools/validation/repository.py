@@ -21,7 +21,7 @@ from mmetools.model_config import (
     ModelConfig,
     RepositoryModel,
     model_folders,
-    parse_config,
+    read_config_file,
 )
 from mmetools.validation.problems import ERROR, WARNING, Problem
 
@@ -83,17 +83,18 @@ def read_repository(root: Path) -> Repository:
     for folder in model_folders(root):
         config_path = folder / CONFIG_FILE
         try:
-            text = config_path.read_text(encoding="utf-8")
+            read = read_config_file(config_path)
         except UnicodeDecodeError as e:
             problems.append(Problem(config_path, f"not UTF-8 text ({e.reason} at byte {e.start})"))
             broken.add(folder.name)
             continue
-        try:
-            config = parse_config(text, config_path)
         except ConfigError as e:
             problems.append(_syntax_problem(config_path, e))
             broken.add(folder.name)
             continue
+        text = read.text
+        config = ModelConfig()
+        config.CopyFrom(read.config)
         versions, ignored = _version_dirs(folder)
         for name in ignored:
             problems.append(
