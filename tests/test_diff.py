@@ -3,14 +3,21 @@ candidate against a published version on one Triton through the SageMaker MME em
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import shutil
+import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MODELS_DIR
+from rich.console import Console
+from conftest import MODELS_DIR, REPO_ROOT
 from evidence_support import build, copy_model
 from publish_support import new_bucket, s3_client, settings_for
 
@@ -289,3 +296,84 @@ def test_diff_against_a_version_published_to_s3(
     labels = {o.output: o for o in report.outputs}["LABEL"]
     assert len(labels.flips) == expected_flips(v1, candidate)
     assert not report.passed
+
+
+def _ci_pipeline() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ci_pipeline", REPO_ROOT / "ci" / "pipeline.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("ci_pipeline", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pipeline_run(
+    repo: Path, model: ModelFolder, staging: Path, production: Path, settings_root: Path
+) -> tuple[list[Any], list[tuple[str, ...]]]:
+    """ci/pipeline over ``model`` (a copy under ``repo/models``) with the real `mmetools diff` and
+    `mmetools publish` as subprocesses; the build step is mmetools' real packager (the
+    pipeline's own build is covered in test_pipeline.py), quality is skipped."""
+    ci = _ci_pipeline()
+    run_dir = "dist/runs/test"
+    settings = settings_for(settings_root, staging.as_uri(), production.as_uri())
+    environ = {
+        "MMETOOLS_STAGING_URI": staging.as_uri(),
+        "MMETOOLS_PRODUCTION_URI": production.as_uri(),
+        "MMETOOLS_CACHE_DIR": str(settings.cache_dir),
+        "CI": "false",
+    }
+    calls: list[tuple[str, ...]] = []
+
+    def runner(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> Any:
+        calls.append(tuple(argv))
+        if argv[1] == "build":
+            build(model, cwd / run_dir, settings)
+            return ci.CommandResult(0, "built\n")
+        return ci.run_command(argv, cwd, {**env, **environ})
+
+    options = ci.PipelineOptions(
+        repo=repo,
+        models=(model.name,),
+        branch="feature/x",
+        changed_since=None,
+        run_dir=run_dir,
+        quality=False,
+        mmetools=str(Path(sys.executable).with_name("mmetools")),
+    )
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    return ci.Pipeline(options, runner=runner, console=console).run(), calls
+
+
+@pytest.mark.integration
+def test_the_pipeline_publishes_a_first_version_with_the_diff_skipped(
+    tmp_path: Path, example_weights: None
+) -> None:
+    model = copy_model("screen_detector", tmp_path, version=1)
+    staging, production = tmp_path / "staging", tmp_path / "production"
+    results, calls = _pipeline_run(tmp_path, model, staging, production, tmp_path)
+    by_step = {r.step.name: r for r in results}
+    assert by_step["diff"].status == "skipped", by_step["diff"].output
+    assert "the first version has nothing to be compared with" in by_step["diff"].reason
+    assert by_step["publish"].status == "passed", by_step["publish"].output
+    assert list(staging.rglob("screen_detector_1.tar.gz"))  # staging of feature/x
+    assert (tmp_path / "dist" / "reports" / "screen_detector-diff.md").is_file()
+
+
+@pytest.mark.integration
+def test_the_pipeline_stops_a_changed_model_at_diff_and_publishes_nothing(
+    published_v1: tuple[Path, ModelFolder], tmp_path: Path, no_triton_leftovers: Path
+) -> None:
+    root, v1 = published_v1
+    candidate = copy_model("screen_detector", tmp_path, version=2, change_mean=True)
+    flips = expected_flips(v1, candidate)
+    results, calls = _pipeline_run(tmp_path, candidate, root / "staging", root / "production", root)
+    by_step = {r.step.name: r for r in results}
+    assert by_step["diff"].status == "failed", by_step["diff"].output
+    assert by_step["publish"].status == "skipped"
+    assert not [c for c in calls if c[1] == "publish"]
+    assert not list((root / "staging").rglob("screen_detector_2*"))
+    reports = tmp_path / "dist" / "reports"
+    document = json.loads((reports / "screen_detector-diff.json").read_text())
+    assert {o["output"]: o for o in document["outputs"]}["LABEL"]["flip_count"] == flips
+    assert f"{flips} of 7 labels flipped" in (reports / "screen_detector-diff.md").read_text()
+    assert ET.parse(reports / "screen_detector-diff.xml").getroot().get("failures") == "2"
