@@ -369,6 +369,8 @@ class Pipeline:
             for step in model_steps(self.options, model):
                 if failed is not None:
                     self.skip(step, f"{failed.step.name} failed")
+                elif step.name == "diff" and not self.options.publish:
+                    self.skip(step, "--no-publish: no publish to gate")
                 elif step.name == "publish" and quality.status != "passed":
                     self.skip(step, "code quality failed")
                 else:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
 from mmetools.atomic import write_bytes_atomically
@@ -59,17 +60,44 @@ DIR_MODE = 0o755
 MTIME = 0
 ENSEMBLE_VERSION_DIR = "1"
 
-# Names (matched case-insensitively against each file or folder name) never shipped silently:
-# packaging stops and names them.
-SECRET_NAME_PATTERNS = (
-    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "credentials", "credentials.*",
-    ".aws", ".ssh", ".gnupg", ".netrc", ".pypirc", ".git-credentials", ".npmrc",
+
+@dataclass(frozen=True)
+class SecretRule:
+    """One way a file gives a secret away: by its name (a case-insensitive glob on each file or
+    folder name) or by its content (a regex over files of at most SNIFF_LIMIT bytes)."""
+
+    id: str
+    name: str | None = None
+    content: re.Pattern[bytes] | None = None
+
+
+def _name(rule_id: str, pattern: str) -> SecretRule:
+    return SecretRule(rule_id, name=pattern)
+
+
+def _content(rule_id: str, pattern: bytes) -> SecretRule:
+    return SecretRule(rule_id, content=re.compile(pattern))
+
+
+# Never shipped silently: packaging stops and names the file. tests/test_artifact.py has a row
+# per rule.
+SECRET_RULES = (
+    _name("dotenv", ".env"), _name("dotenv-variant", ".env.*"),
+    _name("pem", "*.pem"), _name("key-file", "*.key"), _name("pkcs12", "*.p12"),
+    _name("pfx", "*.pfx"), _name("java-keystore", "*.jks"), _name("keystore", "*.keystore"),
+    _name("ssh-rsa", "id_rsa*"), _name("ssh-dsa", "id_dsa*"), _name("ssh-ecdsa", "id_ecdsa*"),
+    _name("ssh-ed25519", "id_ed25519*"), _name("credentials", "credentials*"),
+    _name("aws-folder", ".aws"), _name("ssh-folder", ".ssh"), _name("gnupg-folder", ".gnupg"),
+    _name("netrc", ".netrc"), _name("pypirc", ".pypirc"),
+    _name("git-credentials", ".git-credentials"), _name("npmrc", ".npmrc"),
+    _content("aws-access-key-id", rb"AKIA[0-9A-Z]{16}"),
+    _content("aws-temporary-access-key-id", rb"ASIA[0-9A-Z]{16}"),
+    _content("aws-secret-access-key", rb"(?i)aws_secret_access_key\s*[=:]"),
+    _content("private-key", rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+    _content("pgp-private-key", rb"-----BEGIN PGP PRIVATE KEY BLOCK-----"),
 )  # fmt: skip
-# Content of small files (<= SNIFF_LIMIT bytes) that gives a secret away.
-SECRET_CONTENT = re.compile(
-    rb"AKIA[0-9A-Z]{16}|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----|aws_secret_access_key\s*="
-)
+SECRET_NAME_PATTERNS = tuple(rule.name for rule in SECRET_RULES if rule.name is not None)
+SECRET_CONTENT = tuple(rule.content for rule in SECRET_RULES if rule.content is not None)
 SNIFF_LIMIT = 1 << 20
 # Left out without a word: not part of a Triton model folder.
 EXCLUDED_NAME_PATTERNS = (
@@ -108,22 +136,22 @@ class _Offenders:
         if self.secrets:
             lines.append(
                 "files that look like secrets (remove them from the model folder): "
-                + ", ".join(self.secrets)
+                + ", ".join(sorted(self.secrets))
             )
         if self.symlinks:
             lines.append(
                 "symlinks (replace them with the files; for DVC-tracked weights run "
                 "`dvc config cache.type copy` and `dvc checkout --relink`): "
-                + ", ".join(self.symlinks)
+                + ", ".join(sorted(self.symlinks))
             )
         if self.hard_links:
             lines.append(
                 "hard links (copy the files instead; for DVC-tracked weights run "
                 "`dvc config cache.type copy` and `dvc checkout --relink`): "
-                + ", ".join(self.hard_links)
+                + ", ".join(sorted(self.hard_links))
             )
         if self.special:
-            lines.append("sockets, pipes or devices: " + ", ".join(self.special))
+            lines.append("sockets, pipes or devices: " + ", ".join(sorted(self.special)))
         if not lines:
             return None
         return ArtifactError(
@@ -170,7 +198,8 @@ def _looks_like_secret(path: Path, size: int) -> bool:
     if size > SNIFF_LIMIT:
         return False
     try:
-        return SECRET_CONTENT.search(path.read_bytes()) is not None
+        data = path.read_bytes()
+        return any(pattern.search(data) for pattern in SECRET_CONTENT)
     except OSError:
         return False  # unreadable files fail loudly when they are archived
 
@@ -178,33 +207,41 @@ def _looks_like_secret(path: Path, size: int) -> bool:
 def _walk(
     folder: Path, archive_name: str, skip: frozenset[str], offenders: _Offenders
 ) -> Iterator[Member]:
-    """Members below ``folder`` (not including it), depth first, in sorted order."""
-    with os.scandir(folder) as scan:
-        entries = sorted(scan, key=lambda entry: entry.name)
-    for entry in entries:
-        name = f"{archive_name}/{entry.name}"
-        # Secrets first: a .env is refused, not quietly dropped as a dotfile.
-        if _matches(entry.name, SECRET_NAME_PATTERNS):
-            offenders.secrets.append(name)
-            continue
-        if _matches(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
-            logger.debug("leaving out %s", name)
-            continue
-        info = entry.stat(follow_symlinks=False)
-        if stat.S_ISLNK(info.st_mode):
-            offenders.symlinks.append(name)
-        elif stat.S_ISDIR(info.st_mode):
-            yield Member(name, "dir", Path(entry.path))
-            yield from _walk(Path(entry.path), name, skip, offenders)
-        elif stat.S_ISREG(info.st_mode):
-            if info.st_nlink > 1:
-                offenders.hard_links.append(name)
-            elif _looks_like_secret(Path(entry.path), info.st_size):
-                offenders.secrets.append(f"{name} (content)")
+    """Members below ``folder`` (not including it), depth first, in sorted order.
+
+    Iterative (an explicit stack), so folder depth is limited by the file system, not by
+    Python's recursion limit."""
+    stack: list[tuple[Path, str]] = [(folder, archive_name)]
+    while stack:
+        here, here_name = stack.pop()
+        with os.scandir(here) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        below: list[tuple[Path, str]] = []
+        for entry in entries:
+            name = f"{here_name}/{entry.name}"
+            # Secrets first: a .env is refused, not quietly dropped as a dotfile.
+            if _matches(entry.name, SECRET_NAME_PATTERNS):
+                offenders.secrets.append(name)
+                continue
+            if _matches(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
+                logger.debug("leaving out %s", name)
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                offenders.symlinks.append(name)
+            elif stat.S_ISDIR(info.st_mode):
+                yield Member(name, "dir", Path(entry.path))
+                below.append((Path(entry.path), name))
+            elif stat.S_ISREG(info.st_mode):
+                if info.st_nlink > 1:
+                    offenders.hard_links.append(name)
+                elif _looks_like_secret(Path(entry.path), info.st_size):
+                    offenders.secrets.append(f"{name} (content)")
+                else:
+                    yield Member(name, "file", Path(entry.path), info.st_size)
             else:
-                yield Member(name, "file", Path(entry.path), info.st_size)
-        else:
-            offenders.special.append(name)
+                offenders.special.append(name)
+        stack.extend(reversed(below))
 
 
 def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Member]:
@@ -216,6 +253,9 @@ def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Mem
     offenders = _Offenders()
     members: list[Member] = []
     for step in steps:
+        if step.path.is_symlink():  # would take in a folder from outside the model
+            offenders.symlinks.append(step.name)
+            continue
         members.append(Member(step.name, "dir", step.path))
         members.extend(_walk(step.path, step.name, skip, offenders))
         if not step.versions:
@@ -448,11 +488,7 @@ def package_model(
 
 def serving_target_record(settings: Settings) -> dict[str, Any]:
     """What the artifact is built for, as recorded in its manifest."""
-    return {
-        "image": settings.triton.image,
-        "triton_version": settings.triton.version,
-        "python_version": settings.env.python_version,
-    }
+    return settings.target.as_json()
 
 
 def write_artifact(
@@ -498,6 +534,9 @@ def write_artifact(
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         seconds = time.perf_counter() - started
+        # The audit gate: an artifact that would not load in the target image is not written.
+        logger.info("%s: auditing against the serving target", model.name)
+        require_audit(audit_artifact(temporary, settings.target, name=final.name), "package")
         manifest = Manifest(
             model=ref.name,
             version=ref.version,
@@ -507,7 +546,7 @@ def write_artifact(
             members=tuple(ManifestMember(d.name, d.kind, d.size, d.sha256) for d in result.members),
             env_hash=env_hash,
             env_backend=env_backend,
-            env_python=settings.env.python_version if env_hash else None,
+            env_python=settings.target.python_version if env_hash else None,
             triton_version=settings.triton.version,
             mmetools_version=mmetools_version(),
             target=serving_target_record(settings),

@@ -762,6 +762,128 @@ def loadtest_command(
     console.print(f"wrote {json_path} and {html_path}", markup=False)
 
 
+@app.command("targets")
+def targets_command() -> None:
+    """List the Triton releases mmetools knows (Python, interpreter, glibc, GLIBCXX, numpy 2) and
+    the target this repository builds for ([target] image, MMETOOLS_TARGET_IMAGE)."""
+    from rich.table import Table
+
+    from mmetools.settings import load_settings
+    from mmetools.targets import RELEASES, SOURCE_FRAMEWORK_MATRIX, SOURCE_NUMPY2
+
+    target = load_settings().target
+    table = Table(title="NGC / SageMaker Triton releases (tag YY.MM-py3)")
+    for column in ("release", "triton", "ubuntu", "python", "interpreter", "glibc", "GLIBCXX",
+                   "numpy 2"):  # fmt: skip
+        table.add_column(column)
+    for release in RELEASES:
+        chosen = target.image.rpartition(":")[2].startswith(release.release + "-")
+        table.add_row(
+            release.release + (" *" if chosen else ""),
+            release.triton_version,
+            release.ubuntu,
+            release.python_version,
+            f"/usr/bin/python{release.python_version}",
+            release.glibc,
+            release.glibcxx,
+            "yes" if release.numpy2_supported else "no",
+            style="bold" if chosen else "",
+        )
+    console.print(table)
+    console.print(
+        f"sources: {SOURCE_FRAMEWORK_MATRIX}; {SOURCE_NUMPY2}", markup=False, soft_wrap=True
+    )
+    console.print(
+        f"target: {target.image}: Triton {target.triton_version}, Python {target.python_version} "
+        f"at {target.interpreter_path}, glibc {target.glibc}, GLIBCXX {target.glibcxx}, numpy 2 "
+        f"{'supported' if target.numpy2_supported else 'not supported'} ({target.source})",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("lock")
+def lock_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 when a lock is missing or stale.")
+    ] = False,
+) -> None:
+    """Write models/<name>/requirements-<python>.lock: requirements.txt resolved with hashes by
+    uv for the serving target's Python and platform (the env step installs from it)."""
+    from mmetools.lock import lock_model
+    from mmetools.settings import load_settings
+
+    target = load_settings().target
+    bad = 0
+    for folder in _model_folders_of(models):
+        with console.status(f"{folder.name}: resolving for Python {target.python_version}"):
+            result = lock_model(folder, target, check=check)
+        if result.status in ("missing", "stale"):
+            bad += 1
+            err_console.print(
+                f"{result.path}: {result.status} for Python {target.python_version} on "
+                f"{target.manylinux_platform}; run `mmetools lock {folder.path}` and commit it",
+                markup=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"{result.path}: {result.status}", markup=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("inspect")
+def inspect_command(
+    artifacts: Annotated[list[Path], typer.Argument(help="dist/<name>_<version>.tar.gz files.")],
+    target_image: Annotated[
+        Optional[str],
+        typer.Option("--target", help="Audit for this image instead of [target] image."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:
+    """Audit artifacts against the serving target: the SageMaker layout rules and, for every
+    packed env, its Python, interpreter, GLIBC/GLIBCXX needs, ELF architecture, links, numpy and
+    sizes. Exit 1 when one has an error."""
+    import json
+
+    from rich.table import Table
+
+    from mmetools.audit import audit_artifact
+    from mmetools.settings import load_settings
+    from mmetools.targets import EXPLICIT_KEYS, resolve_target
+
+    settings = load_settings()
+    target = settings.target
+    if target_image:
+        explicit = {key: getattr(settings.target_settings, key) for key in EXPLICIT_KEYS}
+        same = target_image == settings.target_settings.image
+        target = resolve_target(target_image, explicit if same else None, where="--target")
+    reports = [audit_artifact(path, target) for path in artifacts]
+    if as_json:
+        console.print_json(json.dumps([report.as_json() for report in reports]))
+    else:
+        for report in reports:
+            table = Table(title=f"{report.name} for {target.image}")
+            for column in ("env", "kind", "python", "interpreter", "max GLIBC", "max GLIBCXX",
+                           "arch", "numpy", "size", "unpacked"):  # fmt: skip
+                table.add_column(column)
+            for env in report.envs:
+                table.add_row(
+                    env.archive, env.kind, env.python_version or "?", env.interpreter or "?",
+                    env.max_glibc or "-", env.max_glibcxx or "-", ",".join(env.architectures),
+                    env.numpy or "-", f"{env.size / 1e6:.1f} MB", f"{env.unpacked_size / 1e6:.1f} MB",
+                )  # fmt: skip
+            console.print(table)
+            for finding in report.findings:
+                style = "red" if finding.severity == "error" else "yellow"
+                console.print(f"{finding.severity}: {finding}", style=style, markup=False,
+                              soft_wrap=True)  # fmt: skip
+            console.print(f"{report.name}: {'ok' if report.ok else 'REFUSED'}")
+    if not all(report.ok for report in reports):
+        raise typer.Exit(1)
+
+
 @app.command("build")
 def build_command(
     models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],

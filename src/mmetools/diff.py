@@ -55,7 +55,7 @@ from mmetools.fixtures import (
 from mmetools.harness import stage_repository
 from mmetools.model_folder import ModelFolder, parse_artifact_name
 from mmetools.published import PublishedVersion, fetch_published, find_previous
-from mmetools.sagemaker import MmeClient, unpack_artifact
+from mmetools.sagemaker import MmeClient, emulated_target, packed_env_steps, unpack_for_server
 from mmetools.serving_env import ensure_serving_env
 from mmetools.settings import Settings
 from mmetools.triton import SAGEMAKER, TritonServer, resolve_mode
@@ -505,10 +505,10 @@ def _load_folder(server: TritonServer, folder: Path, target_model: str) -> _Load
     return _Loaded(model_id, target_model)
 
 
-def _unpacked(server: TritonServer, artifact: Path) -> Path:
+def _unpacked(server: TritonServer, artifact: Path, env_steps: Sequence[str]) -> Path:
     assert server.workdir is not None
     folder = server.workdir / uuid.uuid4().hex[:16] / "model"
-    unpack_artifact(artifact, folder)
+    unpack_for_server(server, artifact, folder, env_steps)
     return folder
 
 
@@ -546,8 +546,13 @@ def compare_versions(
     target_previous = previous.artifact_name
     if target_previous == target_candidate:
         target_previous = f"previous-{target_previous}"
+    # Packed envs are built for the serving target: serve them as test --artifact does.
+    previous_steps = packed_env_steps(previous_artifact, settings)
+    candidate_steps = packed_env_steps(candidate, settings) if candidate is not None else ()
+    chosen = resolve_mode(settings.triton.mode, mode, image)
     server = TritonServer(
-        mode=resolve_mode(settings.triton.mode, mode, image),
+        target_python=emulated_target(settings, chosen, bool(previous_steps or candidate_steps)),
+        mode=chosen,
         frontend=SAGEMAKER,
         python_env=env,
         cache_dir=settings.cache_dir,
@@ -559,10 +564,10 @@ def compare_versions(
     with server:
         client = MmeClient(server)
         loaded_previous = _load_folder(
-            server, _unpacked(server, previous_artifact), target_previous
+            server, _unpacked(server, previous_artifact, previous_steps), target_previous
         )
         folder = (
-            _unpacked(server, candidate)
+            _unpacked(server, candidate, candidate_steps)
             if candidate is not None
             else staged_model_folder(server, model)
         )

@@ -59,13 +59,14 @@ class StagedModel:
 
 def stage_repository(model: ModelFolder, destination: Path) -> StagedModel:
     """Place ``model``'s artifact members in ``destination``: folders are created, files are
-    symbolic links to the source. A step whose config sets EXECUTION_ENV_PATH while its
-    python_env.tar.gz is absent (not packed yet) gets a staged config without that one
-    parameter, so it runs in the serving env instead of failing to load."""
+    symbolic links to the source. A step whose config sets EXECUTION_ENV_PATH gets a staged
+    config without that one parameter and no packed env: the source folder is tested with the
+    local Python (the serving env); the packed env is built for the serving target's Python and
+    is tested where that is emulated, through ``mmetools test --artifact``."""
     from mmetools.artifact import collect_members
 
     ensemble = model.ensemble().name
-    members = collect_members(model, include_env=True)
+    members = collect_members(model, include_env=False)
     names = tuple(m.name for m in members if "/" not in m.name)
     clashing = [name for name in names if (destination / name).exists()]
     if clashing:
@@ -91,8 +92,6 @@ def stage_repository(model: ModelFolder, destination: Path) -> StagedModel:
 
 
 def _needs_env_removed(config_path: Path) -> bool:
-    if (config_path.parent / ENV_ARCHIVE).is_file():
-        return False
     return EXECUTION_ENV_KEY in load_config(config_path).parameters
 
 
@@ -101,7 +100,7 @@ def _write_config_without_env(source: Path, target: Path) -> None:
     del config.parameters[EXECUTION_ENV_KEY]
     target.write_text(text_format.MessageToString(config), encoding="utf-8")
     logger.info(
-        "%s: %s is not packed yet; the step runs in the serving env",
+        "%s: runs in the local serving env (%s is for the serving target: test --artifact)",
         source.parent.name,
         ENV_ARCHIVE,
     )
@@ -385,7 +384,7 @@ def run_models(
             mode=chosen,
             python_env=item.env,
             cache_dir=settings.cache_dir,
-            image=image or settings.triton.image,
+            image=image or settings.triton.image or settings.target_settings.image,
             mounts=[each.model.path.resolve() for group in groups.values() for each in group],
             requirements=(
                 item.model.requirements_file if item.model.requirements_file.is_file() else None

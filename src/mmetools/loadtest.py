@@ -36,7 +36,13 @@ from mmetools.errors import LoadTestError, UsageError
 from mmetools.fixtures import EnsembleSignature, FixtureCase, load_fixtures
 from mmetools.memory import Fit, MemorySample, models_per_instance, sample_process_tree
 from mmetools.model_folder import ModelFolder, model_folder, parse_artifact_name
-from mmetools.sagemaker import MmeClient, request_body, unpack_artifact
+from mmetools.sagemaker import (
+    MmeClient,
+    emulated_target,
+    packed_env_steps,
+    request_body,
+    unpack_for_server,
+)
 from mmetools.serving_env import ensure_serving_env
 from mmetools.settings import Settings
 from mmetools.triton import SAGEMAKER, TritonServer, resolve_mode
@@ -322,8 +328,12 @@ def loadtest_local(
     cases, outputs = _cases(model)
     env = ensure_serving_env(model.requirements_file, settings.cache_dir)
     target_model = artifact.name if artifact is not None else model.ref().artifact_name
+    # Packed envs are built for the serving target: serve them as test --artifact does.
+    env_steps = packed_env_steps(artifact, settings) if artifact is not None else ()
+    chosen = resolve_mode(settings.triton.mode, mode, None)
     server = TritonServer(
-        mode=resolve_mode(settings.triton.mode, mode, None),
+        target_python=emulated_target(settings, chosen, bool(env_steps)),
+        mode=chosen,
         frontend=SAGEMAKER,
         python_env=env,
         cache_dir=settings.cache_dir,
@@ -341,7 +351,7 @@ def loadtest_local(
         begin = time.perf_counter()
         if artifact is not None:
             folder = server.workdir / model_id / "model"
-            unpack_artifact(artifact, folder)
+            unpack_for_server(server, artifact, folder, env_steps)
         else:
             folder = staged_model_folder(server, model)
         unpacked = time.perf_counter() - begin

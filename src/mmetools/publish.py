@@ -28,6 +28,7 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mmetools.audit import audit_artifact, require_audit
 from mmetools.atomic import write_text_atomically
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
 from mmetools.evidence import require_passing
@@ -44,6 +45,7 @@ from mmetools.model_folder import ENV_ARCHIVE, parse_artifact_name
 from mmetools.settings import Settings, load_settings
 from mmetools.storage import (
     MiB,
+    Deadline,
     Destination,
     LocalArtifact,
     ObjectExists,
@@ -55,6 +57,7 @@ from mmetools.storage import (
     open_store,
     parse_destination,
     parse_sha256_text,
+    redact_credentials,
 )
 
 if TYPE_CHECKING:
@@ -340,6 +343,11 @@ def publish(
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))
     verified = [load_local_artifact(path, settings.cache_dir) for path in artifacts]
+    # The audit gate, before anything is written: an artifact the serving target cannot load
+    # (env for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
+    serving_target = settings.target
+    for path in artifacts:
+        require_audit(audit_artifact(path, serving_target), "publish")
     # The evidence gate: every artifact, before anything is written anywhere.
     evidence = [require_passing(local.path, local.sha256) for local in verified]
     environ = os.environ if environ is None else environ
@@ -373,6 +381,7 @@ def _publish_plans(
     targets_of = [targets for _, _, targets in plans]
 
     connections: list[S3Connection] = []
+    deadline = Deadline(time.monotonic() + settings.publish.deadline_s, settings.publish.deadline_s)
 
     def connection() -> S3Connection:
         # Created on first use: a run that only touches folders never imports boto3's models.
@@ -381,9 +390,17 @@ def _publish_plans(
             from botocore.exceptions import BotoCoreError
 
             try:
-                connections.append(S3Connection(session or boto3.session.Session(), options.s3))
-            except BotoCoreError as e:  # e.g. AWS_PROFILE names a profile that does not exist
-                raise PublishError(f"cannot set up S3 access: {e}") from e
+                tuning = replace(
+                    options.s3,
+                    connect_timeout=settings.publish.connect_timeout_s,
+                    read_timeout=settings.publish.read_timeout_s,
+                )
+                connections.append(
+                    S3Connection(session or boto3.session.Session(), tuning, deadline)
+                )
+            except (BotoCoreError, ValueError) as e:
+                # e.g. AWS_PROFILE names no profile; AWS_ENDPOINT_URL=not-a-url (ValueError)
+                raise PublishError(f"cannot set up S3 access: {redact_credentials(str(e))}") from e
         return connections[0]
 
     def requests() -> int:
@@ -413,7 +430,8 @@ def _publish_plans(
             try:
                 result = step.run_with_retries()
             except MmetoolsError as e:  # refusals, give-ups, a file changed while sent
-                failures.append(PublishFailure(local.name, target.uri, target.role, str(e)))
+                message = redact_credentials(str(e))
+                failures.append(PublishFailure(local.name, target.uri, target.role, message))
                 logger.debug("publish failed", exc_info=True)
                 break  # never production after a failed staging step
             results.append(result)
@@ -564,6 +582,9 @@ class _Step:
                 "mmetools?); refusing to guess whether it holds the same bytes"
             )
         if remote.sha256 == self.local.sha256:
+            store = self.stores[self.target.role]
+            if not self.options.dry_run and store.repair_sidecars(self.local, self.target.key):
+                return "unchanged", "already published; rewrote its missing or stale sidecars"
             return "unchanged", "already published with the same sha256"
         if self.target.role == "staging" and self.production_branch:
             raise PublishError(self._staging_differs(remote))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from mmetools.triton.backends import (
     SITE_PACKAGES_VARIABLE,
+    STUB_NAME,
     BundledTriton,
     assemble_backends,
     find_bundled_triton,
@@ -46,8 +47,10 @@ from mmetools.triton.launch import (
     SAGEMAKER,
     Launch,
     Ports,
+    TargetPython,
     bundled_launch,
     docker_launch,
+    emulation_argv,
     free_port,
     native_launch,
     resolve_mode,
@@ -56,6 +59,9 @@ from mmetools.triton.launch import (
 from mmetools.triton.server import TritonServer, running_server
 
 __all__ = [
+    "STUB_NAME",
+    "TargetPython",
+    "emulation_argv",
     "AUTO",
     "BUNDLED",
     "BundledTriton",

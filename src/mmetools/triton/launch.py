@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 
-from mmetools.errors import UsageError
+from mmetools.errors import TritonError, UsageError
 from mmetools.serving_env import ServingEnv
 from mmetools.triton.backends import (
     BundledTriton,
@@ -115,6 +115,34 @@ def _frontend_env(frontend: str) -> list[tuple[str, str]]:
     return [("SAGEMAKER_MULTI_MODEL", "true")] if frontend == SAGEMAKER else []
 
 
+@dataclass(frozen=True)
+class TargetPython:
+    """The serving image's Python, emulated: a local interpreter of the same minor version is
+    mapped onto the image's prefix (an overlay on e.g. /usr, in a private mount namespace of the
+    server only), so a packed env's ``bin/python -> /usr/bin/python3.12`` and ``home = /usr/bin``
+    resolve as they would in the container, and the target's stub serves the env's steps."""
+
+    local_prefix: Path  # holds bin/python3.X and lib/python3.X
+    prefix: str  # the image's prefix, "/usr"
+    version: str  # "3.12"
+
+
+# The server runs in its own user + mount namespace where the image's Python prefix is an overlay
+# of the local interpreter's prefix over the host's: nothing outside that process tree changes.
+_OVERLAY_SCRIPT = 'mount -t overlay overlay -o "lowerdir=$1:$2" "$2" && shift 2 && exec "$@"'
+
+
+def emulation_argv(argv: Sequence[str], python: TargetPython) -> list[str]:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise TritonError(
+            "cannot emulate the target's Python: `unshare` (util-linux) is not on PATH; the "
+            "static audit (`mmetools inspect`) still checks the env against the target"
+        )
+    return [unshare, "--map-root-user", "--mount", "sh", "-c", _OVERLAY_SCRIPT, "sh",
+            str(python.local_prefix), python.prefix, *argv]  # fmt: skip
+
+
 def bundled_launch(
     bundled: BundledTriton,
     backends: Path,
@@ -125,6 +153,7 @@ def bundled_launch(
     python_env: ServingEnv,
     shm_prefix: str = "",
     base_env: Mapping[str, str] | None = None,
+    target_python: TargetPython | None = None,
 ) -> Launch:
     base = os.environ if base_env is None else base_env
     libraries = [str(bundled.libraries)]
@@ -149,6 +178,10 @@ def bundled_launch(
         (SITE_PACKAGES_VARIABLE, backend_site_packages()),
         *_frontend_env(frontend),
     ]
+    if target_python is not None:
+        from mmetools import triton  # through the package: tests replace it there
+
+        argv = triton.emulation_argv(argv, target_python)
     return Launch(tuple(argv), tuple(env))
 
 

@@ -39,6 +39,7 @@ from mmetools.triton.launch import (
     PORT_ATTEMPTS,
     Ports,
     SAGEMAKER,
+    TargetPython,
     bundled_launch,
     docker_launch,
     free_port,
@@ -80,6 +81,7 @@ class TritonServer:
         requirements: Path | None = None,
         gpus: bool = True,
         startup_timeout: float = STARTUP_TIMEOUT,
+        target_python: TargetPython | None = None,
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"unknown Triton mode '{mode}' (choose from {', '.join(MODES)})")
@@ -98,6 +100,7 @@ class TritonServer:
         self.requirements = requirements
         self.gpus = gpus
         self.startup_timeout = startup_timeout
+        self.target_python = target_python
         self.workdir: Path | None = None
         self.ports = Ports()
         self.start_seconds: float | None = None
@@ -200,6 +203,7 @@ class TritonServer:
                 ports=self.ports,
                 python_env=self.python_env,
                 shm_prefix=self.shm_prefix,
+                target_python=self.target_python,
             )
         if self.mode == NATIVE:
             executable = shutil.which("tritonserver")
