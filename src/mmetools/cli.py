@@ -160,11 +160,14 @@ def new_model(
     ] = Path("models"),
 ) -> None:
     """Create a complete model folder: configs, pre/post-processing, train/export script, fixtures."""
-    from mmetools.scaffold import scaffold_model
+    from mmetools.scaffold import next_steps, scaffold_model
 
     folder = scaffold_model(name, framework, models_dir)
-    console.print(f"created {folder}")
-    console.print(f"next: see {folder / 'README.md'} (export the weights, dvc add, regen, test)")
+    console.print(f"created {folder} and its BUILD")
+    console.print("next, from the repository root after `source .venv/bin/activate`:")
+    for command in next_steps(folder, framework):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"each step is explained in {folder / 'README.md'}")
 
 
 @app.command("validate")
