@@ -105,11 +105,12 @@ def fixtures_check(
     """
     from rich.table import Table
 
-    from mmetools.fixtures import load_fixtures
+    from mmetools.fixtures import load_fixtures, regen_hint
     from mmetools.model_folder import model_folder
     from mmetools.reference import run_cases
 
     failed = 0
+    wrong_values: list[str] = []
     for path in models:
         folder = model_folder(path)
         results = run_cases(folder, load_fixtures(folder))
@@ -140,8 +141,12 @@ def fixtures_check(
                         f"{result.case.path}: {comparison.message}", markup=False, soft_wrap=True
                     )
         failed += sum(1 for r in results if not r.passed)
+        if any(not c.passed for r in results for c in r.comparisons):
+            wrong_values.append(str(path))
     if failed:
         err_console.print(f"{failed} case(s) failed")
+        for folder_text in wrong_values:
+            err_console.print(regen_hint(folder_text), markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 

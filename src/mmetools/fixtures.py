@@ -578,6 +578,14 @@ def _compare_bytes(expected: Expected, actual: npt.NDArray[Any]) -> OutputCompar
     return OutputComparison(expected.name, False, None, None, message)
 
 
+def regen_hint(model_path: str) -> str:
+    """The last line of a fixture failure: the fix when the new outputs are intended."""
+    return (
+        f"if the new outputs are intended, update the expected values with "
+        f"`mmetools fixtures regen {model_path}` and review the diff before committing"
+    )
+
+
 def _differences_message(
     expected: Expected, actual: npt.NDArray[Any], differs: npt.NDArray[np.bool_], what: str
 ) -> str:

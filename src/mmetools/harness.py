@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import xml.etree.ElementTree as ET
@@ -30,13 +31,16 @@ from rich.table import Table
 from rich.text import Text
 
 from mmetools.errors import MmetoolsError, TritonError
-from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures
+from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures, regen_hint
 from mmetools.model_config import CONFIG_FILE, load_config
 from mmetools.model_folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
     ModelFolder,
+    consumer_tensor,
+    missing_step_output_message,
     model_folder,
+    producer_of,
     weight_paths,
 )
 from mmetools.serving_env import ServingEnv, ensure_serving_env
@@ -209,6 +213,32 @@ def prepare_model(model: ModelFolder, settings: Settings) -> _Prepared | ModelRe
     return _Prepared(model, cases, env)
 
 
+# Triton blames the step *after* one that did not return a declared output.
+_MISSING_INPUTS = re.compile(
+    r"for model '(?P<model>[^']+)'\. Got input\(s\) \[[^\]]*\], "
+    r"but missing required input\(s\) \[(?P<inputs>[^\]]*)\]"
+)
+
+
+def explain_inference_error(model: ModelFolder, message: str) -> str:
+    """Put a step's missing output first: Triton reports it as the next step's missing input."""
+    found = _MISSING_INPUTS.search(message)
+    if found is None:
+        return message
+    explained = []
+    try:
+        for step_input in re.findall(r"'([^']+)'", found["inputs"]):
+            tensor = consumer_tensor(model, found["model"], step_input)
+            producer = producer_of(model, tensor) if tensor else None
+            if producer is not None:
+                explained.append(
+                    missing_step_output_message(producer[0], producer[1], tensor or "")
+                )
+    except MmetoolsError:
+        return message  # the configs do not parse: validate reports that
+    return "\n".join([*explained, f"(Triton: {message})"]) if explained else message
+
+
 def _case_inputs(case: FixtureCase) -> tuple[dict[str, Any], dict[str, str]]:
     return case.input_arrays(), {t.name: t.datatype for t in case.inputs}
 
@@ -283,7 +313,10 @@ def run_model_on_server(server: TritonServer, prepared: _Prepared, repeat: int =
     def infer(case: FixtureCase) -> dict[str, Any]:
         arrays, datatypes = _case_inputs(case)
         outputs = [e.name for e in case.expected]
-        return server.infer(staged.ensemble, arrays, outputs=outputs, datatypes=datatypes)
+        try:
+            return server.infer(staged.ensemble, arrays, outputs=outputs, datatypes=datatypes)
+        except TritonError as e:
+            raise TritonError(explain_inference_error(model, str(e))) from e
 
     try:
         report = run_cases(
@@ -448,6 +481,8 @@ def report_renderable(report: ModelReport) -> RenderableType:
             table.add_row(name, "-", "-", "-", "[yellow]not run[/]")
         parts.append(table)
         parts.extend(_line(f"  {line}", "red") for line in details)
+        if _has_wrong_values(report):
+            parts.append(_line(f"  {regen_hint(_model_folder_of(report))}", "yellow"))
     if report.error:
         parts.extend(_line(f"  {line}", "red") for line in report.error.splitlines())
     if report.log_lines:
@@ -462,6 +497,16 @@ def report_renderable(report: ModelReport) -> RenderableType:
             )
         )
     return Group(*parts)
+
+
+def _has_wrong_values(report: ModelReport) -> bool:
+    """Cases that ran and answered differently (not errors): what regenerating would change."""
+    return any(not c.passed for r in report.results for c in r.comparisons)
+
+
+def _model_folder_of(report: ModelReport) -> str:
+    # An artifact's fixtures come from its model folder.
+    return f"models/{report.name}" if report.source.endswith(".tar.gz") else report.source
 
 
 def summary_text(run: RunResult) -> str:
@@ -494,6 +539,7 @@ def write_junit_xml(run: RunResult, path: Path) -> None:
             elif not result.passed:
                 counts["failures"] += 1
                 messages = [c.message for c in result.comparisons if not c.passed]
+                messages.append(regen_hint(_model_folder_of(report)))
                 ET.SubElement(case, "failure", message=messages[0]).text = "\n".join(messages)
         for name in report.not_run:
             case = ET.SubElement(suite, "testcase", classname=f"mmetools.{report.name}", name=name)

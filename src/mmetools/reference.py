@@ -71,7 +71,7 @@ from mmetools.model_config import (
     backend_of,
     is_ensemble,
 )
-from mmetools.model_folder import ModelFolder, weight_filename
+from mmetools.model_folder import ModelFolder, missing_step_output_message, weight_filename
 from mmetools.pb_utils_standin import (
     PB_UTILS_MODULE,
     InferenceRequest,
@@ -247,8 +247,8 @@ class _PythonStep(_Step):
                 f"{self.source}: Python step '{self.name}' answered with an error: "
                 f"{error.message()}"
             )
-        produced = {t.name(): t.as_numpy() for t in response.output_tensors()}
-        return {name: produced[name] for name in requested if name in produced}
+        # Everything the step returned: the caller names what is missing against what came back.
+        return {t.name(): t.as_numpy() for t in response.output_tensors()}
 
     def close(self) -> None:
         if hasattr(self, "instance") and hasattr(self.instance, "finalize"):
@@ -458,8 +458,9 @@ class ReferenceRunner:
             for step_output, tensor in planned.output_map.items():
                 if step_output not in produced:
                     raise ModelRunError(
-                        f"{planned.model.path}: step '{step.name}' did not produce output "
-                        f"'{step_output}' (ensemble tensor '{tensor}')"
+                        missing_step_output_message(
+                            planned.model, step_output, tensor, sorted(produced)
+                        )
                     )
                 decl = step.outputs[step_output]
                 array = as_triton_array(np.asarray(produced[step_output]))
