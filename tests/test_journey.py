@@ -141,8 +141,11 @@ def published(repo: Path, role: str, namespace: str = "") -> Path:
 
 
 def manifest_of(folder: Path, artifact: str) -> dict[str, Any]:
-    path = folder / artifact.replace(".tar.gz", ".manifest.json")
-    assert path.is_file(), f"no manifest beside {folder / artifact}: {sorted(os.listdir(folder))}"
+    # publish writes <artifact>.manifest.json beside the tarball (dist/ has <name>_<v>.manifest.json)
+    names = (f"{artifact}.manifest.json", artifact.replace(".tar.gz", ".manifest.json"))
+    found = [folder / n for n in names if (folder / n).is_file()]
+    assert found, f"no manifest beside {folder / artifact}: {sorted(os.listdir(folder))}"
+    path = found[0]
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
 
