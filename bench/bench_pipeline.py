@@ -5,9 +5,10 @@ after changing one model.
 For each N, a temporary git repository holds N generated copies of the examples (alternately
 screen_detector and intent_classifier, renamed <example>_cNN, weights copied, DVC pointers kept)
 and a copy of ci/pipeline.py, on a branch feature/bench. What is timed is the whole
-`.venv/bin/python ci/pipeline.py ...` process, as CI runs it; its steps run `mmetools fetch`,
-`env`, `test` (a local Triton), `package`, `test --artifact` (Triton's SageMaker frontend) and
-`publish` (file: destinations in the repository). Per-model times come from its JUnit report.
+`.venv/bin/python ci/pipeline.py ...` process, as CI runs it; per model it runs `mmetools build`
+(validate, fetch, env, test on a local Triton, package, artifact test through Triton's SageMaker
+frontend) and `mmetools publish` (file: destinations in the repository). Per-model times come
+from its JUnit report.
 
 - full run           --all: every model, every step
 - no-op re-run       a commit that touches no model (README.md), compared with the commit
@@ -91,6 +92,8 @@ def copy_model(example: str, name: str, models: Path) -> None:
             target.write_text(path.read_text(encoding="utf-8").replace(example, name))
         else:
             shutil.copyfile(path, target)
+    # ci/pipeline refuses a model folder without its target (the copy skips the example's BUILD).
+    (models / name / "BUILD").write_text(f'triton_model(name="{name}")\n')
 
 
 def make_repo(work: Path, count: int) -> tuple[Path, list[str]]:

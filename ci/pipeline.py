@@ -1,16 +1,22 @@
 """The CI pipeline of the model monorepo: what runs on every push (see `ci/pipeline --help`).
 
-For the models changed since the merge base (every model with --all), in this order:
+This script only selects models and reports; the pipeline itself is `mmetools build`
+(src/mmetools/pipeline.py), the same one every route runs. For the models changed since the merge
+base (every model with --all), in this order:
   1. code quality: black and mypy through Pants (`./pants lint check`), once for the repository
-  2. fetch weights (DVC, `mmetools fetch`)
-  3. pack the Python steps' envs (`mmetools env`, cached by requirements hash)
-  4. test on a local Triton (`./pants test models/<name>:`, cached by Pants on the model's inputs)
-  5. build <name>_<version>.tar.gz (`./pants package`) and test the artifact through SageMaker MME
-     emulation (`mmetools test --artifact`)
-  6. publish: to staging on any branch, to production on the production branch (`mmetools publish`)
+  2. build: `mmetools build models/<name> --out dist/runs/<run>/`: validate, fetch weights, pack
+     the env, test the folder on Triton, package, test the artifact through SageMaker MME
+     emulation; it leaves the artifact, its .sha256, manifest and test evidence
+  3. diff: a slot for comparing with the published version (`diff_step`; empty until then)
+  4. publish: exactly the files step 2 wrote in this run's folder, to staging on any branch and
+     to production on the production branch (`mmetools publish`, which requires the evidence)
 A model whose step fails runs no further step; nothing is published when code quality fails.
-One line per step as it runs, a summary table per model at the end, JUnit XML in dist/reports/,
-and a non-zero exit naming each failed model and step.
+Every run packages into its own new folder dist/runs/<run id>-<random>/, so an artifact left in
+dist/ by an earlier run is never published. A model folder without a `triton_model` target, or a
+run that selected models and built none, fails.
+One line per step as it runs, a summary table per model at the end (the build's own steps from
+its JUnit report), JUnit XML in dist/reports/, and a non-zero exit naming each failed model and
+step.
 
 Which models changed: Pants' `--changed-since=<base> --changed-dependents=transitive`, so a
 change to the toolkit every model depends on (src/mmetools, mmetools.toml, the lock: //:toolkit)
@@ -24,6 +30,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,13 +40,19 @@ from xml.etree import ElementTree
 from rich.console import Console
 from rich.table import Table
 
+from mmetools.reporting import StepRow, step_line, steps_table, write_steps_junit
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = "models"
 VERSION_FILE = "model_version.txt"
 # Paths whose change affects every model: mirrors //:toolkit (BUILD) for `--detect git`.
 TOOLKIT_PATHS = ("src/mmetools/", "mmetools.toml", "pyproject.toml", "uv.lock", "models/BUILD")
 REPOSITORY = "(repo)"
-STEPS = ("quality", "fetch", "env", "test", "package", "artifact", "publish")
+STEPS = ("quality", "build", "diff", "publish")
+# The build's own steps (from its JUnit report), shown in the summary in place of "build".
+BUILD_STEPS = ("validate", "fetch", "env", "test", "package", "artifact")
+TABLE_STEPS = ("quality", "build", *BUILD_STEPS, "diff", "publish")
+TARGET_TYPE = "triton_model"
 # Branch variables CI systems set (a CI checkout is often a detached HEAD).
 BRANCH_VARIABLES = ("MMETOOLS_BRANCH", "GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
 
@@ -192,6 +205,7 @@ class PipelineOptions:
     models: tuple[str, ...]
     branch: str
     changed_since: str | None  # None: lint and check everything
+    run_dir: str  # this run's own output folder, relative to repo (dist/runs/<run>-<random>)
     publish: bool = True
     use_pants: bool = True
     quality: bool = True
@@ -199,9 +213,14 @@ class PipelineOptions:
     reports: str = "dist/reports"
 
 
-def artifact_path(repo: Path, model: str) -> str:
-    version = (repo / MODELS_DIR / model / VERSION_FILE).read_text(encoding="utf-8").strip()
-    return f"dist/{model}_{version}.tar.gz"
+def artifact_path(options: PipelineOptions, model: str) -> str:
+    """Where this run's build of ``model`` leaves its artifact (relative to the repository)."""
+    version = (options.repo / MODELS_DIR / model / VERSION_FILE).read_text(encoding="utf-8")
+    return f"{options.run_dir}/{model}_{version.strip()}.tar.gz"
+
+
+def evidence_of(artifact: str) -> str:
+    return artifact.removesuffix(".tar.gz") + ".evidence.json"
 
 
 def quality_step(options: PipelineOptions) -> Step:
@@ -215,37 +234,48 @@ def quality_step(options: PipelineOptions) -> Step:
     return Step(REPOSITORY, "quality", ("./pants", "lint", "check", "::"))
 
 
+def build_junit(options: PipelineOptions, model: str) -> str:
+    return f"{options.reports}/{model}-build.xml"
+
+
+def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step | None:
+    """The hook for comparing this build with the published version before publishing (issue 15:
+    `mmetools diff`). None: no diff step yet; the step shows as skipped."""
+    return None
+
+
 def model_steps(options: PipelineOptions, model: str) -> list[Step]:
     """The steps of one model, in pipeline order (see the module docstring)."""
     folder = f"{MODELS_DIR}/{model}"
-    target = f"{folder}:{model}"
-    artifact = artifact_path(options.repo, model)
+    artifact = artifact_path(options, model)
     tool = options.mmetools
-    report = f"{options.reports}/{model}"
-    test: tuple[str, ...]
-    package: tuple[str, ...]
-    if options.use_pants:
-        test = ("./pants", "test", target)
-        package = ("./pants", "package", target)
-    else:
-        test = (tool, "test", folder, "--junit-xml", f"{report}-test.xml")
-        package = (tool, "package", folder, "--out", "dist")
-    steps = [
-        Step(model, "fetch", (tool, "fetch", folder)),
-        Step(model, "env", (tool, "env", folder)),
-        Step(model, "test", test),
-        Step(model, "package", package),
-        Step(
-            model,
-            "artifact",
-            (tool, "test", "--artifact", artifact, "--junit-xml", f"{report}-artifact.xml"),
-        ),
-    ]
+    build = (tool, "build", folder, "--out", options.run_dir, "--junit-xml",
+             build_junit(options, model))  # fmt: skip
+    steps = [Step(model, "build", build)]
+    diff = diff_step(options, model, artifact)
+    steps.append(diff if diff is not None else Step(model, "diff", ()))
     if options.publish:
         steps.append(
             Step(model, "publish", (tool, "publish", artifact, "--branch", options.branch))
         )
     return steps
+
+
+def models_without_target(repo: Path) -> list[str]:
+    """Folders under models/ that hold a model (a model_version.txt or a step config) but whose
+    BUILD declares no triton_model: Pants would never test, package or select them."""
+    models = repo / MODELS_DIR
+    if not models.is_dir():
+        return []
+    missing = []
+    for folder in sorted(p for p in models.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / VERSION_FILE).is_file() and not any(folder.glob("*/config.pbtxt")):
+            continue
+        build = folder / "BUILD"
+        text = build.read_text(encoding="utf-8") if build.is_file() else ""
+        if f"{TARGET_TYPE}(" not in text:
+            missing.append(folder.name)
+    return missing
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,6 +294,8 @@ class Pipeline:
     console: Console = field(default_factory=lambda: Console(highlight=False))
     clock: Callable[[], float] = time.monotonic
     results: list[StepResult] = field(default_factory=list)
+    build_rows: list[StepRow] = field(default_factory=list)  # the builds' own steps
+    built: list[str] = field(default_factory=list)  # artifacts this run's builds produced
 
     def _run(self, step: Step) -> StepResult:
         started = self.clock()
@@ -275,18 +307,30 @@ class Pipeline:
 
     def _record(self, result: StepResult) -> StepResult:
         self.results.append(result)
-        mark = {"passed": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}[
-            result.status
-        ]
-        who = result.step.model
-        extra = f"  ({result.reason})" if result.reason else ""
-        self.console.print(f"{mark} {who:<24} {result.step.name:<9} {result.seconds:7.1f}s{extra}")
+        self.console.print(step_line(_row(result)), soft_wrap=True)
         if result.status == "failed" and result.output:
             self.console.print(_tail(result.output), markup=False, style="dim")
         return result
 
     def skip(self, step: Step, reason: str) -> StepResult:
         return self._record(StepResult(step, "skipped", 0.0, reason=reason))
+
+    def _build(self, step: Step) -> StepResult:
+        """Run the build; it passed only if this run's folder now holds its artifact and its
+        evidence (a build that printed success having built nothing is a failure)."""
+        result = self._run(step)
+        self.build_rows.extend(read_build_junit(self.options.repo / build_junit(self.options,
+                                                                                 step.model)))  # fmt: skip
+        if result.status != "passed":
+            return result
+        artifact = artifact_path(self.options, step.model)
+        missing = [p for p in (artifact, evidence_of(artifact))
+                   if not (self.options.repo / p).is_file()]  # fmt: skip
+        if missing:
+            reason = f"exit 0 but built nothing: {', '.join(missing)} missing"
+            return StepResult(step, "failed", result.seconds, result.output, reason)
+        self.built.append(artifact)
+        return result
 
     def run(self) -> list[StepResult]:
         if self.options.quality:
@@ -299,10 +343,13 @@ class Pipeline:
             for step in model_steps(self.options, model):
                 if failed is not None:
                     self.skip(step, f"{failed.step.name} failed")
+                elif not step.argv:
+                    self.skip(step, "no diff step configured")
                 elif step.name == "publish" and quality.status != "passed":
                     self.skip(step, "code quality failed")
                 else:
-                    outcome = self._record(self._run(step))
+                    run = self._build if step.name == "build" else self._run
+                    outcome = self._record(run(step))
                     failed = outcome if outcome.status == "failed" else None
         return self.results
 
@@ -311,61 +358,41 @@ class Pipeline:
         return [r for r in self.results if r.status == "failed"]
 
 
-def summary_table(results: Sequence[StepResult]) -> Table:
-    table = Table(title="mmetools pipeline", show_lines=False)
-    table.add_column("model")
-    for step in STEPS:
-        table.add_column(step, justify="right")
-    table.add_column("total", justify="right")
-    rows: dict[str, dict[str, StepResult]] = {}
-    for r in results:
-        rows.setdefault(r.step.model, {})[r.step.name] = r
-    for model, steps in rows.items():
-        cells = []
-        for name in STEPS:
-            cell = steps.get(name)
-            if cell is None:
-                cells.append("")
-            elif cell.status == "passed":
-                cells.append(f"[green]✓[/] {cell.seconds:.1f}s")
-            elif cell.status == "failed":
-                cells.append(f"[red]✗[/] {cell.seconds:.1f}s")
-            else:
-                cells.append("[yellow]skipped[/]")
-        total = sum(r.seconds for r in steps.values())
-        table.add_row(model, *cells, f"{total:.1f}s")
-    return table
+def _row(result: StepResult) -> StepRow:
+    return StepRow(result.step.model, result.step.name, result.status, result.seconds,
+                   result.reason)  # fmt: skip
+
+
+def read_build_junit(path: Path) -> list[StepRow]:
+    """The steps `mmetools build --junit-xml` reported (none when it wrote no report)."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (OSError, ElementTree.ParseError):
+        return []
+    rows = []
+    for case in root.iter("testcase"):
+        status = "failed" if case.find("failure") is not None else (
+            "skipped" if case.find("skipped") is not None else "passed"
+        )  # fmt: skip
+        rows.append(StepRow(case.get("classname", ""), case.get("name", ""), status,
+                            float(case.get("time", "0"))))  # fmt: skip
+    return rows
+
+
+def summary_table(pipeline: Pipeline) -> Table:
+    rows = [_row(r) for r in pipeline.results] + pipeline.build_rows
+    return steps_table(rows, TABLE_STEPS, "mmetools pipeline")
 
 
 def write_junit(results: Sequence[StepResult], path: Path) -> None:
     """One testsuite per model, one testcase per step (written atomically)."""
-    suites = ElementTree.Element("testsuites", name="mmetools pipeline")
-    by_model: dict[str, list[StepResult]] = {}
-    for r in results:
-        by_model.setdefault(r.step.model, []).append(r)
-    for model, model_results in by_model.items():
-        suite = ElementTree.SubElement(
-            suites,
-            "testsuite",
-            name=model,
-            tests=str(len(model_results)),
-            failures=str(sum(r.status == "failed" for r in model_results)),
-            skipped=str(sum(r.status == "skipped" for r in model_results)),
-            time=f"{sum(r.seconds for r in model_results):.3f}",
-        )
-        for r in model_results:
-            case = ElementTree.SubElement(
-                suite, "testcase", classname=model, name=r.step.name, time=f"{r.seconds:.3f}"
-            )
-            if r.status == "failed":
-                failure = ElementTree.SubElement(case, "failure", message=r.reason)
-                failure.text = _tail(r.output, 200)
-            elif r.status == "skipped":
-                ElementTree.SubElement(case, "skipped", message=r.reason)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    ElementTree.ElementTree(suites).write(temporary, encoding="utf-8", xml_declaration=True)
-    os.replace(temporary, path)
+    write_steps_junit(
+        [StepRow(r.step.model, r.step.name, r.status, r.seconds,
+                 f"{r.reason}\n{_tail(r.output, 200)}" if r.status == "failed" else r.reason)
+         for r in results],
+        path,
+        "mmetools pipeline",
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------
@@ -467,28 +494,67 @@ def main(
     except PipelineError as e:
         console.print(f"error: {e}", markup=False)
         return 2
+    without_target = models_without_target(repo)
+    if without_target:
+        for name in without_target:
+            console.print(
+                f"error: {MODELS_DIR}/{name}: no {TARGET_TYPE} target, so Pants never tests, "
+                f"packages or selects it: run `./pants tailor {MODELS_DIR}/{name}` (or add "
+                f'{TARGET_TYPE}(name="{name}") to {MODELS_DIR}/{name}/BUILD)',
+                markup=False,
+                soft_wrap=True,
+            )
+        return 1
+    if not models:
+        if base is None:
+            console.print("error: no model to build (no models/<name>/ with a model_version.txt)")
+            return 1
+        console.print(f"no model changed since {base[:12]}: nothing built, nothing published")
+        write_junit([], repo / "dist" / "reports" / "pipeline.xml")  # CI finds a report
+        return 0
+    run_dir = new_run_dir(repo, environ)
     options = PipelineOptions(
         repo=repo,
         models=tuple(models),
         branch=branch or "",
         changed_since=base,
+        run_dir=run_dir,
         publish=not args.no_publish,
         use_pants=not args.no_pants,
         quality=not args.skip_quality,
     )
+    console.print(f"run folder: {run_dir}", markup=False)
     pipeline = Pipeline(options, runner=runner, console=console)
     pipeline.run()
-    console.print(summary_table(pipeline.results))
+    console.print(summary_table(pipeline))
     write_junit(pipeline.results, repo / options.reports / "pipeline.xml")
-    if pipeline.failures:
+    if pipeline.failures or not pipeline.built:
         for failure in pipeline.failures:
             console.print(
                 f"[red]pipeline failed:[/] {failure.step.model}: step '{failure.step.name}' "
                 f"({failure.reason}): {' '.join(failure.step.argv)}"
             )
+        if not pipeline.built:
+            console.print(
+                f"[red]pipeline failed:[/] asked to build {len(models)} model(s), built none"
+            )
         return 1
-    console.print(f"pipeline passed: {len(models)} model(s) on branch {branch or '-'}")
+    console.print(
+        f"pipeline passed: {len(pipeline.built)} model(s) built"
+        + (f" and published on branch {branch}" if options.publish else "")
+        + f" from {run_dir}"
+    )
     return 0
+
+
+def new_run_dir(repo: Path, environ: Mapping[str, str]) -> str:
+    """A new, empty folder for this run's artifacts: dist/runs/<CI run id or 'local'>-<random>."""
+    from mmetools.provenance import ci_run_id
+
+    runs = repo / "dist" / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    label = "".join(c if c.isalnum() or c in "-_." else "-" for c in ci_run_id(environ) or "local")
+    return Path(tempfile.mkdtemp(prefix=f"{label}-", dir=runs)).relative_to(repo).as_posix()
 
 
 if __name__ == "__main__":

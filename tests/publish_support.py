@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
+import tarfile
 import os
 import uuid
 from collections.abc import Mapping
@@ -12,37 +15,71 @@ from pathlib import Path
 import boto3
 from mypy_boto3_s3 import S3Client
 
+from mmetools.evidence import ARTIFACT_TEST, Evidence, RecordedTest, evidence_path, write_evidence
+from mmetools.manifest import Manifest, ManifestMember, write_manifest
 from mmetools.settings import Settings, load_settings
 
 MiB = 1024 * 1024
 
 
 def make_artifact(
-    folder: Path, name: str = "demo_1.tar.gz", size: int = 64 * 1024, seed: int = 0
+    folder: Path,
+    name: str = "demo_1.tar.gz",
+    size: int = 64 * 1024,
+    seed: int = 0,
+    *,
+    evidence: bool = True,
 ) -> Path:
-    """An artifact with its .sha256 and manifest, as `mmetools package` leaves them in dist/.
+    """An artifact with its .sha256, manifest and (unless ``evidence=False``) passing evidence,
+    as `mmetools build` leaves them in its --out folder.
 
-    The bytes are pseudo-random (incompressible, like weights); publishing does not look inside.
+    A real (tiny) model repository that passes the audit, whose one weight file is ``size``
+    pseudo-random bytes (incompressible, like weights): the tarball is a little over ``size``.
+    The evidence is a stand-in for the tests publishing tests do not run (test_pipeline.py and
+    test_evidence.py cover evidence written by real test runs).
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    model_name = name.removesuffix(".tar.gz").rsplit("_", 1)[0]
     block = hashlib.sha256(f"{name}:{seed}".encode()).digest() * 32  # 1 KiB
-    with path.open("wb") as f:
-        written = 0
-        counter = 0
-        while written < size:
-            chunk = hashlib.sha256(block + counter.to_bytes(8, "big")).digest() * 2048  # 64 KiB
-            chunk = chunk[: size - written]
-            f.write(chunk)
-            written += len(chunk)
-            counter += 1
+    weights = bytearray()
+    counter = 0
+    while len(weights) < size:
+        weights += hashlib.sha256(block + counter.to_bytes(8, "big")).digest() * 2048  # 64 KiB
+        counter += 1
+    members = {
+        f"{model_name}_pipeline/config.pbtxt": b'platform: "ensemble"\n',
+        f"{model_name}_inferencer/config.pbtxt": b'platform: "onnxruntime_onnx"\n',
+        f"{model_name}_inferencer/1/model.onnx": bytes(weights[:size]),
+    }
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=1) as gz,
+    ):
+        with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for member, data in members.items():
+                info = tarfile.TarInfo(member)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     digest = sha256_of(path)
     path.with_name(name + ".sha256").write_text(f"{digest}  {name}\n", encoding="utf-8")
     model, version = name.removesuffix(".tar.gz").rsplit("_", 1)
-    manifest = {"model": model, "version": int(version), "sha256": digest}
-    path.with_name(f"{model}_{version}.manifest.json").write_text(
-        json.dumps(manifest, indent=2), encoding="utf-8"
+    manifest = Manifest(
+        model=model,
+        version=int(version),
+        sha256=digest,
+        size=path.stat().st_size,
+        uncompressed_size=size,
+        members=(ManifestMember(f"{model}_model", "dir"),
+                 ManifestMember(f"{model}_model/1/model.onnx", "file", size, digest)),  # fmt: skip
+        triton_version="2.51.0",
+        mmetools_version="0",
+        model_folder=f"models/{model}",
     )
+    write_manifest(path.with_name(f"{model}_{version}.manifest.json"), manifest)
+    if evidence:
+        record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
+        write_evidence(evidence_path(path), Evidence(name, digest, (record,)))
     return path
 
 

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from mmetools.model_folder import ModelFolder, weight_paths
 from mmetools.parallel_gzip import ParallelGzipWriter
 from mmetools.process import find_tool
 from mmetools.settings import CacheSettings, Settings, load_settings
+from mmetools.targets import ServingTarget
 
 PREPROCESSING_CONFIG = """\
 # Python step: bytes in, floats out.
@@ -292,6 +294,116 @@ def test_secrets_are_refused_and_named(tmp_path: Path) -> None:
     assert not (tmp_path / "dist").exists()
 
 
+# One row per rule of artifact.SECRET_RULES: (rule id, file below demo_preprocessing/1/, content).
+SECRET_ROWS = [
+    ("dotenv", ".env", "TOKEN=1\n"),
+    ("dotenv-variant", ".env.production", "TOKEN=1\n"),
+    ("pem", "server.PEM", "x"),
+    ("key-file", "tls.key", "x"),
+    ("pkcs12", "client.p12", "x"),
+    ("pfx", "client.pfx", "x"),
+    ("java-keystore", "trust.jks", "x"),
+    ("keystore", "app.keystore", "x"),
+    ("ssh-rsa", "id_rsa", "x"),
+    ("ssh-dsa", "id_dsa.pub", "x"),
+    ("ssh-ecdsa", "id_ecdsa", "x"),
+    ("ssh-ed25519", "id_ed25519", "x"),
+    ("credentials", "credentials_backup", "x"),  # the README promises credentials*
+    ("aws-folder", ".aws/config", "x"),
+    ("ssh-folder", ".ssh/known_hosts", "x"),
+    ("gnupg-folder", ".gnupg/pubring.kbx", "x"),
+    ("netrc", ".netrc", "x"),
+    ("pypirc", ".pypirc", "x"),
+    ("git-credentials", ".git-credentials", "x"),
+    ("npmrc", ".npmrc", "x"),
+    ("aws-access-key-id", "notes.txt", "key AKIAABCDEFGHIJKLMNOP\n"),
+    ("aws-temporary-access-key-id", "notes.txt", "key ASIAABCDEFGHIJKLMNOP\n"),
+    ("aws-secret-access-key", "settings.sh", "export AWS_SECRET_ACCESS_KEY=abc\n"),
+    ("private-key", "deploy.txt", "-----BEGIN RSA PRIVATE KEY-----\nabc\n"),
+    ("pgp-private-key", "backup.asc", "-----BEGIN PGP PRIVATE KEY BLOCK-----\nabc\n"),
+]
+
+
+def test_every_secret_rule_has_a_row() -> None:
+    assert sorted(rule.id for rule in artifact_module.SECRET_RULES) == sorted(
+        row[0] for row in SECRET_ROWS
+    )
+
+
+@pytest.mark.parametrize(("rule", "name", "content"), SECRET_ROWS, ids=[r[0] for r in SECRET_ROWS])
+def test_secret_rule_refuses(tmp_path: Path, rule: str, name: str, content: str) -> None:
+    model = make_demo_model(tmp_path)
+    path = model.path / "demo_preprocessing" / "1" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    top = name.split("/")[0]
+    named = f"demo_preprocessing/1/{top}"
+    if next(r for r in artifact_module.SECRET_RULES if r.id == rule).content is not None:
+        named += " (content)"
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert str(error.value).splitlines()[1] == (
+        f"files that look like secrets (remove them from the model folder): {named}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("my_credentials.md", "how to rotate"), ("notes.txt", "AKIA is the prefix of a key id"),
+     ("keys.txt", "aws_secret_access_key is read from the environment")],
+)  # fmt: skip
+def test_near_misses_of_secret_rules_are_packaged(tmp_path: Path, name: str, content: str) -> None:
+    model = make_demo_model(tmp_path)
+    (model.path / "demo_preprocessing" / "1" / name).write_text(content)
+    built = build(model, tmp_path / "dist")
+    with tarfile.open(built.path) as tar:
+        assert f"demo_preprocessing/1/{name}" in tar.getnames()
+
+
+def test_symlinked_step_folder_is_refused(tmp_path: Path) -> None:
+    """Defect: models/X/<step> as a symlink to a folder outside the model was followed."""
+    model = make_demo_model(tmp_path)
+    step = model.path / "demo_inferencer"
+    outside = tmp_path / "elsewhere" / "demo_inferencer"
+    outside.parent.mkdir()
+    shutil.move(step, outside)
+    step.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert str(error.value).splitlines()[1] == (
+        "symlinks (replace them with the files; for DVC-tracked weights run `dvc config "
+        "cache.type copy` and `dvc checkout --relink`): demo_inferencer"
+    )
+    assert not (tmp_path / "dist").exists()
+
+
+def test_deeply_nested_folders_are_packaged_without_recursion(tmp_path: Path) -> None:
+    """Defect: 1100 nested folders in a step raised RecursionError at package time."""
+    model = make_demo_model(tmp_path)
+    deep = model.path / "demo_preprocessing" / "1"
+    depth = 1100
+    # Built with relative mkdir steps: the absolute path is longer than PATH_MAX.
+    fd = os.open(deep, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            next_fd = os.open("d", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = next_fd
+        with open(os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+            f.write("leaf")
+    finally:
+        os.close(fd)
+    try:
+        members = collect_members(model, include_env=False)
+    finally:
+        # shutil.rmtree (pytest's clean-up) recurses too; rm -rf walks iteratively.
+        names = [member.name for member in members] if "members" in locals() else []
+        subprocess.run(["rm", "-rf", str(deep / "d")], check=True)
+    leaf = "demo_preprocessing/1/" + "d/" * depth + "leaf.txt"
+    assert leaf in names
+
+
 def test_symlinks_and_hard_links_are_refused(tmp_path: Path) -> None:
     model = make_demo_model(tmp_path)
     version = model.path / "demo_preprocessing" / "1"
@@ -481,11 +593,12 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
         "model": "demo", "version": 3, "artifact": "demo_3.tar.gz",
         "sha256": built.sha256, "size": built.size,
     }  # fmt: skip
-    assert manifest["git"] == {"commit": "unknown", "branch": "unknown", "dirty": None}
+    assert "git" not in manifest and "provenance" not in manifest  # added at publish time only
+    assert manifest["target"] == settings_for(tmp_path).target.as_json()
     assert manifest["env_hash"] is None
     assert manifest["triton_version"] == settings_for(tmp_path).triton.version
     assert manifest["mmetools_version"]
-    assert manifest["created_from"]["model_folder"] == "models/demo"
+    assert manifest["model_folder"] == "models/demo"
     assert [m["path"] for m in manifest["members"]] == EXPECTED_MEMBERS
     for member in manifest["members"]:
         if member["type"] == "file":
@@ -495,8 +608,11 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
     assert str(tmp_path) not in built.manifest_path.read_text()
 
 
-def test_manifest_records_git_commit_branch_and_dirty(tmp_path: Path) -> None:
+def test_manifest_and_tarball_do_not_depend_on_git_state(tmp_path: Path) -> None:
+    """Provenance goes into the published sidecar: outside git, committed on a branch, or with
+    uncommitted edits elsewhere, the build's bytes and manifest stay the same."""
     model = make_demo_model(tmp_path)
+    outside = build(model, tmp_path / "dist0")
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -507,12 +623,12 @@ def test_manifest_records_git_commit_branch_and_dirty(tmp_path: Path) -> None:
     git("init", "-q", "-b", "feature/x")
     git("add", "-A")
     git("commit", "-q", "-m", "demo")
-    manifest = json.loads(build(model, tmp_path / "dist").manifest_path.read_text())
-    assert manifest["git"] == {"commit": git("rev-parse", "HEAD"), "branch": "feature/x",
-                               "dirty": False}  # fmt: skip
-    (model.path / "README.md").write_text("changed\n")
-    manifest = json.loads(build(model, tmp_path / "dist2").manifest_path.read_text())
-    assert manifest["git"]["dirty"] is True
+    committed = build(model, tmp_path / "dist1")
+    (model.path / "README.md").write_text("changed\n")  # not shipped: the bytes stay
+    dirty = build(model, tmp_path / "dist2")
+    manifests = {a.manifest_path.read_bytes() for a in (outside, committed, dirty)}
+    assert len(manifests) == 1
+    assert outside.sha256 == committed.sha256 == dirty.sha256
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,20 +640,43 @@ class _TinyEnvBackend:
 
     name = "venv"
 
-    def identity(self) -> str:
-        return "tiny"
+    def __init__(self, python: str = "3.12") -> None:
+        self.python = python
 
-    def build(self, requirements: Path, python_version: str, workdir: Path, output: Path,
+    def identity(self) -> str:
+        return f"tiny-{self.python}"
+
+    def build(self, requirements: Path, target: ServingTarget, workdir: Path, output: Path,
               progress: Progress) -> None:  # fmt: skip
+        site = f"lib/python{self.python}/site-packages"
         with tarfile.open(output, "w:gz") as tar:
-            data = b"print('env')\n"
-            info = tarfile.TarInfo("bin/activate")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+            for name, data in (
+                ("bin/activate", b"print('env')\n"),
+                ("pyvenv.cfg", b"home = /usr/bin\n"),
+                (f"{site}/numpy-1.26.4.dist-info/METADATA", b"Name: numpy\n"),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            link = tarfile.TarInfo("bin/python")
+            link.type, link.linkname = tarfile.SYMTYPE, f"/usr/bin/python{self.python}"
+            tar.addfile(link)
+
+
+ENV_PARAMETER = (
+    'parameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
+    '"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }\n'
+)
+
+
+def _with_env_parameter(model: ModelFolder) -> None:
+    config = model.path / "demo_preprocessing" / "config.pbtxt"
+    config.write_text(config.read_text() + ENV_PARAMETER)
 
 
 def test_env_is_packed_into_every_python_step(tmp_path: Path) -> None:
     model = make_demo_model(tmp_path)
+    _with_env_parameter(model)
     backend: EnvBackend = _TinyEnvBackend()
     built = build(model, tmp_path / "dist", with_env=True, env_backend=backend)
     names = tar_names(built.path)
@@ -546,11 +685,21 @@ def test_env_is_packed_into_every_python_step(tmp_path: Path) -> None:
     manifest = json.loads(built.manifest_path.read_text())
     assert manifest["env_hash"] == built.env_hash and len(manifest["env_hash"]) == 64
     assert manifest["env_backend"] == "venv"
-    # the step's config now points at the env, and the artifact carries that config
-    with tarfile.open(built.path) as tar:
-        config = tar.extractfile("demo_preprocessing/config.pbtxt")
-        assert config is not None
-        assert b"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" in config.read()
+    assert manifest["target"]["image"] == "nvcr.io/nvidia/tritonserver:24.12-py3"
+    assert manifest["target"]["python_version"] == manifest["env_python"] == "3.12"
+
+
+def test_package_refuses_an_env_the_target_cannot_run_writing_nothing(tmp_path: Path) -> None:
+    model = make_demo_model(tmp_path)
+    _with_env_parameter(model)
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist", with_env=True, env_backend=_TinyEnvBackend("3.11"))
+    message = str(error.value)
+    assert re.match(r"package: demo_[0-9]+\.tar\.gz fails the audit for target "
+                    r"nvcr\.io/nvidia/tritonserver:24\.12-py3", message)  # fmt: skip
+    assert ("demo_preprocessing/python_env.tar.gz:lib/python3.11: env is for Python 3.11, but "
+            "target nvcr.io/nvidia/tritonserver:24.12-py3 runs Python 3.12") in message  # fmt: skip
+    assert list((tmp_path / "dist").iterdir()) == []
 
 
 def test_validation_runs_first(tmp_path: Path) -> None:

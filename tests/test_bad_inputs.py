@@ -324,14 +324,15 @@ WIRING_ROWS = [
     ),
     validate(
         "map_key_repeated",
-        f"{PIPE}: step 2 (screen_detector_inferencer): input_map lists model input 'pixels' 2 times"
-        " ('pixels', 'IMAGE'); protobuf keeps only the last ('IMAGE')",
+        f"{PIPE}: warning: step 2 (screen_detector_inferencer): input_map lists model input"
+        " 'pixels' 2 times ('pixels', 'IMAGE'); protobuf keeps only the last ('IMAGE') and Triton"
+        " silently ignores the others",
         f"{PIPE}: ensemble tensor 'pixels', written by step 1 (screen_detector_preprocessing) from"
         " its output 'PIXELS', is not used by any step or ensemble output",
         f"{PIPE}: step 2 (screen_detector_inferencer) maps ensemble tensor 'IMAGE' to input"
         " 'pixels' of screen_detector_inferencer, which expects TYPE_FP32 but 'IMAGE' is"
         " TYPE_STRING (ensemble input 'IMAGE')",
-        "invalid: 3 errors, 0 warnings in 1 path",
+        "invalid: 2 errors, 1 warning in 1 path",
         edits=(
             edit(
                 PIPE,
@@ -363,10 +364,11 @@ WIRING_ROWS = [
     ),
     validate(
         "step_model_folder_without_config",
+        f"{MODEL}/{MODEL}_extra: no config.pbtxt, and screen_detector_extra/1/model.py defines no"
+        " auto_complete_config: Triton serves it with the python backend but without inputs or"
+        " outputs; add screen_detector_extra/config.pbtxt",
         f"{INF}: warning: not a step of screen_detector_pipeline; it would ship in the artifact and"
         " load for nothing",
-        f"{PIPE}: step 2 (screen_detector_extra): model folder 'screen_detector_extra' has no"
-        " config.pbtxt",
         "invalid: 1 error, 1 warning in 1 path",
         edits=(edit(PIPE, f'model_name: "{MODEL}_inferencer"', f'model_name: "{MODEL}_extra"'),),
         files={f"{MODEL}/{MODEL}_extra/1/model.py": "# no config\n"},
@@ -930,6 +932,7 @@ class Member:
     name: str  # "{root}" becomes the test's folder (an absolute path)
     kind: bytes = tarfile.REGTYPE
     link: str = ""
+    size: int = 1  # of a file: that many zero bytes
 
 
 @dataclass(frozen=True)
@@ -986,6 +989,30 @@ TARBALL_ROWS = [
         "'{root}/b.txt': absolute path; 'c': symbolic link to /",
     ),
     TarballRow("empty", (), "the tarball is empty"),
+    # Issue 11: these crashed `test --artifact` (ValueError, IsADirectoryError) or filled the disk.
+    TarballRow(
+        "nul_in_name",
+        (*SAFE, Member(f"{MODEL}_pipeline/1/a\x00b.py")),
+        f"refusing to unpack: unsafe member '{MODEL}_pipeline/1/a\\x00b.py': name is empty or "
+        "holds control characters (NUL, newline, ...)",
+    ),
+    TarballRow(
+        "file_over_a_folder",
+        (*SAFE, Member(f"{MODEL}_pipeline/1")),
+        f"refusing to unpack: unsafe member '{MODEL}_pipeline/1': given twice",
+    ),
+    TarballRow(
+        "file_where_a_folder_is_needed",
+        (Member(f"{MODEL}_pipeline"), Member(f"{MODEL}_pipeline/config.pbtxt")),
+        f"refusing to unpack: unsafe member '{MODEL}_pipeline': a file, but "
+        f"'{MODEL}_pipeline/config.pbtxt' needs it to be a folder",
+    ),
+    TarballRow(
+        "expands_beyond_the_cap",  # mmetools.toml of these rows caps unpacking at 8 MiB
+        (*SAFE, Member(f"{MODEL}_pipeline/1/zeros.bin", size=9 * 1024 * 1024)),
+        "refusing to unpack: it expands to 9 MiB, more than the 8 MiB allowed ([triton] "
+        "max_unpacked_mb in mmetools.toml)",
+    ),
 ]  # fmt: skip
 
 
@@ -993,10 +1020,13 @@ def write_tarball(path: Path, members: tuple[Member, ...], root: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         for member in members:
-            info = tarfile.TarInfo(member.name.format(root=root))
+            name = member.name.format(root=root)
+            info = tarfile.TarInfo(name)
+            if "\x00" in name:  # only a PAX header can carry a NUL in a name
+                info.pax_headers = {"path": name}
             info.type = member.kind
             info.linkname = member.link
-            data = b"x" if member.kind == tarfile.REGTYPE else None
+            data = b"\0" * member.size if member.kind == tarfile.REGTYPE else None
             info.size = len(data) if data else 0
             tar.addfile(info, io.BytesIO(data) if data else None)
 
@@ -1055,6 +1085,9 @@ def test_requirements_that_do_not_resolve(
                             ("MMETOOLS_CACHE_DIR", workdir / "cache")):  # fmt: skip
         monkeypatch.setenv(variable, str(value))
     requirements = workdir / REQUIREMENTS
+    # These rows are about resolving requirements.txt: no lock (a stale lock is its own row).
+    for lock in requirements.parent.glob("requirements-*.lock"):
+        lock.unlink()
     if row.text is None:
         requirements.unlink()
     else:
@@ -1093,6 +1126,7 @@ def test_unsafe_tarball_is_refused_before_extraction(
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     write_tarball(workdir / ARTIFACT, row.members, workdir)
+    (workdir / "mmetools.toml").write_text("[triton]\nmax_unpacked_mb = 8\n", encoding="utf-8")
     before = tree(workdir)
     message = f"{ARTIFACT}: {row.message.format(root=workdir)}"
     check(

@@ -25,17 +25,26 @@ from mmetools.envpack import (
     CondaPackBackend,
     EnvBackend,
     VenvPackBackend,
-    ensure_execution_env_path,
     env_hash,
     normalized_requirements,
     pack_env,
     select_backend,
 )
-from mmetools.errors import EnvPackError
-from mmetools.model_config import load_config
+from mmetools.errors import ConfigError, EnvPackError
+from mmetools.interpreters import LocalPython, find_python
+from mmetools.lock import REQUIREMENTS_DIGEST, requirements_digest
 from mmetools.model_folder import ModelFolder
 from mmetools.process import CompletedCommand
-from mmetools.settings import CacheSettings, EnvSettings, Settings, load_settings
+from mmetools.settings import CacheSettings, EnvSettings, Settings, TargetSettings, load_settings
+from mmetools.targets import resolve_target
+from mmetools.triton import TargetPython, emulation_argv
+
+IMAGE_2412 = "nvcr.io/nvidia/tritonserver:24.12-py3"
+IMAGE_2409 = "nvcr.io/nvidia/tritonserver:24.09-py3"
+TARGET = resolve_target(IMAGE_2412)
+LOCAL_312 = LocalPython(
+    Path("/opt/python/3.12.1/bin/python3.12"), Path("/opt/python/3.12.1"), "3.12"
+)
 
 PRE_CONFIG = """\
 # Decodes text.   (this comment and the odd spacing must survive)
@@ -43,14 +52,20 @@ name:   "demo_preprocessing"
 backend: "python"
 max_batch_size: 8
 input [ { name: "TEXT" data_type: TYPE_STRING dims: [ 1 ] } ]
-output [ { name: "IDS" data_type: TYPE_INT64 dims: [ 4 ] } ]"""  # no trailing newline on purpose
+output [ { name: "IDS" data_type: TYPE_INT64 dims: [ 4 ] } ]
+parameters: {
+  key: "EXECUTION_ENV_PATH"
+  value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" }
+}"""  # no trailing newline on purpose
 POST_CONFIG = """\
 name: "demo_postprocessing"
 backend: "python"
 max_batch_size: 8
 input [ { name: "IDS" data_type: TYPE_INT64 dims: [ 4 ] } ]
 output [ { name: "LABEL" data_type: TYPE_STRING dims: [ 1 ] } ]
+parameters: { key: "EXECUTION_ENV_PATH", value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }
 """
+POST_WITHOUT_ENV = POST_CONFIG.split("parameters:")[0]
 PIPELINE_CONFIG = """\
 name: "demo_pipeline"
 platform: "ensemble"
@@ -68,7 +83,7 @@ PARAMETER_BLOCK = (
     "parameters: {\n"
     '  key: "EXECUTION_ENV_PATH"\n'
     '  value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" }\n'
-    "}\n"
+    "}"
 )
 
 
@@ -89,21 +104,24 @@ def make_model(root: Path, requirements: str = "numpy==1.26.4\n") -> ModelFolder
     return ModelFolder(model)
 
 
-def settings_for(root: Path, python: str = "3.11", stub: str = "3.11") -> Settings:
+def settings_for(root: Path, image: str = IMAGE_2412) -> Settings:
     settings = load_settings(root, environ={})
     return replace(
         settings,
-        env=EnvSettings(backend="venv", python_version=python, triton_stub_python=stub),
+        env=EnvSettings(backend="venv"),
         cache=CacheSettings(dir=str(root / "cache")),
+        target_settings=TargetSettings(image=image),
     )
 
 
-def small_env_archive(path: Path, *, hard_link: bool = False) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-        data = b"# activate\n"
-        info = tarfile.TarInfo("bin/activate")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+def small_env_archive(path: Path, *, hard_link: bool = False, gz: bool = True) -> None:
+    with tarfile.open(path, "w:gz" if gz else "w") as tar:
+        for name, text in (("bin/activate", b"# activate\n"), ("pyvenv.cfg", b"home = /x\n"),
+                           ("lib/python3.12/site-packages/a/__pycache__/m.pyc", b"x")):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            info.mtime, info.uid, info.uname = 12345, 1000, "builder"
+            tar.addfile(info, io.BytesIO(text))
         if hard_link:
             link = tarfile.TarInfo("bin/activate2")
             link.type = tarfile.LNKTYPE
@@ -114,7 +132,7 @@ def small_env_archive(path: Path, *, hard_link: bool = False) -> None:
 class FakeTools:
     """Records every command; answers the version probe; writes the archive packers produce."""
 
-    def __init__(self, python_version: str = "3.11", fail_with: str | None = None) -> None:
+    def __init__(self, python_version: str = "3.12", fail_with: str | None = None) -> None:
         self.calls: list[list[str]] = []
         self.python_version = python_version
         self.fail_with = fail_with
@@ -130,7 +148,8 @@ class FakeTools:
         if self.fail_with and "install" in argv:
             return CompletedCommand(tuple(argv), 1, f"Collecting things\n{self.fail_with}\n")
         if "--output" in argv:
-            small_env_archive(Path(argv[argv.index("--output") + 1]), hard_link=self.hard_link)
+            small_env_archive(Path(argv[argv.index("--output") + 1]), hard_link=self.hard_link,
+                              gz="tar" not in argv)  # fmt: skip
         return CompletedCommand(tuple(argv), 0, "")
 
 
@@ -159,9 +178,8 @@ def _normalized(calls: list[list[str]]) -> list[list[str]]:
 
 
 def test_conda_backend_commands_mocked_conda(tmp_path: Path, tools: FakeTools) -> None:
-    tools.python_version = "3.12"
     model = make_model(tmp_path)
-    settings = settings_for(tmp_path, python="3.12", stub="3.12")
+    settings = settings_for(tmp_path)
     packed = pack_env(model, settings, backend=CondaPackBackend("/opt/conda/bin/mamba"))
     assert packed is not None and packed.backend == "conda" and not packed.cached
     conda_pack = str(Path(sys.executable).parent / "conda-pack")
@@ -171,7 +189,7 @@ def test_conda_backend_commands_mocked_conda(tmp_path: Path, tools: FakeTools) -
          "<work>/env", "python=3.12", "pip"],
         ["<work>/env/bin/python", "-c", _PROBE_VERSION],
         ["<work>/env/bin/python", "-m", "pip", "install", "--no-input",
-         "--disable-pip-version-check", "-r", requirements],
+         "--disable-pip-version-check", "--only-binary=:all:", "-r", requirements],
         [conda_pack, "--prefix", "<work>/env", "--output", "<work>/entry/python_env.tar.gz",
          "--ignore-missing-files", "--quiet"],
     ]  # fmt: skip
@@ -180,48 +198,49 @@ def test_conda_backend_commands_mocked_conda(tmp_path: Path, tools: FakeTools) -
     assert not Path(_workdir_of(tools.calls)).exists()
 
 
-def test_venv_backend_commands_with_uv(tmp_path: Path, tools: FakeTools) -> None:
+def test_venv_backend_commands_build_for_the_target(tmp_path: Path, tools: FakeTools) -> None:
     model = make_model(tmp_path)
-    backend = VenvPackBackend(python="/usr/bin/python3.11", uv="/usr/local/bin/uv")
-    pack_env(model, settings_for(tmp_path), backend=backend)
+    backend = VenvPackBackend(python=LOCAL_312, uv="/usr/local/bin/uv")
+    packed = pack_env(model, settings_for(tmp_path), backend=backend)
     assert _normalized(tools.calls) == [
-        ["/usr/bin/python3.11", "-m", "venv", "--without-pip", "<work>/env"],
+        ["/usr/local/bin/uv", "venv", "--quiet", "--no-config", "--python",
+         "/opt/python/3.12.1/bin/python3.12", "<work>/env"],
         ["<work>/env/bin/python", "-c", _PROBE_VERSION],
-        ["/usr/local/bin/uv", "pip", "install", "--quiet", "--python", "<work>/env/bin/python",
+        ["/usr/local/bin/uv", "pip", "install", "--quiet", "--no-config", "--python",
+         "<work>/env/bin/python", "--python-platform", "x86_64-manylinux_2_39",
+         "--python-version", "3.12", "--no-build", "--link-mode", "copy",
          "-r", str(model.requirements_file)],
         [sys.executable, "-m", "venv_pack", "--prefix", "<work>/env", "--output",
-         "<work>/entry/python_env.tar.gz", "--quiet"],
+         "<work>/venv-pack.tar", "--format", "tar", "--python-prefix", "/usr", "--quiet"],
     ]  # fmt: skip
+    # venv-pack's archive was normalised: fixed owners and times, no bytecode, canonical cfg
+    assert packed is not None
+    with tarfile.open(packed.path) as tar:
+        members = {m.name: m for m in tar}
+        cfg = tar.extractfile("pyvenv.cfg").read()  # type: ignore[union-attr]
+    assert sorted(members) == ["bin/activate", "bin/python", "bin/python3", "bin/python3.12",
+                               "pyvenv.cfg"]  # fmt: skip
+    assert members["bin/python"].linkname == "/usr/bin/python3.12"
+    assert all(m.mtime == 0 and m.uid == 0 and m.uname == "" for m in members.values())
+    assert cfg == b"home = /usr/bin\ninclude-system-site-packages = false\nversion = 3.12\n"
 
 
-def test_venv_backend_without_uv_uses_pip_and_without_python_uses_uv(
-    tmp_path: Path, tools: FakeTools
-) -> None:
-    model = make_model(tmp_path)
-    pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3.11", None))
-    calls = _normalized(tools.calls)
-    assert calls[0] == ["/usr/bin/python3.11", "-m", "venv", "<work>/env"]
-    assert calls[2][:4] == ["<work>/env/bin/python", "-m", "pip", "install"]
-    tools.calls.clear()
-    other = make_model(tmp_path / "other", requirements="numpy==1.26.3\n")
-    pack_env(other, settings_for(tmp_path), backend=VenvPackBackend(None, "/usr/local/bin/uv"))
-    assert _normalized(tools.calls)[0] == [
-        "/usr/local/bin/uv", "venv", "--quiet", "--python", "3.11", "<work>/env"
-    ]  # fmt: skip
+def test_venv_backend_without_uv_is_a_clear_error(tmp_path: Path, tools: FakeTools) -> None:
+    with pytest.raises(EnvPackError, match="the venv backend needs uv"):
+        pack_env(
+            make_model(tmp_path), settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, None)
+        )
 
 
 def test_env_with_the_wrong_python_is_refused(tmp_path: Path, tools: FakeTools) -> None:
     tools.python_version = "3.10"
     model = make_model(tmp_path)
     with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3", None))
+        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     workdir = _workdir_of(tools.calls)
     assert str(error.value) == (
         f"the venv backend created an env with Python 3.10 at {workdir}/env/bin/python, but "
-        "Python 3.11 was asked for (settings env.python_version)"
-    )
-    assert not (tmp_path / "cache" / "envs").exists() or not any(
-        p.name != Path(workdir).name for p in (tmp_path / "cache" / "envs").iterdir()
+        "Python 3.12 was asked for (the serving target's Python)"
     )
 
 
@@ -251,27 +270,27 @@ def test_backend_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(EnvPackError, match='must be "auto", "conda" or "venv", got "pip"'):
         select_backend(replace(settings, env=replace(settings.env, backend="pip")))
     conda = _fake_executable(tmp_path / "bin", "conda")
-    python = _fake_executable(tmp_path / "bin", "python3.11")
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     assert select_backend(auto) == CondaPackBackend(str(conda))
-    assert select_backend(settings) == VenvPackBackend(python=str(python), uv=uv_beside)
+    assert select_backend(settings) == VenvPackBackend(python=None, uv=uv_beside)
     mamba = _fake_executable(tmp_path / "bin", "mamba")
     assert select_backend(auto) == CondaPackBackend(str(mamba))
 
 
 # --------------------------------------------------------------------------------------------
-# Python version, requirements
+# Target, requirements
 
 
-def test_python_mismatch_with_the_triton_stub_is_refused(tmp_path: Path, tools: FakeTools) -> None:
+def test_unknown_image_needs_explicit_values(tmp_path: Path, tools: FakeTools) -> None:
     model = make_model(tmp_path)
-    with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings_for(tmp_path, python="3.11", stub="3.12"))
-    assert str(error.value) == (
-        "settings env.python_version is 3.11 but env.triton_stub_python is 3.12: the packed "
-        "env's Python must equal the Python of Triton's python-backend stub (3.12 for Triton "
-        ">= 24.11, 3.10 before). Set both in mmetools.toml [env]."
+    settings = settings_for(tmp_path, image="registry.example/my-triton:1")
+    with pytest.raises(ConfigError) as error:
+        pack_env(model, settings)
+    assert "image 'registry.example/my-triton:1' is not a known NGC/SageMaker Triton release" in (
+        str(error.value)
     )
+    assert "set triton_version, python_version, interpreter_path, glibc, glibcxx, " \
+        "numpy2_supported explicitly in [target]" in str(error.value)  # fmt: skip
     assert tools.calls == []
 
 
@@ -297,19 +316,22 @@ def test_included_requirement_files_are_refused(tmp_path: Path) -> None:
     )
 
 
-def test_hash_ignores_comments_and_order_but_not_versions(tmp_path: Path) -> None:
-    backend: EnvBackend = VenvPackBackend("/usr/bin/python3.11", None)
+def test_hash_depends_on_requirements_and_target_not_on_this_machine(tmp_path: Path) -> None:
+    backend: EnvBackend = VenvPackBackend(LOCAL_312, "uv")
 
-    def digest(text: str, python: str = "3.11", chosen: EnvBackend = backend) -> str:
+    def digest(text: str, image: str = IMAGE_2412, chosen: EnvBackend = backend) -> str:
         path = tmp_path / "requirements.txt"
         path.write_text(text)
-        return env_hash(normalized_requirements(path, "demo"), python, chosen)
+        return env_hash(normalized_requirements(path, "demo"), resolve_target(image), chosen)
 
     base = digest("numpy==1.26.4\npillow==10.4.0\n")
     assert digest("# pinned\npillow==10.4.0   # images\n\n  numpy==1.26.4\n") == base
     assert digest("numpy==1.26.3\npillow==10.4.0\n") != base
-    assert digest("numpy==1.26.4\npillow==10.4.0\n", python="3.12") != base
+    assert digest("numpy==1.26.4\npillow==10.4.0\n", image=IMAGE_2409) != base
     assert digest("numpy==1.26.4\npillow==10.4.0\n", chosen=CondaPackBackend("conda")) != base
+    # another local interpreter of the same minor version: the same env
+    other = VenvPackBackend(LocalPython(Path("/usr/bin/python3.12"), Path("/usr"), "3.12"), None)
+    assert digest("numpy==1.26.4\npillow==10.4.0\n", chosen=other) == base
 
 
 def test_failing_install_names_the_model_and_file_with_the_tool_output(
@@ -318,7 +340,7 @@ def test_failing_install_names_the_model_and_file_with_the_tool_output(
     tools.fail_with = "ERROR: No matching distribution found for nosuchpackage==9"
     model = make_model(tmp_path, requirements="nosuchpackage==9\n")
     with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3", None))
+        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     assert str(error.value) == (
         f"model 'demo': building the venv env from {model.requirements_file} failed: "
         f"installing {model.requirements_file} failed with exit code 1:\n"
@@ -327,15 +349,24 @@ def test_failing_install_names_the_model_and_file_with_the_tool_output(
     assert list((tmp_path / "cache" / "envs").iterdir()) == []  # no half-built entry
 
 
-def test_archive_with_hard_links_is_refused(tmp_path: Path, tools: FakeTools) -> None:
+def test_conda_archive_with_hard_links_is_refused(tmp_path: Path, tools: FakeTools) -> None:
     tools.hard_link = True
     model = make_model(tmp_path)
     with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3", None))
+        pack_env(model, settings_for(tmp_path), backend=CondaPackBackend("conda"))
     assert str(error.value) == (
         "model 'demo': the packed env holds hard links, which Triton cannot unpack: bin/activate2"
     )
     assert list((tmp_path / "cache" / "envs").iterdir()) == []
+
+
+def test_venv_hard_links_become_files(tmp_path: Path, tools: FakeTools) -> None:
+    tools.hard_link = True
+    packed = pack_env(make_model(tmp_path), settings_for(tmp_path),
+                      backend=VenvPackBackend(LOCAL_312, "uv"))  # fmt: skip
+    assert packed is not None
+    with tarfile.open(packed.path) as tar:
+        assert tar.getmember("bin/activate2").isfile()
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,7 +376,7 @@ def test_archive_with_hard_links_is_refused(tmp_path: Path, tools: FakeTools) ->
 def test_cache_hit_skips_the_build(tmp_path: Path, tools: FakeTools) -> None:
     model = make_model(tmp_path)
     settings = settings_for(tmp_path)
-    backend = VenvPackBackend("/usr/bin/python3.11", "/usr/local/bin/uv")
+    backend = VenvPackBackend(LOCAL_312, "/usr/local/bin/uv")
     first = pack_env(model, settings, backend=backend)
     assert first is not None and not first.cached and len(tools.calls) == 4
     copies = [model.path / step / "python_env.tar.gz" for step in
@@ -375,7 +406,7 @@ def test_cache_hit_skips_the_build(tmp_path: Path, tools: FakeTools) -> None:
 def test_changed_requirements_rebuild(tmp_path: Path, tools: FakeTools) -> None:
     model = make_model(tmp_path)
     settings = settings_for(tmp_path)
-    backend = VenvPackBackend("/usr/bin/python3.11", None)
+    backend = VenvPackBackend(LOCAL_312, "uv")
     first = pack_env(model, settings, backend=backend)
     model.requirements_file.write_text("# same packages, new comment\nnumpy==1.26.4\n")
     tools.calls.clear()
@@ -388,6 +419,26 @@ def test_changed_requirements_rebuild(tmp_path: Path, tools: FakeTools) -> None:
     assert tools.calls
 
 
+def test_a_lock_for_the_target_python_is_what_gets_installed(
+    tmp_path: Path, tools: FakeTools
+) -> None:
+    model = make_model(tmp_path)
+    lock = model.path / "requirements-3.12.lock"
+    digest = f"{REQUIREMENTS_DIGEST}{requirements_digest(model)}\n"
+    lock.write_text(digest + "numpy==1.26.4 \\\n    --hash=sha256:abc\n")
+    packed = pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
+    install = next(call for call in tools.calls if "install" in call)
+    assert install[-3:] == ["--require-hashes", "-r", str(lock)]
+    # a lock for another Python is not used for this target
+    tools.calls.clear()
+    lock.rename(model.path / "requirements-3.10.lock")
+    other = pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
+    assert packed is not None and other is not None and other.env_hash != packed.env_hash
+    assert next(call for call in tools.calls if "install" in call)[-1] == str(
+        model.requirements_file
+    )
+
+
 def test_model_without_python_steps_needs_no_env(tmp_path: Path, tools: FakeTools) -> None:
     model = make_model(tmp_path)
     for step in ("demo_preprocessing", "demo_postprocessing"):
@@ -398,36 +449,31 @@ def test_model_without_python_steps_needs_no_env(tmp_path: Path, tools: FakeTool
 
 
 # --------------------------------------------------------------------------------------------
-# EXECUTION_ENV_PATH
+# EXECUTION_ENV_PATH: required in the committed config, never written
 
 
-def test_execution_env_path_is_added_keeping_the_text(tmp_path: Path, tools: FakeTools) -> None:
+def test_missing_execution_env_path_is_refused_and_no_config_written(
+    tmp_path: Path, tools: FakeTools
+) -> None:
     model = make_model(tmp_path)
-    pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3", None))
-    config = model.path / "demo_preprocessing" / "config.pbtxt"
-    assert config.read_text() == PRE_CONFIG + "\n\n" + PARAMETER_BLOCK
-    parsed = load_config(config)
-    assert parsed.parameters["EXECUTION_ENV_PATH"].string_value == (
-        "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz"
+    config = model.path / "demo_postprocessing" / "config.pbtxt"
+    config.write_text(POST_WITHOUT_ENV)
+    with pytest.raises(EnvPackError) as error:
+        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
+    assert str(error.value) == (
+        f"{config}: Python step demo_postprocessing sets no EXECUTION_ENV_PATH, so Triton would "
+        "not use the python_env.tar.gz the env step packs into it; add these lines to the "
+        f"config:\n{PARAMETER_BLOCK}"
     )
-    assert parsed.name == "demo_preprocessing" and len(parsed.input) == 1
-    post = model.path / "demo_postprocessing" / "config.pbtxt"
-    assert post.read_text() == POST_CONFIG + "\n" + PARAMETER_BLOCK
-    # a second run leaves the files byte for byte
-    assert ensure_execution_env_path(config) is False
-    assert config.read_text() == PRE_CONFIG + "\n\n" + PARAMETER_BLOCK
+    assert tools.calls == [] and config.read_text() == POST_WITHOUT_ENV
 
 
-def test_existing_execution_env_path_is_preserved(tmp_path: Path) -> None:
-    config = tmp_path / "config.pbtxt"
-    text = (
-        'name: "x"\nbackend: "python"\n'
-        "parameters [\n  {\n    key: 'EXECUTION_ENV_PATH' # ours\n"
-        "    value { string_value: '$$TRITON_MODEL_DIRECTORY//python_env.tar.gz' }\n  }\n]\n"
-    )
-    config.write_text(text)
-    assert ensure_execution_env_path(config) is False
-    assert config.read_text() == text
+def test_configs_are_never_written(tmp_path: Path, tools: FakeTools) -> None:
+    model = make_model(tmp_path)
+    configs = sorted(model.path.glob("*/config.pbtxt"))
+    before = [(p.read_bytes(), p.stat().st_mtime_ns) for p in configs]
+    pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
+    assert [(p.read_bytes(), p.stat().st_mtime_ns) for p in configs] == before
 
 
 @pytest.mark.parametrize(
@@ -435,15 +481,18 @@ def test_existing_execution_env_path_is_preserved(tmp_path: Path) -> None:
     [
         (
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
-            "it contains '..'; a path that leaves the step folder is undefined behaviour in Triton",
+            "leaves the step folder through '..'; mmetools places the env at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
         (
             "python_env.tar.gz",
-            "it must start with $$TRITON_MODEL_DIRECTORY/ (a bare relative path is not resolved)",
+            "must start with $$TRITON_MODEL_DIRECTORY/ (Triton does not resolve a relative path "
+            "against the step folder), e.g. $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
         (
             "$$TRITON_MODEL_DIRECTORY/env.tar.gz",
-            "mmetools places the env at $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "must name the step's packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
     ],
 )
@@ -452,16 +501,13 @@ def test_wrong_execution_env_path_is_refused_before_building(
 ) -> None:
     model = make_model(tmp_path)
     config = model.path / "demo_postprocessing" / "config.pbtxt"
-    original = POST_CONFIG + (
+    original = POST_WITHOUT_ENV + (
         f'parameters: {{ key: "EXECUTION_ENV_PATH" value: {{ string_value: "{value}" }} }}\n'
     )
     config.write_text(original)
     with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend("/usr/bin/python3", None))
-    assert str(error.value) == (
-        f'{config}: parameter EXECUTION_ENV_PATH is "{value}": {problem}; set it to '
-        '"$$TRITON_MODEL_DIRECTORY/python_env.tar.gz"'
-    )
+        pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
+    assert str(error.value) == f"{config}: parameter EXECUTION_ENV_PATH '{value}' {problem}"
     assert tools.calls == [] and config.read_text() == original
 
 
@@ -484,29 +530,29 @@ def test_cli_env_reports_the_env(
 ) -> None:
     make_model(tmp_path)
     (tmp_path / "mmetools.toml").write_text(
-        '[env]\nbackend = "venv"\npython_version = "3.11"\ntriton_stub_python = "3.11"\n'
+        f'[env]\nbackend = "venv"\n[target]\nimage = "{IMAGE_2412}"\n'
     )
     monkeypatch.setenv("MMETOOLS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
+    find_python.cache_clear()
+    monkeypatch.setattr("mmetools.envpack.find_python", lambda version: LOCAL_312)
     assert main(["env", "models/demo"]) == 0
     first = capsys.readouterr().out
-    assert "demo: env " in first and "(venv, Python 3.11, built) in demo_postprocessing, " \
+    assert "demo: env " in first and "(venv, Python 3.12, built) in demo_postprocessing, " \
         "demo_preprocessing" in first  # fmt: skip
     assert main(["env", "models/demo"]) == 0
-    assert "(venv, Python 3.11, from the cache)" in capsys.readouterr().out
+    assert "(venv, Python 3.12, from the cache)" in capsys.readouterr().out
 
 
-def test_cli_env_mismatch_is_an_error_without_traceback(
+def test_cli_unknown_target_is_an_error_without_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     make_model(tmp_path)
-    (tmp_path / "mmetools.toml").write_text(
-        '[env]\npython_version = "3.12"\ntriton_stub_python = "3.10"\n'
-    )
+    (tmp_path / "mmetools.toml").write_text('[target]\nimage = "my/triton:latest"\n')
     monkeypatch.chdir(tmp_path)
     assert main(["env", "models/demo"]) == 1
     err = capsys.readouterr().err
-    assert "env.python_version is 3.12 but env.triton_stub_python is 3.10" in err
+    assert "image 'my/triton:latest' is not a known NGC/SageMaker Triton release" in err
     assert "Traceback" not in err
 
 
@@ -514,49 +560,75 @@ def test_cli_env_mismatch_is_an_error_without_traceback(
 # Real builds
 
 
-def _run_env_python(archive: Path, target: Path, code: str) -> str:
+def _run_in_target(archive: Path, target: Path, code: str, image: str = IMAGE_2412) -> str:
+    """Unpack the env and run its Python the way the image would: bin/activate, then `python`,
+    with the image's prefix emulated by a local interpreter of the same minor version."""
     target.mkdir()
     with tarfile.open(archive) as tar:
         tar.extractall(target, filter="tar")
-    # What Triton's python backend does after unpacking: activate, then run the env's Python.
-    result = subprocess.run(
-        ["bash", "-c", f'source "{target}/bin/activate" && python -c "{code}"'],
-        capture_output=True, text=True, check=True, env={"PATH": os.environ["PATH"]},
-    )  # fmt: skip
-    return result.stdout.strip()
+    serving = resolve_target(image)
+    local = find_python(serving.python_version)
+    script = f'source "{target}/bin/activate" && python -c "{code}"'
+    argv = emulation_argv(
+        ["bash", "-c", script],
+        TargetPython(local.prefix, serving.python_prefix, serving.python_version),
+    )
+    result = subprocess.run(argv, capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()  # fmt: skip
+
+
+def _build(root: Path, image: str = IMAGE_2412, requirements: str = "numpy==1.26.4\n") -> Path:
+    model = make_model(root, requirements=requirements)
+    packed = pack_env(model, settings_for(root, image), backend=select_backend(settings_for(root)))
+    assert packed is not None and packed.backend == "venv"
+    return packed.path
 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_real_venv_env_imports_numpy(tmp_path: Path) -> None:
-    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    settings = settings_for(tmp_path, python=version, stub=version)
-    backend = select_backend(settings)
-    if shutil.which(f"python{version}") is None and shutil.which("uv") is None:
-        pytest.skip(f"neither python{version} nor uv on PATH")
-    model = make_model(tmp_path, requirements="numpy==1.26.4\n")
-    packed = pack_env(model, settings, backend=backend)
-    assert packed is not None and packed.backend == "venv"
-    with tarfile.open(packed.path) as tar:
-        assert not any(member.islnk() for member in tar)
-    out = _run_env_python(
-        model.path / "demo_preprocessing" / "python_env.tar.gz",
-        tmp_path / "unpacked",
-        "import numpy, sys; print(numpy.__version__, sys.prefix)",
-    )
-    assert out == f"1.26.4 {tmp_path / 'unpacked'}"
+@pytest.mark.parametrize(("image", "version"), [(IMAGE_2412, "3.12"), (IMAGE_2409, "3.10")])
+def test_real_env_runs_with_the_target_python(tmp_path: Path, image: str, version: str) -> None:
+    archive = _build(tmp_path, image)
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert not any(m.islnk() for m in tar)
+        assert tar.getmember("bin/python").linkname == f"/usr/bin/python{version}"
+    assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
+    out = _run_in_target(
+        archive, tmp_path / "unpacked", "import numpy, sys; print(numpy.__version__, sys.prefix, "
+        "sys.base_prefix, sys.version_info[:2])", image,
+    )  # fmt: skip
+    assert out == f"1.26.4 {tmp_path / 'unpacked'} /usr ({version.replace('.', ', ')})"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_env_bytes_identical_from_other_folders_home_and_path_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two builds with nothing in common but the inputs: folder, cache, HOME and PATH order."""
+    path = os.environ["PATH"].split(os.pathsep)
+    monkeypatch.setenv("HOME", str(tmp_path / "home-a"))
+    first = _build(tmp_path / "clone-a")
+    monkeypatch.setenv("HOME", str(tmp_path / "elsewhere" / "home-b"))
+    monkeypatch.setenv("PATH", os.pathsep.join(reversed(path)))
+    find_python.cache_clear()
+    second = _build(tmp_path / "elsewhere" / "clone-b")
+    find_python.cache_clear()
+    assert first != second
+    assert first.read_bytes() == second.read_bytes()
+    for text in (first.read_bytes(),):
+        assert str(tmp_path).encode() not in text
 
 
 @pytest.mark.slow
 @pytest.mark.integration
 def test_real_unresolvable_requirements_fail_with_the_tool_output(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
-    backend = select_backend(settings)
-    if not isinstance(backend, VenvPackBackend) or backend.python is None:
-        pytest.skip("python3.11 not on PATH")
     model = make_model(tmp_path, requirements="mmetools-no-such-package-anywhere==0.0.1\n")
     with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings, backend=backend)
+        pack_env(model, settings, backend=select_backend(settings))
     message = str(error.value)
     assert message.startswith(f"model 'demo': building the venv env from {model.requirements_file}")
     assert "mmetools-no-such-package-anywhere" in message
@@ -568,16 +640,11 @@ def test_real_unresolvable_requirements_fail_with_the_tool_output(tmp_path: Path
     shutil.which("conda") is None and shutil.which("mamba") is None, reason="conda not on PATH"
 )
 def test_real_conda_env_imports_numpy(tmp_path: Path) -> None:
-    version = "3.12"
-    settings = settings_for(tmp_path, python=version, stub=version)
+    settings = settings_for(tmp_path)
     settings = replace(settings, env=replace(settings.env, backend="conda"))
     model = make_model(tmp_path, requirements="numpy\n")
     packed = pack_env(model, settings)
     assert packed is not None and packed.backend == "conda"
-    out = _run_env_python(
-        packed.path, tmp_path / "unpacked", "import numpy, sys; print(sys.version_info[:2])"
-    )
-    assert out == "(3, 12)"
 
 
 def test_unwritable_cache_is_a_clear_error(tmp_path: Path, tools: FakeTools) -> None:
@@ -585,7 +652,7 @@ def test_unwritable_cache_is_a_clear_error(tmp_path: Path, tools: FakeTools) -> 
     (tmp_path / "blocker").write_text("a file where the cache folder should be")
     settings = replace(settings_for(tmp_path), cache=CacheSettings(dir=str(tmp_path / "blocker")))
     with pytest.raises(EnvPackError) as error:
-        pack_env(model, settings, backend=VenvPackBackend("/usr/bin/python3", None))
+        pack_env(model, settings, backend=VenvPackBackend(LOCAL_312, "uv"))
     assert str(error.value) == (
         f"model 'demo': cannot store the env in the cache {tmp_path / 'blocker' / 'envs'}: "
         "Not a directory"

@@ -360,6 +360,23 @@ def test_nan_equals_nan_but_not_a_number() -> None:
     assert result.message.endswith("[0, 0] expected nan got 0.0; [0, 1] expected 1.0 got nan")
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf, 1e400], ids=["inf", "-inf", "1e400"])
+def test_non_finite_expected_values_match_only_themselves(value: float) -> None:
+    """Defect: rtol * |inf| = inf, so an expected Infinity (or 1e400) passed any finite output."""
+    want = expected("P", "FP32", [value, 2.0], (1, 2))
+    assert compare_output(want, np.array([[value, 2.0]], dtype=np.float32)).passed
+    for wrong in (1.0, 3e38, -value, math.nan):
+        result = compare_output(want, np.array([[wrong, 2.0]], dtype=np.float32))
+        assert not result.passed, wrong
+        assert result.message.startswith("P: 1 of 2 values outside"), result.message
+
+
+def test_json_infinity_and_1e400_expected_do_not_pass_a_finite_output() -> None:
+    for text in ("Infinity", "1e400"):  # both parse to an infinite float
+        want = expected("P", "FP32", json.loads(f"[{text}]"), (1, 1))
+        assert not compare_output(want, np.array([[3.0e38]], dtype=np.float32)).passed
+
+
 def test_shape_dtype_and_missing_outputs_fail() -> None:
     want = expected("P", "FP32", [1.0], (1, 1))
     case = one_case(

@@ -26,13 +26,12 @@ from mmetools.harness import (
     ModelReport,
     RunResult,
     explain_inference_error,
-    report_renderable,
-    stage_repository,
     run_models,
+    stage_repository,
     unstage,
-    write_junit_xml,
 )
 from mmetools.model_folder import ModelFolder
+from mmetools.reporting import report_renderable, write_test_junit
 from mmetools.settings import load_settings
 
 ENV_PARAMETER = (
@@ -81,7 +80,7 @@ def test_stage_repository_links_the_artifact_members_and_adds_the_ensemble_versi
     assert _tree(repository) == {}
 
 
-def test_stage_repository_runs_an_unpacked_step_in_the_serving_env(tmp_path: Path) -> None:
+def test_stage_repository_runs_python_steps_in_the_serving_env(tmp_path: Path) -> None:
     model = ModelFolder(write_tiny_model(tmp_path / "src"))
     config = model.path / "tiny_double" / "config.pbtxt"
     config.write_text(config.read_text() + ENV_PARAMETER)
@@ -95,10 +94,13 @@ def test_stage_repository_runs_an_unpacked_step_in_the_serving_env(tmp_path: Pat
     assert "EXECUTION_ENV_PATH" in config.read_text()  # the model folder is untouched
     unstage(staged)
 
+    # a packed env is the serving target's (tested by test --artifact, with the target's Python
+    # emulated): the source folder still runs in the local serving env
     (model.path / "tiny_double" / "python_env.tar.gz").write_bytes(b"packed env")
     staged = stage_repository(model, repository)
-    assert staged_config.is_symlink()  # packed: served as it ships, env included
-    assert (repository / "tiny_double" / "python_env.tar.gz").is_symlink()
+    assert not staged_config.is_symlink()
+    assert "EXECUTION_ENV_PATH" not in staged_config.read_text()
+    assert not (repository / "tiny_double" / "python_env.tar.gz").exists()
 
 
 def test_stage_repository_refuses_step_names_already_served(tmp_path: Path) -> None:
@@ -217,7 +219,7 @@ def test_latency_percentiles_use_observed_values() -> None:
 
 def test_junit_xml_has_a_suite_per_model_and_a_case_per_fixture(tmp_path: Path) -> None:
     path = tmp_path / "reports" / "mmetools.xml"
-    write_junit_xml(_reports(tmp_path / "model"), path)
+    write_test_junit(_reports(tmp_path / "model"), path)
     root = ET.parse(path).getroot()
     assert root.attrib["tests"] == "3" and root.attrib["failures"] == "1"
     assert root.attrib["errors"] == "1"

@@ -1,41 +1,166 @@
-"""Runs ./pants for real: the launcher sets Pants 2.17.1 up (once per machine), loads the in-repo
-plugin, and finds one triton_model target per model folder."""
+"""Runs ./pants for real: the launcher, the in-repo plugin, and a real remote cache (BuildGrid)
+shared by two clones of this repository at different paths."""
 
 from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from conftest import MODELS_DIR, REPO_ROOT
+from remote_cache_support import (
+    artifacts,
+    buildgrid,
+    clone_env,
+    git_clone,
+    run_pants,
+)
+
+MODEL_NAMES = sorted(p.name for p in MODELS_DIR.iterdir() if (p / "model_version.txt").is_file())
+
+
+def _pants(*args: str, cwd: Path = REPO_ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(cwd / "pants"), *args],
+        cwd=cwd,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PANTS_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=880,
+    )
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_pants_lists_a_triton_model_per_model_folder() -> None:
-    expected = sorted(
-        f"models/{p.name}:{p.name}"
-        for p in MODELS_DIR.iterdir()
-        if (p / "model_version.txt").is_file()
-    )
+    expected = sorted(f"models/{name}:{name}" for name in MODEL_NAMES)
     assert expected, "no model folders"
     # No daemon left behind by the test suite; no file watching (the suite writes files).
-    completed = subprocess.run(
-        [
-            str(REPO_ROOT / "pants"),
-            "--no-pantsd",
-            "--no-watch-filesystem",
-            "--filter-target-type=triton_model",
-            "list",
-            "::",
-        ],
-        cwd=REPO_ROOT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("PANTS_")},
-        capture_output=True,
-        text=True,
-        timeout=880,
+    completed = _pants(
+        "--no-pantsd", "--no-watch-filesystem", "--filter-target-type=triton_model", "list", "::"
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.split() == expected
+
+
+@pytest.mark.parametrize(
+    ("goals", "goal"),
+    [(["test"], "test"), (["lint", "check"], "lint"), (["--no-pantsd", "package"], "package")],
+)
+def test_a_goal_without_targets_says_what_to_pass(goals: list[str], goal: str) -> None:
+    completed = _pants(*goals)
+    assert completed.returncode == 2
+    assert f"./pants {goal}: no targets given, so nothing would run" in completed.stderr
+    assert f"./pants {goal} ::" in completed.stderr
+
+
+# A stand-in for the Pants that ./pants set up (launch.env names it): the launcher's own logic,
+# not Pants, is under test here.
+FAKE_PANTS = '#!/bin/sh\necho "fake pants $*"\n'
+
+
+def _launcher_repo(tmp_path: Path, bootstrap: str) -> tuple[Path, dict[str, str]]:
+    repo = tmp_path / "repo"
+    (repo / "ci").mkdir(parents=True)
+    (repo / "pants").write_bytes((REPO_ROOT / "pants").read_bytes())
+    (repo / "ci" / "bootstrap").write_text(f"#!/bin/sh\nset -e\n{bootstrap}\n")
+    for script in (repo / "pants", repo / "ci" / "bootstrap"):
+        script.chmod(0o755)
+    cache = tmp_path / "pants-cache" / "2.17.1"
+    cache.mkdir(parents=True)
+    (cache / "pants").write_text(FAKE_PANTS)
+    (cache / "pants").chmod(0o755)
+    (cache / "pex").write_text("")
+    (cache / "launch.env").write_text(
+        f"pants_bin={cache}/pants\npython_dir=/usr/bin\nlibdir=\n"
+        f"pex_known_version=v2.1.137|linux_x86_64|0|0\npex_url=file://{cache}/pex\n"
+    )
+    env = {"MMETOOLS_PANTS_CACHE": str(tmp_path / "pants-cache"), "MMETOOLS_PANTS_PYTHON": ""}
+    return repo, env
+
+
+def test_first_run_of_a_fresh_clone_creates_the_venv_with_progress(tmp_path: Path) -> None:
+    repo, env = _launcher_repo(
+        tmp_path, "mkdir -p .venv/bin && touch .venv/bin/mmetools && chmod +x .venv/bin/mmetools"
+    )
+    completed = _pants("list", "::", cwd=repo, **env)
+    assert completed.returncode == 0, completed.stderr
+    assert "no .venv yet: creating it with ci/bootstrap" in completed.stderr
+    assert ".venv ready in" in completed.stderr
+    assert completed.stdout.strip() == "fake pants list ::"
+    # The second run finds it and goes straight to Pants.
+    again = _pants("list", "::", cwd=repo, **env)
+    assert "ci/bootstrap" not in again.stderr
+    assert again.stdout.strip() == "fake pants list ::"
+
+
+def test_a_failing_bootstrap_stops_before_pants(tmp_path: Path) -> None:
+    repo, env = _launcher_repo(tmp_path, "echo 'uv: cannot reach the index' >&2; exit 3")
+    completed = _pants("list", "::", cwd=repo, **env)
+    assert completed.returncode == 1
+    assert "uv: cannot reach the index" in completed.stderr
+    assert "ci/bootstrap failed" in completed.stderr
+    assert "fake pants" not in completed.stdout
+
+
+def _checkout_head(clone: Path) -> None:
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    subprocess.run(["git", "checkout", "--quiet", "--detach", head], cwd=clone, check=True)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(2700)
+def test_a_clone_elsewhere_takes_every_model_process_from_buildgrid(tmp_path: Path) -> None:
+    """Clone A tests and packages every model with remote cache writes; clone B, at another path
+    with its own empty local caches, another empty HOME and rotated fake AWS credentials, reads:
+    it runs no env, test or package process, and its artifacts are byte-identical to A's.
+    (The models' targets, `models::`: the plugin's own tests would add minutes of resolves.)"""
+    specs = ("test", "package", "models::")
+    with buildgrid(tmp_path) as remote:
+        clone_a = git_clone(REPO_ROOT, tmp_path / "a" / "mmetools")
+        clone_b = git_clone(REPO_ROOT, tmp_path / "elsewhere" / "b" / "checkout")
+        for clone in (clone_a, clone_b):
+            _checkout_head(clone)
+        run_a = run_pants(
+            clone_a, *specs, remote=remote, write=True,
+            env=clone_env(tmp_path / "home-a", "AKIAFAKEROTATEDAAAA"),
+        )  # fmt: skip
+        assert run_a.returncode == 0, run_a.output[-5000:]
+        # A ran them, so the count can see them: per model, its env, test and package.
+        assert run_a.model_processes == 3 * len(MODEL_NAMES), run_a.spawned
+        run_b = run_pants(
+            clone_b, *specs, remote=remote, write=False,
+            env=clone_env(tmp_path / "home-b", "AKIAFAKEROTATEDBBBB"),
+        )  # fmt: skip
+    assert run_b.returncode == 0, run_b.output[-5000:]
+    assert run_b.model_processes == 0, run_b.spawned
+    # What B did run: only the uncached fetch of each model's weights and the tool probes.
+    assert {d.split(" ")[0] for d in run_b.spawned} <= {"mmetools", "Probe", "Link"}
+    assert run_b.counters.get("remote_cache_requests_cached", 0) >= 3 * len(MODEL_NAMES)
+    # None was started speculatively beside the cache lookup (then "spawned" would overcount).
+    assert run_b.counters.get("remote_cache_speculation_local_completed_first", 0) == 0
+    built_a, built_b = artifacts(clone_a), artifacts(clone_b)
+    for name in MODEL_NAMES:
+        assert any(f.startswith(f"{name}_") and f.endswith(".tar.gz") for f in built_a), built_a
+    assert built_a == built_b
+
+
+@pytest.mark.parametrize(
+    "args", [["test", "::"], ["--changed-since=HEAD", "test"], ["help", "test"], ["list"]]
+)
+def test_targets_changed_since_or_a_goal_without_targets_reach_pants(
+    tmp_path: Path, args: list[str]
+) -> None:
+    repo, env = _launcher_repo(tmp_path, "exit 1")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "mmetools").write_text("")
+    (repo / ".venv" / "bin" / "mmetools").chmod(0o755)
+    completed = _pants(*args, cwd=repo, **env)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == f"fake pants {' '.join(args)}"

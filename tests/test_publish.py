@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ from mmetools.publish import (
     publish,
 )
 from mmetools.settings import Settings
-from mmetools.storage import S3Tuning, parse_destination, stale_uploads
+from mmetools.storage import S3Tuning, describe_size, parse_destination, stale_uploads
 
 SMALL_PARTS = S3Tuning(part_size=5 * MiB, max_concurrency=4)
 
@@ -230,8 +232,7 @@ def test_missing_sidecars_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError) as error:
         load_local_artifact(artifact)
     assert str(error.value) == (
-        f"{tmp_path}/dist/demo_1.manifest.json: missing; `mmetools package` writes it next to the "
-        "artifact"
+        f"{tmp_path}/dist/demo_1.manifest.json: manifest not found (build it with `mmetools build`)"
     )
     (tmp_path / "dist" / "demo_1.tar.gz.sha256").unlink()
     with pytest.raises(ArtifactError) as error:
@@ -252,7 +253,7 @@ def test_manifest_of_another_build_is_refused(tmp_path: Path) -> None:
     assert str(error.value) == (
         f"{manifest}: manifest describes a build with sha256 {sha256_of(other)}, but the .sha256 "
         f"file says {sha256_of(artifact)}: the two come from different builds; rebuild with "
-        "`mmetools package`"
+        "`mmetools build`"
     )
 
 
@@ -338,7 +339,9 @@ def test_file_refuses_different_bytes_under_the_same_name(tmp_path: Path) -> Non
     dest = (tmp_path / "pub/staging/feature-x/demo_1.tar.gz").as_uri()
     assert [f.message for f in report.failures] == [
         f"{dest} already holds different bytes (sha256 {sha256_of(first)}, local build "
-        f"{sha256_of(second)}); models are immutable: bump models/demo/model_version.txt"
+        f"{sha256_of(second)}); models are immutable: bump models/demo/model_version.txt\n"
+        "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
+        "it was published"
     ]
     assert sha256_of(tmp_path / "pub/staging/feature-x/demo_1.tar.gz") == sha256_of(first)
 
@@ -348,8 +351,8 @@ def test_file_dry_run_writes_nothing(tmp_path: Path) -> None:
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
     report = run([artifact], "main", settings, dry_run=True)
     assert [(r.role, r.action, r.detail) for r in report.results] == [
-        ("staging", "dry-run", "would upload 64.0 KiB"),
-        ("production", "dry-run", "would upload 64.0 KiB"),
+        ("staging", "dry-run", f"would upload {describe_size(artifact.stat().st_size)}"),
+        ("production", "dry-run", f"would upload {describe_size(artifact.stat().st_size)}"),
     ]
     assert not (tmp_path / "pub").exists()
 
@@ -368,7 +371,9 @@ def test_file_production_refuses_when_staging_tested_different_bytes(tmp_path: P
             f"refusing to publish demo_1.tar.gz to production: staging {staged} holds different "
             f"bytes (sha256 {sha256_of(tested)}) than the local build (sha256 "
             f"{sha256_of(rebuilt)}); production only gets the bytes staging tested: publish the "
-            "exact artifact staging holds, or bump models/demo/model_version.txt",
+            "exact artifact staging holds, or bump models/demo/model_version.txt\n"
+            "members that differ: changed demo_model/1/model.onnx; the model's files changed "
+            "since it was published",
         )
     ]
     assert not (tmp_path / "pub/production/demo_1.tar.gz").exists()
@@ -395,16 +400,12 @@ def test_file_concurrent_publisher_cannot_be_overwritten(
     assert [f.message for f in report.failures] == [
         f"{final.as_uri()} already holds different bytes (sha256 {sha256_of(theirs)}, local "
         f"build {sha256_of(ours)}); models are immutable: bump models/demo/model_version.txt "
+        "(the published manifest cannot be read to compare members) "
         "(written concurrently by another publish)"
     ]
     assert sha256_of(final) == sha256_of(theirs)
-    assert (final.parent / "demo_1.tar.gz.sha256").read_text() == (
-        f"{sha256_of(theirs)}  demo_1.tar.gz\n"
-    )
-    assert sorted(p.name for p in final.parent.iterdir()) == [
-        "demo_1.tar.gz",
-        "demo_1.tar.gz.sha256",
-    ]
+    # The loser writes no sidecar: sidecars come after the artifact, from the winner only.
+    assert sorted(p.name for p in final.parent.iterdir()) == ["demo_1.tar.gz"]
 
 
 def test_file_removes_temps_of_killed_publishers(tmp_path: Path) -> None:
@@ -477,21 +478,30 @@ def test_s3_feature_branch_goes_to_staging_only(
     sidecar = client.get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz.sha256")
     assert sidecar["Body"].read() == f"{digest}  demo_1.tar.gz\n".encode()
     manifest = client.get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz.manifest.json")
-    assert manifest["Body"].read() == (tmp_path / "dist/demo_1.manifest.json").read_bytes()
+    # The build's manifest plus provenance and evidence, added at publish time.
+    sent = json.loads(manifest["Body"].read())
+    assert {k: v for k, v in sent.items() if k not in ("provenance", "evidence")} == json.loads(
+        (tmp_path / "dist/demo_1.manifest.json").read_text()
+    )
+    assert sent["evidence"]["sha256"] == sent["sha256"] and sent["provenance"]["git"]
     assert report.results[0].destination == f"s3://{staging}/mme/feature-x/demo_1.tar.gz"
 
 
 @pytest.mark.integration
-def test_s3_republish_is_one_head_request(tmp_path: Path, s3_settings: Settings) -> None:
+def test_s3_republish_is_two_head_requests(tmp_path: Path, s3_settings: Settings) -> None:
+    """The artifact's sha256, then whether its sidecars (manifest last) describe it."""
     artifact = make_artifact(tmp_path / "dist")
     run([artifact], "feature/x", s3_settings)
     session = boto3.session.Session()
     recorder = Recorder(session)
     report = run([artifact], "feature/x", s3_settings, session=session)
     assert actions(report) == [("staging", "unchanged")]
-    assert recorder.operations == [("HeadObject", "mme/feature-x/demo_1.tar.gz")]
-    assert recorder.sent == 1
-    assert report.results[0].requests == 1
+    assert recorder.operations == [
+        ("HeadObject", "mme/feature-x/demo_1.tar.gz"),
+        ("HeadObject", "mme/feature-x/demo_1.tar.gz.manifest.json"),
+    ]
+    assert recorder.sent == 2
+    assert report.results[0].requests == 2
 
 
 @pytest.mark.integration
@@ -509,9 +519,12 @@ def test_s3_refuses_different_bytes_and_keeps_the_original(
     assert [f.message for f in report.failures] == [
         f"s3://{staging}/mme/feature-x/demo_1.tar.gz already holds different bytes (sha256 "
         f"{sha256_of(first)}, local build {sha256_of(second)}); models are immutable: bump "
-        "models/demo/model_version.txt"
+        "models/demo/model_version.txt\n"
+        "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
+        "it was published"
     ]
-    assert recorder.names() == ["HeadObject"]
+    # One HEAD, then the published manifest to name the members that differ.
+    assert recorder.names() == ["HeadObject", "GetObject"]
     body = s3_client().get_object(Bucket=staging, Key="mme/feature-x/demo_1.tar.gz")["Body"]
     assert hashlib.sha256(body.read()).hexdigest() == sha256_of(first)
 
@@ -566,7 +579,9 @@ def test_s3_production_refuses_when_staging_tested_different_bytes(
         f"s3://{staging}/mme/main/demo_1.tar.gz holds different bytes (sha256 "
         f"{sha256_of(tested)}) than the local build (sha256 {sha256_of(rebuilt)}); production "
         "only gets the bytes staging tested: publish the exact artifact staging holds, or bump "
-        "models/demo/model_version.txt"
+        "models/demo/model_version.txt\n"
+        "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
+        "it was published"
     ]
     assert "models/demo_1.tar.gz" not in keys(client, production)
 
@@ -594,7 +609,7 @@ def test_s3_dry_run_writes_nothing(
 
 
 @pytest.mark.integration
-def test_s3_multipart_above_the_threshold_with_sha256_checksums(
+def test_s3_multipart_above_the_threshold_with_full_object_crc32(
     tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings
 ) -> None:
     artifact = make_artifact(tmp_path / "dist", size=12 * MiB)
@@ -608,17 +623,16 @@ def test_s3_multipart_above_the_threshold_with_sha256_checksums(
         Bucket=buckets[0], Key="mme/feature-x/demo_1.tar.gz", ChecksumMode="ENABLED"
     )
     assert head["ETag"].endswith('-3"')
-    # S3's multipart SHA-256 is the hash of the parts' hashes: recompute it from the file.
-    data = artifact.read_bytes()
-    parts = [hashlib.sha256(data[i : i + 5 * MiB]).digest() for i in range(0, len(data), 5 * MiB)]
-    composite = base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
-    assert head["ChecksumSHA256"].split("-")[0] == composite
+    # The whole object's CRC32, computed over the bytes sent, went with the completion.
+    expected = base64.b64encode(zlib.crc32(artifact.read_bytes()).to_bytes(4, "big")).decode()
+    assert head["ChecksumCRC32"].split("-")[0] == expected
+    assert head["ChecksumType"] == "FULL_OBJECT"
     assert head["Metadata"]["sha256"] == sha256_of(artifact)
     assert client.list_multipart_uploads(Bucket=buckets[0]).get("Uploads", []) == []
 
 
 @pytest.mark.integration
-def test_s3_single_request_upload_stores_the_full_sha256(
+def test_s3_single_request_upload_stores_the_full_crc32(
     tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings
 ) -> None:
     artifact = make_artifact(tmp_path / "dist", size=1 * MiB)
@@ -626,8 +640,8 @@ def test_s3_single_request_upload_stores_the_full_sha256(
     head = s3_client().head_object(
         Bucket=buckets[0], Key="mme/feature-x/demo_1.tar.gz", ChecksumMode="ENABLED"
     )
-    expected = base64.b64encode(hashlib.sha256(artifact.read_bytes()).digest()).decode()
-    assert head["ChecksumSHA256"] == expected
+    expected = base64.b64encode(zlib.crc32(artifact.read_bytes()).to_bytes(4, "big")).decode()
+    assert head["ChecksumCRC32"] == expected
     assert "-" not in head["ETag"]
 
 
@@ -655,17 +669,15 @@ def test_s3_concurrent_publisher_cannot_be_overwritten(
     assert [f.message for f in report.failures] == [
         f"s3://{staging}/{key} already holds different bytes (sha256 {sha256_of(theirs)}, local "
         f"build {sha256_of(ours)}); models are immutable: bump models/demo/model_version.txt "
+        "(the published manifest cannot be read to compare members) "
         "(written concurrently by another publish)"
     ]
     client = s3_client()
     body = client.get_object(Bucket=staging, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha256_of(theirs)
     assert client.list_multipart_uploads(Bucket=staging).get("Uploads", []) == []
-    # Our sidecars went up before the race was decided: the loser puts the winner's sha256
-    # back and removes its own manifest (the winner's cannot be recovered).
-    sidecar = client.get_object(Bucket=staging, Key=key + ".sha256")["Body"].read()
-    assert sidecar == f"{sha256_of(theirs)}  demo_1.tar.gz\n".encode()
-    assert keys(client, staging) == [key, key + ".sha256"]
+    # The loser writes no sidecar: sidecars come after the artifact, from the winner only.
+    assert keys(client, staging) == [key]
 
 
 @pytest.mark.integration

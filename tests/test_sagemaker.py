@@ -4,6 +4,7 @@ the examples (integration)."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import tarfile
 from pathlib import Path
@@ -176,13 +177,96 @@ def test_mme_emulation_passes_on_artifacts_of_both_examples(
 
 
 @pytest.mark.integration
+def test_artifact_for_a_3_10_target_is_built_and_served_as_24_09_would(
+    tmp_path: Path, example_weights: None, no_triton_leftovers: Path
+) -> None:
+    """intent_classifier for nvcr.io/nvidia/tritonserver:24.09-py3: a Python 3.10 env pointing
+    at /usr/bin/python3.10, served by the 3.10 stub with the image's /usr emulated."""
+    import dataclasses
+
+    from mmetools.settings import TargetSettings
+
+    settings = dataclasses.replace(
+        load_settings(),
+        target_settings=TargetSettings(image="nvcr.io/nvidia/tritonserver:24.09-py3"),
+    )
+    copy = tmp_path / "models" / "intent_classifier"
+    shutil.copytree(
+        MODELS_DIR / "intent_classifier",
+        copy,
+        ignore=shutil.ignore_patterns(".mypy_cache", "__pycache__", "python_env.tar.gz"),
+    )
+    built = package_model(ModelFolder(copy), tmp_path / "dist", settings, validate=False,
+                          fetch_weights=False)  # fmt: skip
+    manifest = json.loads(built.manifest_path.read_text())
+    assert manifest["target"]["python_version"] == manifest["env_python"] == "3.10"
+    with tarfile.open(built.path) as tar:
+        env = tar.extractfile("intent_classifier_preprocessing/python_env.tar.gz")
+        assert env is not None
+        with tarfile.open(fileobj=io.BytesIO(env.read())) as inner:
+            assert inner.getmember("bin/python").linkname == "/usr/bin/python3.10"
+            assert any(n.startswith("lib/python3.10/site-packages/numpy") for n in inner.getnames())
+    run = run_artifacts([built.path], settings)
+    (report,) = run.reports
+    assert report.error is None and report.passed, report
+
+
+@pytest.mark.integration
+def test_without_the_target_emulation_a_target_env_fails_with_the_stub_error(
+    example_artifacts: list[Path], no_triton_leftovers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broken case of the emulation: the target's stub and the same correct artifact, but
+    /usr is this machine's (no Python 3.12 there, as in a wrong image): the step does not load."""
+    import mmetools.sagemaker as sagemaker_module
+    import mmetools.triton as triton_module
+
+    monkeypatch.setattr(triton_module, "emulation_argv", lambda argv, python: list(argv))
+    # Triton waits for a stub that cannot start until the load times out: do not wait 600 s.
+    monkeypatch.setattr(sagemaker_module, "LOAD_TIMEOUT", 90.0)
+    run = run_artifacts([example_artifacts[1]], load_settings())
+    (report,) = run.reports
+    assert not report.passed and report.error is not None
+    assert report.error.startswith("SageMaker load of intent_classifier_1.tar.gz")
+    # the stub's own error: the image's libpython is not where the container has it
+    assert "libpython3.12.so.1.0: cannot open shared object file" in report.error + "\n".join(
+        report.log_lines
+    )
+
+
+@pytest.mark.integration
 def test_mme_emulation_reports_a_tarball_without_an_ensemble(
     tmp_path: Path, no_triton_leftovers: Path
 ) -> None:
     artifact = _tarball(tmp_path / "screen_detector_1.tar.gz", _member("notes", tarfile.DIRTYPE))
     run = run_artifacts([artifact], load_settings())
     (report,) = run.reports
-    assert report.error == (
-        f"{artifact}: needs exactly one ensemble folder at the tarball's root, found none "
-        "(root holds: notes)"
+    # the audit gate names it before any server starts
+    assert report.error is not None and report.error.startswith(
+        "test --artifact: screen_detector_1.tar.gz fails the audit for target "
     )
+    assert "root entries without a config.pbtxt (a wrapper folder or stray files?): notes" in (
+        report.error
+    )
+    assert "SageMaker's frontend needs exactly one ensemble config at the root, found 0" in (
+        report.error
+    )
+
+
+def test_unpacking_beyond_the_free_space_is_refused_disk_usage_mocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gzip bomb must not fill the disk: the index's total size is checked against the free
+    space before extraction (free space mocked: a full disk cannot be made here)."""
+    artifact = _tarball(
+        tmp_path / "demo_1.tar.gz", _member("step", tarfile.DIRTYPE), _member("step/f")
+    )
+    usage = shutil.disk_usage(tmp_path)
+    # 3 bytes are needed, 2 are free.
+    monkeypatch.setattr("mmetools.sagemaker.shutil.disk_usage", lambda _: usage._replace(free=2))
+    with pytest.raises(ArtifactError) as error:
+        unpack_artifact(artifact, tmp_path / "out" / "model")
+    assert str(error.value) == (
+        f"{artifact}: refusing to unpack: it expands to 0 MiB, more than the 0 MiB free at "
+        f"{tmp_path}"
+    )
+    assert not (tmp_path / "out").exists()

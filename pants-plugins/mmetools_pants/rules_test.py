@@ -1,8 +1,10 @@
-"""RuleRunner tests of the triton_model rules, against a fake `mmetools` executable.
+"""RuleRunner tests of the triton_model rules, against a fake `mmetools` environment.
 
-The fake (a small Python script at .venv/bin/mmetools of the test's build root) does what the
-real CLI's commands promise at the process boundary: `fetch` writes the weight into the workspace,
-`test` checks it sees the weight and writes a JUnit report, `package` writes dist/<name>_<v>.tar.gz.
+The fake (small Python scripts in .venv/bin of the test's build root) does what the real CLI's
+commands promise at the process boundary: `fetch` writes the weight into the workspace, `env`
+writes a packed env into MMETOOLS_CACHE_DIR, `test` checks it sees the weight and the env and
+writes a JUnit report, `package` writes dist/<name>_<v>.tar.gz and `test --artifact` its evidence.
+Every call is logged with its working directory and environment.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from mmetools_pants.rules import (
     TritonModelStepsCheckRequest,
     TritonModelTestFieldSet,
     TritonModelTestRequest,
+    check_evidence,
+    MissingEvidenceError,
     weight_exclusions,
 )
 from mmetools_pants.target_types import TritonModelTarget
@@ -46,22 +50,36 @@ WEIGHT_PATH = "models/demo/demo_inferencer/1/model.onnx"
 CALLS_LOG = "calls.jsonl"
 
 FAKE_MMETOOLS = """\
-import json, os, sys
+import hashlib, json, os, sys
 from pathlib import Path
 
 build_root = Path(__file__).resolve().parents[2]
 args = sys.argv[1:]
 with open(build_root / "calls.jsonl", "a") as log:
-    log.write(json.dumps({"argv": args, "in_build_root": Path.cwd() == build_root}) + "\\n")
+    call = {"argv": args, "in_build_root": Path.cwd() == build_root, "env": dict(os.environ)}
+    log.write(json.dumps(call) + "\\n")
 command, rest = args[0], args[1:]
+cache = Path(os.environ.get("MMETOOLS_CACHE_DIR", "no-cache-dir"))
 if command == "fetch":
     Path(rest[0], "demo_inferencer/1/model.onnx").write_bytes(WEIGHT)
+elif command == "env":
+    requirements = Path(rest[0], "requirements.txt").read_bytes()
+    entry = cache / "envs" / hashlib.sha256(requirements).hexdigest()
+    entry.mkdir(parents=True)
+    (entry / "python_env.tar.gz").write_bytes(b"env of " + requirements)
+elif command == "test" and rest[0] == "--artifact":
+    artifact = Path(rest[1])
+    if not (Path("models/demo/NO_EVIDENCE")).exists():
+        sha256 = hashlib.sha256(artifact.read_bytes()).hexdigest()
+        evidence = artifact.with_name(artifact.name[: -len(".tar.gz")] + ".evidence.json")
+        evidence.write_text(json.dumps({"artifact": {"sha256": sha256}, "passed": True}))
 elif command == "test":
     model, report = Path(rest[0]), Path(rest[rest.index("--junit-xml") + 1])
     failed = (model / "FAIL").exists()
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(f'<testsuite name="{model.name}" tests="1" failures="{int(failed)}"/>')
     assert (model / "demo_inferencer/1/model.onnx").read_bytes() == WEIGHT
+    assert list(cache.glob("envs/*/python_env.tar.gz")), "no packed env in the cache"
     print("case_a FAILED" if failed else "case_a passed")
     sys.exit(1 if failed else 0)
 elif command == "package":
@@ -69,8 +87,10 @@ elif command == "package":
     version = (model / "model_version.txt").read_text().strip()
     members = sorted(str(p.relative_to(model)) for p in model.rglob("*") if p.is_file())
     out.mkdir()
-    (out / f"{model.name}_{version}.tar.gz").write_text("\\n".join(members))
-    (out / f"{model.name}_{version}.tar.gz.sha256").write_text("0" * 64)
+    tarball = out / f"{model.name}_{version}.tar.gz"
+    tarball.write_text("\\n".join(members))
+    sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    (out / f"{model.name}_{version}.tar.gz.sha256").write_text(f"{sha256}  {tarball.name}\\n")
     (out / f"{model.name}_{version}.manifest.json").write_text("{}")
 elif command == "publish":
     sys.exit(0)
@@ -122,9 +142,15 @@ def rule_runner() -> RuleRunner:
 ENV_INHERIT = {"PATH", "HOME", "LD_LIBRARY_PATH"}
 
 
-def _set_options(rule_runner: RuleRunner, *options: str) -> None:
+def _set_options(rule_runner: RuleRunner, *options: str, env: dict[str, str] | None = None) -> None:
     rule_runner.set_options(
-        ["--mmetools-env-vars=+['LD_LIBRARY_PATH']", *options], env_inherit=ENV_INHERIT
+        [
+            "--mmetools-env-vars=+['LD_LIBRARY_PATH']",
+            "--mmetools-workspace-env-vars=+['LD_LIBRARY_PATH']",
+            *options,
+        ],
+        env=env or {},
+        env_inherit=ENV_INHERIT,
     )
 
 
@@ -154,6 +180,9 @@ def _write_repo(rule_runner: RuleRunner, *, pointer_md5: str | None = None, **ex
             "models/demo/demo_inferencer/1/model.onnx.dvc": _pointer(md5),
             "models/demo/demo_inferencer/1/.gitignore": "/model.onnx\n",
             "models/demo/tests/fixtures/case_a.json": "{}",
+            # A model no other test has: the local process cache outlives a test's build root,
+            # and (the point of the hermetic processes) no key names the build root.
+            "models/demo/tests/fixtures/unique.txt": os.urandom(8).hex(),
             "models/demo/demo_preprocessing/1/python_env.tar.gz": "packed env: a build output",
             **extra,
         }
@@ -180,32 +209,66 @@ def _package(rule_runner: RuleRunner) -> BuiltPackage:
     return rule_runner.request(BuiltPackage, [TritonModelPackageFieldSet.create(target)])
 
 
+def _sandbox_calls(rule_runner: RuleRunner) -> list[dict[str, Any]]:
+    return [c for c in _calls(rule_runner) if not c["in_build_root"]]
+
+
 def test_test_fetches_missing_weights_in_workspace_and_passes(rule_runner: RuleRunner) -> None:
     _write_repo(rule_runner)
     result = _run_test(rule_runner)
     assert result.exit_code == 0, result.stderr
     assert "case_a passed" in result.stdout
-    assert "staged 1 weight file(s) of models/demo" in result.stderr
     assert result.xml_results is not None
     assert result.xml_results.files == ("demo.xml",)
     calls = _calls(rule_runner)
-    # fetch ran in the workspace (DVC's cache and remote live there), test in the sandbox.
-    assert calls == [
-        {"argv": ["fetch", "models/demo"], "in_build_root": True},
-        {
-            "argv": ["test", "models/demo", "--junit-xml", "__reports/demo.xml"],
-            "in_build_root": False,
-        },
+    # fetch ran in the workspace (DVC's cache and remote live there); env and test in sandboxes.
+    assert [(c["argv"], c["in_build_root"]) for c in calls] == [
+        (["fetch", "models/demo"], True),
+        (["env", "models/demo"], False),
+        (["test", "models/demo", "--junit-xml", "__reports/demo.xml"], False),
+    ] or [(c["argv"], c["in_build_root"]) for c in calls] == [
+        (["env", "models/demo"], False),
+        (["fetch", "models/demo"], True),
+        (["test", "models/demo", "--junit-xml", "__reports/demo.xml"], False),
     ]
     assert Path(rule_runner.build_root, WEIGHT_PATH).read_bytes() == WEIGHT
 
 
-def test_test_with_weights_present_does_not_fetch(rule_runner: RuleRunner) -> None:
+def test_model_processes_see_no_credentials_home_or_checkout_path(
+    rule_runner: RuleRunner,
+) -> None:
     _write_repo(rule_runner)
-    Path(rule_runner.build_root, WEIGHT_PATH).write_bytes(WEIGHT)
-    result = _run_test(rule_runner)
-    assert result.exit_code == 0, result.stderr
-    assert [c["argv"][0] for c in _calls(rule_runner)] == ["test"]
+    _set_options(rule_runner, env={"AWS_SECRET_ACCESS_KEY": "s3cr3t", "MMETOOLS_TRITON_MODE": "x"})
+    assert _run_test(rule_runner).exit_code == 0
+    fetch = next(c for c in _calls(rule_runner) if c["in_build_root"])
+    # The uncached fetch alone holds the credentials.
+    assert fetch["env"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t"
+    for call in _sandbox_calls(rule_runner):
+        env = call["env"]
+        assert "HOME" not in env and not any(k.startswith("AWS_") for k in env), env
+        assert env["MMETOOLS_TRITON_MODE"] == "x"  # a setting that changes the result: passed
+        assert not any(rule_runner.build_root in v for v in [*call["argv"], *env.values()]), call
+        # The environment's bin comes first, reached through the sandbox.
+        assert env["PATH"].split(":")[0].endswith("/.mmetools-tool/venv/bin"), env["PATH"]
+
+
+def test_rotated_credentials_reuse_the_cached_test_but_a_setting_does_not(
+    rule_runner: RuleRunner,
+) -> None:
+    _write_repo(rule_runner)
+    _set_options(rule_runner, env={"AWS_ACCESS_KEY_ID": "AKIAFIRST"})
+    assert _run_test(rule_runner).exit_code == 0
+    _set_options(rule_runner, env={"AWS_ACCESS_KEY_ID": "AKIAROTATED"})
+    assert _run_test(rule_runner).exit_code == 0
+    runs = [c["argv"][0] for c in _sandbox_calls(rule_runner)]
+    assert runs == ["env", "test"], runs  # cached: neither ran again
+    # The broken case: a settings override that changes what is built is in the key.
+    _set_options(
+        rule_runner, env={"AWS_ACCESS_KEY_ID": "AKIAROTATED", "MMETOOLS_PYTHON_VERSION": "3.12"}
+    )
+    assert _run_test(rule_runner).exit_code == 0
+    runs = [c["argv"][0] for c in _sandbox_calls(rule_runner)]
+    assert runs == ["env", "test", "env", "test"], runs
 
 
 def test_failing_fixture_fails_the_test(rule_runner: RuleRunner) -> None:
@@ -217,29 +280,33 @@ def test_failing_fixture_fails_the_test(rule_runner: RuleRunner) -> None:
 
 def test_weights_that_do_not_match_the_pointer_are_refused(rule_runner: RuleRunner) -> None:
     _write_repo(rule_runner, pointer_md5="0" * 32)
-    result = _run_test(rule_runner)
-    assert result.exit_code == 1
-    assert (
-        "error: models/demo/demo_inferencer/1/model.onnx: the workspace's file does not match "
-        "models/demo/demo_inferencer/1/model.onnx.dvc as Pants read it"
-    ) in result.stderr
+    with pytest.raises(
+        ExecutionError,
+        match=(
+            "models/demo/demo_inferencer/1/model.onnx: the workspace's file does not match "
+            "models/demo/demo_inferencer/1/model.onnx.dvc as Pants read it"
+        ),
+    ):
+        _run_test(rule_runner)
     # Never reached mmetools test.
-    assert [c["argv"][0] for c in _calls(rule_runner)] == ["fetch"]
+    assert "test" not in [c["argv"][0] for c in _calls(rule_runner)]
 
 
-def test_package_returns_artifacts_built_from_the_sandbox(rule_runner: RuleRunner) -> None:
+def test_package_tests_the_artifact_and_returns_it_with_its_evidence(
+    rule_runner: RuleRunner,
+) -> None:
     _write_repo(rule_runner)
     built = _package(rule_runner)
     assert [a.relpath for a in built.artifacts] == [
+        "demo_3.evidence.json",
         "demo_3.manifest.json",
         "demo_3.tar.gz",
         "demo_3.tar.gz.sha256",
     ]
-    calls = _calls(rule_runner)
-    assert calls[-1] == {
-        "argv": ["package", "models/demo", "--out", "dist"],
-        "in_build_root": False,
-    }
+    assert [c["argv"] for c in _sandbox_calls(rule_runner)][-2:] == [
+        ["package", "models/demo", "--out", "dist"],
+        ["test", "--artifact", "dist/demo_3.tar.gz"],
+    ]
 
 
 def test_package_sandbox_holds_model_files_and_weights_not_build_outputs(
@@ -258,6 +325,7 @@ def test_package_sandbox_holds_model_files_and_weights_not_build_outputs(
         "model_version.txt",
         "requirements.txt",
         "tests/fixtures/case_a.json",
+        "tests/fixtures/unique.txt",
     ]
 
 
@@ -281,6 +349,26 @@ def test_publish_runs_mmetools_publish_for_the_branch(rule_runner: RuleRunner) -
     assert argv[1:] == ("publish", "{chroot}/demo_3.tar.gz", "--branch", "feature/x")
     assert argv[0] == os.path.join(rule_runner.build_root, ".venv/bin/mmetools")
     assert published.process.run_in_workspace
+
+
+def test_publish_refuses_an_artifact_without_evidence(rule_runner: RuleRunner) -> None:
+    _write_repo(rule_runner, **{"models/demo/NO_EVIDENCE": ""})
+    with pytest.raises(ExecutionError, match=r"demo_3.tar.gz: no demo_3.evidence.json beside it"):
+        _publish(rule_runner, "--mmetools-branch=feature/x")
+
+
+def test_evidence_of_another_artifact_is_refused() -> None:
+    files = {
+        "m_1.tar.gz.sha256": b"a" * 64 + b"  m_1.tar.gz\n",
+        "m_1.evidence.json": json.dumps({"artifact": {"sha256": "b" * 64}}).encode(),
+    }
+    with pytest.raises(MissingEvidenceError, match="is not the evidence of m_1.tar.gz"):
+        check_evidence(files, "m_1.tar.gz")
+    files["m_1.evidence.json"] = json.dumps({"artifact": {"sha256": "a" * 64}}).encode()
+    check_evidence(files, "m_1.tar.gz")
+    files["m_1.evidence.json"] = b"{not json"
+    with pytest.raises(MissingEvidenceError, match="not JSON"):
+        check_evidence(files, "m_1.tar.gz")
 
 
 def test_publish_skipped_by_field(rule_runner: RuleRunner) -> None:
@@ -323,9 +411,9 @@ def test_check_runs_mypy_once_per_folder(rule_runner: RuleRunner) -> None:
     }
 
 
-def test_missing_executable_names_the_fix(rule_runner: RuleRunner) -> None:
+def test_missing_environment_names_the_fix(rule_runner: RuleRunner) -> None:
     _write_repo(rule_runner)
-    _set_options(rule_runner, "--mmetools-executable=nowhere/mmetools")
+    _set_options(rule_runner, "--mmetools-venv=nowhere")
     with pytest.raises(
         ExecutionError, match="Create the repository's environment with `ci/bootstrap`"
     ):

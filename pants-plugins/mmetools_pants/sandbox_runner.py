@@ -1,20 +1,18 @@
-"""Runs one mmetools command on a model folder inside a Pants sandbox, with its weights in place.
+"""Fetches a model's weights in the workspace and returns them to Pants, checked.
 
-mmetools_pants writes this file into the sandbox of every test/package process and runs it with the
-Python of the mmetools environment. The sandbox holds what Pants hashed: the model's files and the
-DVC pointers (*.dvc) of its weights, not the weights (git-ignored, DVC-managed). So, first:
-  1. for each pointer, take the weight from the workspace; when one is missing or differs from the
-     pointer, run `mmetools fetch <model>` in the workspace (DVC's cache and remote config live there);
-  2. copy each weight into the sandbox and check its md5 against the sandbox's pointer, so the
-     process runs on exactly the weights the cache key names;
-then it becomes `mmetools <command...>`.
+mmetools_pants writes this file into the sandbox of the one uncached fetch process per model and
+runs it with the Python of the mmetools environment. The sandbox holds what Pants hashed: the
+model's files and the DVC pointers (*.dvc) of its weights. For each pointer:
+  1. take the weight from the workspace; when one is missing or differs from the pointer, run
+     `mmetools fetch <model>` in the workspace (DVC's cache, remote config and credentials are there);
+  2. copy each weight into the output folder and check its md5 against the sandbox's pointer, so
+     the model processes run on exactly the weights the pointers name.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -84,8 +82,10 @@ def _matches(path: Path, out: WeightOut) -> bool:
     return out.md5 is None or (path.is_file() and md5_of(path) == out.md5)
 
 
-def stage_weights(build_root: Path, model: str, mmetools: str, sandbox: Path) -> list[WeightOut]:
-    """Copy the model's weights from the workspace into the sandbox, fetching them if needed."""
+def stage_weights(
+    build_root: Path, model: str, mmetools: str, sandbox: Path, out_dir: Path
+) -> list[WeightOut]:
+    """Copy the model's weights from the workspace into ``out_dir``, fetching them if needed."""
     outs = [out for p in sorted((sandbox / model).rglob("*.dvc")) for out in read_outs(p)]
     outs = [
         WeightOut(o.pointer.relative_to(sandbox), o.path.relative_to(sandbox), o.md5) for o in outs
@@ -99,7 +99,7 @@ def stage_weights(build_root: Path, model: str, mmetools: str, sandbox: Path) ->
                 f"{model}: `mmetools fetch {model}` failed (exit {fetched.returncode})"
             )
     for out in outs:
-        source, target = build_root / out.path, sandbox / out.path
+        source, target = build_root / out.path, out_dir / out.path
         if not source.exists():
             raise StagingError(
                 f"{out.path}: missing after `mmetools fetch` (pointer {out.pointer})"
@@ -122,17 +122,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--build-root", required=True, type=Path)
     parser.add_argument("--mmetools", required=True)
     parser.add_argument("--model", required=True)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
+    parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     try:
-        outs = stage_weights(args.build_root, args.model, args.mmetools, Path.cwd())
+        outs = stage_weights(args.build_root, args.model, args.mmetools, Path.cwd(), args.out)
     except StagingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"staged {len(outs)} weight file(s) of {args.model}", file=sys.stderr)
-    sys.stderr.flush()
-    os.execv(args.mmetools, [args.mmetools, *command])
+    return 0
 
 
 if __name__ == "__main__":

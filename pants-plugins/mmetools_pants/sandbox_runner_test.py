@@ -52,9 +52,9 @@ def test_stage_weights_copies_verified_weights_without_fetching(tmp_path: Path) 
         )
     (workspace / "models/m/inf/1/model.pt").write_bytes(b"w")
     # A fetch would fail: /bin/false is not mmetools. It must not be needed.
-    outs = stage_weights(workspace, "models/m", "/bin/false", sandbox)
+    outs = stage_weights(workspace, "models/m", "/bin/false", sandbox, sandbox / "out")
     assert [o.path for o in outs] == [Path("models/m/inf/1/model.pt")]
-    assert (sandbox / "models/m/inf/1/model.pt").read_bytes() == b"w"
+    assert (sandbox / "out/models/m/inf/1/model.pt").read_bytes() == b"w"
 
 
 def test_stage_weights_reports_a_failed_fetch(tmp_path: Path) -> None:
@@ -65,4 +65,4 @@ def test_stage_weights_reports_a_failed_fetch(tmp_path: Path) -> None:
     with pytest.raises(
         StagingError, match=r"models/m: `mmetools fetch models/m` failed \(exit 1\)"
     ):
-        stage_weights(tmp_path, "models/m", "/bin/false", tmp_path)
+        stage_weights(tmp_path, "models/m", "/bin/false", tmp_path, tmp_path / "out")

@@ -59,5 +59,5 @@ class TritonModelTarget(Target):
         "SageMaker multi-model endpoints.\n\n"
         "`test` runs its fixtures in a local Triton, `package` builds dist/<name>_<version>.tar.gz "
         "(+ .sha256 and manifest), `publish` uploads it to staging, or to production on the "
-        "production branch. Each runs the mmetools CLI ([mmetools].executable) as a process."
+        "production branch. Each runs the mmetools CLI of [mmetools].venv as hermetic processes."
     )

@@ -35,17 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from mmetools.envpack import EnvBackend, pack_env
+from mmetools.audit import audit_artifact, require_audit
+from mmetools.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
+from mmetools.atomic import write_bytes_atomically
 from mmetools.manifest import (
-    MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
     SHA256_SUFFIX,
-    git_info,
-    manifest_text,
+    Manifest,
+    ManifestMember,
     mmetools_version,
     sha256_line,
-    write_bytes_atomically,
+    write_manifest,
 )
 from mmetools.model_config import RepositoryModel
 from mmetools.model_folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
@@ -59,17 +60,44 @@ DIR_MODE = 0o755
 MTIME = 0
 ENSEMBLE_VERSION_DIR = "1"
 
-# Names (matched case-insensitively against each file or folder name) never shipped silently:
-# packaging stops and names them.
-SECRET_NAME_PATTERNS = (
-    ".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "credentials", "credentials.*",
-    ".aws", ".ssh", ".gnupg", ".netrc", ".pypirc", ".git-credentials", ".npmrc",
+
+@dataclass(frozen=True)
+class SecretRule:
+    """One way a file gives a secret away: by its name (a case-insensitive glob on each file or
+    folder name) or by its content (a regex over files of at most SNIFF_LIMIT bytes)."""
+
+    id: str
+    name: str | None = None
+    content: re.Pattern[bytes] | None = None
+
+
+def _name(rule_id: str, pattern: str) -> SecretRule:
+    return SecretRule(rule_id, name=pattern)
+
+
+def _content(rule_id: str, pattern: bytes) -> SecretRule:
+    return SecretRule(rule_id, content=re.compile(pattern))
+
+
+# Never shipped silently: packaging stops and names the file. tests/test_artifact.py has a row
+# per rule.
+SECRET_RULES = (
+    _name("dotenv", ".env"), _name("dotenv-variant", ".env.*"),
+    _name("pem", "*.pem"), _name("key-file", "*.key"), _name("pkcs12", "*.p12"),
+    _name("pfx", "*.pfx"), _name("java-keystore", "*.jks"), _name("keystore", "*.keystore"),
+    _name("ssh-rsa", "id_rsa*"), _name("ssh-dsa", "id_dsa*"), _name("ssh-ecdsa", "id_ecdsa*"),
+    _name("ssh-ed25519", "id_ed25519*"), _name("credentials", "credentials*"),
+    _name("aws-folder", ".aws"), _name("ssh-folder", ".ssh"), _name("gnupg-folder", ".gnupg"),
+    _name("netrc", ".netrc"), _name("pypirc", ".pypirc"),
+    _name("git-credentials", ".git-credentials"), _name("npmrc", ".npmrc"),
+    _content("aws-access-key-id", rb"AKIA[0-9A-Z]{16}"),
+    _content("aws-temporary-access-key-id", rb"ASIA[0-9A-Z]{16}"),
+    _content("aws-secret-access-key", rb"(?i)aws_secret_access_key\s*[=:]"),
+    _content("private-key", rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
+    _content("pgp-private-key", rb"-----BEGIN PGP PRIVATE KEY BLOCK-----"),
 )  # fmt: skip
-# Content of small files (<= SNIFF_LIMIT bytes) that gives a secret away.
-SECRET_CONTENT = re.compile(
-    rb"AKIA[0-9A-Z]{16}|-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----|aws_secret_access_key\s*="
-)
+SECRET_NAME_PATTERNS = tuple(rule.name for rule in SECRET_RULES if rule.name is not None)
+SECRET_CONTENT = tuple(rule.content for rule in SECRET_RULES if rule.content is not None)
 SNIFF_LIMIT = 1 << 20
 # Left out without a word: not part of a Triton model folder.
 EXCLUDED_NAME_PATTERNS = (
@@ -108,22 +136,22 @@ class _Offenders:
         if self.secrets:
             lines.append(
                 "files that look like secrets (remove them from the model folder): "
-                + ", ".join(self.secrets)
+                + ", ".join(sorted(self.secrets))
             )
         if self.symlinks:
             lines.append(
                 "symlinks (replace them with the files; for DVC-tracked weights run "
                 "`dvc config cache.type copy` and `dvc checkout --relink`): "
-                + ", ".join(self.symlinks)
+                + ", ".join(sorted(self.symlinks))
             )
         if self.hard_links:
             lines.append(
                 "hard links (copy the files instead; for DVC-tracked weights run "
                 "`dvc config cache.type copy` and `dvc checkout --relink`): "
-                + ", ".join(self.hard_links)
+                + ", ".join(sorted(self.hard_links))
             )
         if self.special:
-            lines.append("sockets, pipes or devices: " + ", ".join(self.special))
+            lines.append("sockets, pipes or devices: " + ", ".join(sorted(self.special)))
         if not lines:
             return None
         return ArtifactError(
@@ -137,11 +165,6 @@ class MemberDigest:
     kind: MemberKind
     size: int
     sha256: str | None  # None for folders
-
-    def as_json(self) -> dict[str, Any]:
-        if self.kind == "dir":
-            return {"path": self.name, "type": "dir"}
-        return {"path": self.name, "type": "file", "size": self.size, "sha256": self.sha256}
 
 
 @dataclass(frozen=True)
@@ -175,7 +198,8 @@ def _looks_like_secret(path: Path, size: int) -> bool:
     if size > SNIFF_LIMIT:
         return False
     try:
-        return SECRET_CONTENT.search(path.read_bytes()) is not None
+        data = path.read_bytes()
+        return any(pattern.search(data) for pattern in SECRET_CONTENT)
     except OSError:
         return False  # unreadable files fail loudly when they are archived
 
@@ -183,33 +207,41 @@ def _looks_like_secret(path: Path, size: int) -> bool:
 def _walk(
     folder: Path, archive_name: str, skip: frozenset[str], offenders: _Offenders
 ) -> Iterator[Member]:
-    """Members below ``folder`` (not including it), depth first, in sorted order."""
-    with os.scandir(folder) as scan:
-        entries = sorted(scan, key=lambda entry: entry.name)
-    for entry in entries:
-        name = f"{archive_name}/{entry.name}"
-        # Secrets first: a .env is refused, not quietly dropped as a dotfile.
-        if _matches(entry.name, SECRET_NAME_PATTERNS):
-            offenders.secrets.append(name)
-            continue
-        if _matches(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
-            logger.debug("leaving out %s", name)
-            continue
-        info = entry.stat(follow_symlinks=False)
-        if stat.S_ISLNK(info.st_mode):
-            offenders.symlinks.append(name)
-        elif stat.S_ISDIR(info.st_mode):
-            yield Member(name, "dir", Path(entry.path))
-            yield from _walk(Path(entry.path), name, skip, offenders)
-        elif stat.S_ISREG(info.st_mode):
-            if info.st_nlink > 1:
-                offenders.hard_links.append(name)
-            elif _looks_like_secret(Path(entry.path), info.st_size):
-                offenders.secrets.append(f"{name} (content)")
+    """Members below ``folder`` (not including it), depth first, in sorted order.
+
+    Iterative (an explicit stack), so folder depth is limited by the file system, not by
+    Python's recursion limit."""
+    stack: list[tuple[Path, str]] = [(folder, archive_name)]
+    while stack:
+        here, here_name = stack.pop()
+        with os.scandir(here) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        below: list[tuple[Path, str]] = []
+        for entry in entries:
+            name = f"{here_name}/{entry.name}"
+            # Secrets first: a .env is refused, not quietly dropped as a dotfile.
+            if _matches(entry.name, SECRET_NAME_PATTERNS):
+                offenders.secrets.append(name)
+                continue
+            if _matches(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
+                logger.debug("leaving out %s", name)
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                offenders.symlinks.append(name)
+            elif stat.S_ISDIR(info.st_mode):
+                yield Member(name, "dir", Path(entry.path))
+                below.append((Path(entry.path), name))
+            elif stat.S_ISREG(info.st_mode):
+                if info.st_nlink > 1:
+                    offenders.hard_links.append(name)
+                elif _looks_like_secret(Path(entry.path), info.st_size):
+                    offenders.secrets.append(f"{name} (content)")
+                else:
+                    yield Member(name, "file", Path(entry.path), info.st_size)
             else:
-                yield Member(name, "file", Path(entry.path), info.st_size)
-        else:
-            offenders.special.append(name)
+                offenders.special.append(name)
+        stack.extend(reversed(below))
 
 
 def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Member]:
@@ -221,6 +253,9 @@ def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Mem
     offenders = _Offenders()
     members: list[Member] = []
     for step in steps:
+        if step.path.is_symlink():  # would take in a folder from outside the model
+            offenders.symlinks.append(step.name)
+            continue
         members.append(Member(step.name, "dir", step.path))
         members.extend(_walk(step.path, step.name, skip, offenders))
         if not step.versions:
@@ -348,7 +383,9 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
-def _validate(model: ModelFolder) -> None:
+def validate_model(model: ModelFolder) -> None:
+    """Static validation of the model folder; ValidationFailed with every error (warnings are
+    logged)."""
     from mmetools.validation import validate_path
 
     problems = validate_path(model.path)
@@ -360,7 +397,7 @@ def _validate(model: ModelFolder) -> None:
         raise ValidationFailed([str(problem) for problem in errors])
 
 
-def _ensure_weights(model: ModelFolder) -> None:
+def ensure_weights(model: ModelFolder) -> None:
     """Make DVC-tracked files match their pointers (pulling what is absent), then check that
     every inferencer's weight file is there. Weights that differ from their pointer are refused
     by the DVC layer: an artifact ships the bytes git and DVC record, not local edits."""
@@ -384,6 +421,29 @@ def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:
     return [str(step.config_path) for step in steps if EXECUTION_ENV_KEY in step.config.parameters]
 
 
+def prepare_env(
+    model: ModelFolder,
+    settings: Settings,
+    *,
+    with_env: bool = True,
+    progress: Progress | None = None,
+    backend: EnvBackend | None = None,
+) -> PackedEnv | None:
+    """Pack the model's env into its Python steps (cached); None when it ships without one
+    (no Python steps, or ``with_env=False`` and no config points at an env)."""
+    python_steps = model.python_steps()
+    if with_env and python_steps:
+        return pack_env(model, settings, progress=progress, backend=backend)
+    referencing = _configs_referencing_env(python_steps)
+    if referencing:
+        raise ArtifactError(
+            f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
+            f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
+            f"package with the env or remove the parameter"
+        )
+    return None
+
+
 def package_model(
     model: ModelFolder,
     out_dir: Path,
@@ -404,30 +464,54 @@ def package_model(
         if progress is not None:
             progress(message)
 
-    ref = model.ref()
+    model.ref()  # a bad model_version.txt is the first thing to say
     if validate:
         report("validating")
-        _validate(model)
+        validate_model(model)
     if fetch_weights:
         report("checking weights")
-        _ensure_weights(model)
-    env_hash: str | None = None
-    backend_name: str | None = None
-    python_steps = model.python_steps()
-    if with_env and python_steps:
-        packed = pack_env(model, settings, progress=progress, backend=env_backend)
-        if packed is not None:
-            env_hash, backend_name = packed.env_hash, packed.backend
-    elif python_steps:
-        referencing = _configs_referencing_env(python_steps)
-        if referencing:
-            raise ArtifactError(
-                f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
-                f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
-                f"package with the env or remove the parameter"
-            )
+        ensure_weights(model)
+    packed = prepare_env(model, settings, with_env=with_env, progress=progress, backend=env_backend)
+    env_hash = packed.env_hash if packed is not None else None
+    backend_name = packed.backend if packed is not None else None
+    return write_artifact(
+        model,
+        out_dir,
+        settings,
+        env_hash=env_hash,
+        env_backend=backend_name,
+        level=level,
+        threads=threads,
+        progress=progress,
+    )
+
+
+def serving_target_record(settings: Settings) -> dict[str, Any]:
+    """What the artifact is built for, as recorded in its manifest."""
+    return settings.target.as_json()
+
+
+def write_artifact(
+    model: ModelFolder,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    env_hash: str | None,
+    env_backend: str | None,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """Write the tarball and its .sha256 and manifest into ``out_dir`` (the folder already holds
+    its weights and, when ``env_hash`` is set, its packed env in every Python step)."""
+
+    def report(message: str) -> None:
+        logger.info("%s: %s", model.name, message)
+        if progress is not None:
+            progress(message)
+
+    ref = model.ref()
     members = collect_members(model, include_env=env_hash is not None)
-    git = git_info(model.path)
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -450,33 +534,30 @@ def package_model(
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o644)
         seconds = time.perf_counter() - started
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "model": ref.name,
-            "version": ref.version,
-            "artifact": ref.artifact_name,
-            "sha256": result.sha256,
-            "size": result.size,
-            "uncompressed_size": result.uncompressed_size,
-            "git": git.as_json(),
-            "env_hash": env_hash,
-            "env_backend": backend_name,
-            "env_python": settings.env.python_version if env_hash else None,
-            "mmetools_version": mmetools_version(),
-            "triton_version": settings.triton.version,
+        # The audit gate: an artifact that would not load in the target image is not written.
+        logger.info("%s: auditing against the serving target", model.name)
+        require_audit(audit_artifact(temporary, settings.target, name=final.name), "package")
+        manifest = Manifest(
+            model=ref.name,
+            version=ref.version,
+            sha256=result.sha256,
+            size=result.size,
+            uncompressed_size=result.uncompressed_size,
+            members=tuple(ManifestMember(d.name, d.kind, d.size, d.sha256) for d in result.members),
+            env_hash=env_hash,
+            env_backend=env_backend,
+            env_python=settings.target.python_version if env_hash else None,
+            triton_version=settings.triton.version,
+            mmetools_version=mmetools_version(),
+            target=serving_target_record(settings),
             # Deflate output is fixed for a given deflate library release: record it to explain
             # a differing sha256 between machines (member sha256s still match).
-            "compression": {"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
-                            "library": DEFLATE_LIBRARY},  # fmt: skip
-            "created_from": {
-                "model_folder": _relative(model.path, settings.root),
-                "steps": sorted(_relative(step.path, settings.root) for step in
-                                model.repository().values()),
-            },  # fmt: skip
-            "members": [digest.as_json() for digest in result.members],
-        }
+            compression={"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
+                         "library": DEFLATE_LIBRARY},  # fmt: skip
+            model_folder=_relative(model.path, settings.root),
+        )
         # Sidecars first, the tarball last: an artifact under its final name has its sidecars.
-        write_bytes_atomically(manifest_path, manifest_text(manifest).encode())
+        write_manifest(manifest_path, manifest)
         write_bytes_atomically(sha256_path, sha256_line(result.sha256, final.name).encode())
         os.replace(temporary, final)
         temporary = None

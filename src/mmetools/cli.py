@@ -106,13 +106,11 @@ def fixtures_check(
     from rich.table import Table
 
     from mmetools.fixtures import load_fixtures, regen_hint
-    from mmetools.model_folder import model_folder
     from mmetools.reference import run_cases
 
     failed = 0
     wrong_values: list[str] = []
-    for path in models:
-        folder = model_folder(path)
+    for folder in _model_folders_of(models):
         results = run_cases(folder, load_fixtures(folder))
         table = Table(title=f"{folder.name}: fixtures vs reference run")
         for column in ("case", "output", "max abs error", "max rel error", "result"):
@@ -142,7 +140,7 @@ def fixtures_check(
                     )
         failed += sum(1 for r in results if not r.passed)
         if any(not c.passed for r in results for c in r.comparisons):
-            wrong_values.append(str(path))
+            wrong_values.append(str(folder.path))
     if failed:
         err_console.print(f"{failed} case(s) failed")
         for folder_text in wrong_values:
@@ -315,16 +313,13 @@ if typing.TYPE_CHECKING:
 
 
 def _model_folders_of(paths: Sequence[Path]) -> list[ModelFolder]:
-    """The model folders among ``paths``; plain files (a glob like models/* also matches
-    models/BUILD) are skipped with a note, anything else that is no model folder is an error."""
-    from mmetools.model_folder import model_folder
+    """The model folders among ``paths`` (plain files such as models/BUILD are skipped with a
+    note; anything else that is no model folder is an error)."""
+    from mmetools.model_folder import resolve_model_args
 
-    folders: list[ModelFolder] = []
-    for path in paths:
-        if path.is_file():
-            err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
-            continue
-        folders.append(model_folder(path))
+    folders, skipped = resolve_model_args(paths)
+    for path in skipped:
+        err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
     return folders
 
 
@@ -416,11 +411,10 @@ def fetch_command(
 
     from mmetools.dvc import fetch_weights, tracked_files
     from mmetools.errors import DvcError
-    from mmetools.model_folder import model_folder
     from mmetools.settings import load_settings
 
     settings = load_settings()
-    folders = [model_folder(path) for path in models]
+    folders = _model_folders_of(models)
     failed = 0
     for folder in folders:
         started = time.perf_counter()
@@ -481,21 +475,12 @@ def test_command(
     """Send every fixture case through each model's ensemble on a real Triton server and compare
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
     from mmetools.errors import UsageError
-    from mmetools.harness import (
-        ModelReport,
-        RunResult,
-        report_renderable,
-        summary_text,
-        run_models,
-        write_junit_xml,
-    )
+    from mmetools.harness import ModelReport, RunResult, run_models
+    from mmetools.reporting import report_renderable, summary_text, write_test_junit
     from mmetools.sagemaker import run_artifacts
     from mmetools.settings import load_settings
 
-    folders = [path for path in models or [] if not path.is_file()]
-    for path in models or []:
-        if path.is_file():
-            err_console.print(f"skipping {path}: a file, not a model folder", markup=False)
+    folders = [folder.path for folder in _model_folders_of(models or [])]
     if not folders and not artifact:
         raise UsageError("give model folders (e.g. models/*) or --artifact dist/<name>_<v>.tar.gz")
     settings = load_settings()
@@ -511,26 +496,243 @@ def test_command(
             )
         )
     if artifact:
-        runs.append(
-            run_artifacts(
-                artifact,
-                settings,
-                fixtures_dir=fixtures,
-                mode=mode,
-                image=triton_image,
-                repeat=repeat,
-                on_report=show,
-            )
+        from mmetools.evidence import ARTIFACT_TEST, evidence_path, record_test
+        from mmetools.pipeline import record_of_report
+        from mmetools.manifest import file_sha256
+        from mmetools.triton import resolve_mode
+
+        tested = run_artifacts(
+            artifact,
+            settings,
+            fixtures_dir=fixtures,
+            mode=mode,
+            image=triton_image,
+            repeat=repeat,
+            on_report=show,
         )
+        runs.append(tested)
+        chosen = resolve_mode(settings.triton.mode, mode, triton_image)
+        image = triton_image or settings.triton.image
+        by_source = {report.source: report for report in tested.reports}
+        for path in artifact:
+            report = by_source.get(str(path))
+            if report is None or not path.is_file():
+                continue
+            # The evidence says which bytes passed: publish checks it is for these. A failure
+            # is recorded only over existing evidence (it must not keep saying "passed").
+            if report.passed or evidence_path(path).is_file():
+                record = record_of_report(ARTIFACT_TEST, report, settings, chosen, image)
+                record_test(path, file_sha256(path), record)
     run = RunResult(
         tuple(r for each in runs for r in each.reports),
         tuple(s for each in runs for s in each.server_start_seconds),
     )
     if junit_xml is not None:
-        write_junit_xml(run, junit_xml)
+        write_test_junit(run, junit_xml)
     console.print(summary_text(run), markup=False)
     if not run.passed:
         raise typer.Exit(1)
+
+
+@app.command("targets")
+def targets_command() -> None:
+    """List the Triton releases mmetools knows (Python, interpreter, glibc, GLIBCXX, numpy 2) and
+    the target this repository builds for ([target] image, MMETOOLS_TARGET_IMAGE)."""
+    from rich.table import Table
+
+    from mmetools.settings import load_settings
+    from mmetools.targets import RELEASES, SOURCE_FRAMEWORK_MATRIX, SOURCE_NUMPY2
+
+    target = load_settings().target
+    table = Table(title="NGC / SageMaker Triton releases (tag YY.MM-py3)")
+    for column in ("release", "triton", "ubuntu", "python", "interpreter", "glibc", "GLIBCXX",
+                   "numpy 2"):  # fmt: skip
+        table.add_column(column)
+    for release in RELEASES:
+        chosen = target.image.rpartition(":")[2].startswith(release.release + "-")
+        table.add_row(
+            release.release + (" *" if chosen else ""),
+            release.triton_version,
+            release.ubuntu,
+            release.python_version,
+            f"/usr/bin/python{release.python_version}",
+            release.glibc,
+            release.glibcxx,
+            "yes" if release.numpy2_supported else "no",
+            style="bold" if chosen else "",
+        )
+    console.print(table)
+    console.print(
+        f"sources: {SOURCE_FRAMEWORK_MATRIX}; {SOURCE_NUMPY2}", markup=False, soft_wrap=True
+    )
+    console.print(
+        f"target: {target.image}: Triton {target.triton_version}, Python {target.python_version} "
+        f"at {target.interpreter_path}, glibc {target.glibc}, GLIBCXX {target.glibcxx}, numpy 2 "
+        f"{'supported' if target.numpy2_supported else 'not supported'} ({target.source})",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("lock")
+def lock_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 when a lock is missing or stale.")
+    ] = False,
+) -> None:
+    """Write models/<name>/requirements-<python>.lock: requirements.txt resolved with hashes by
+    uv for the serving target's Python and platform (the env step installs from it)."""
+    from mmetools.lock import lock_model
+    from mmetools.settings import load_settings
+
+    target = load_settings().target
+    bad = 0
+    for folder in _model_folders_of(models):
+        with console.status(f"{folder.name}: resolving for Python {target.python_version}"):
+            result = lock_model(folder, target, check=check)
+        if result.status in ("missing", "stale"):
+            bad += 1
+            err_console.print(
+                f"{result.path}: {result.status} for Python {target.python_version} on "
+                f"{target.manylinux_platform}; run `mmetools lock {folder.path}` and commit it",
+                markup=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"{result.path}: {result.status}", markup=False, soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("inspect")
+def inspect_command(
+    artifacts: Annotated[list[Path], typer.Argument(help="dist/<name>_<version>.tar.gz files.")],
+    target_image: Annotated[
+        Optional[str],
+        typer.Option("--target", help="Audit for this image instead of [target] image."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:
+    """Audit artifacts against the serving target: the SageMaker layout rules and, for every
+    packed env, its Python, interpreter, GLIBC/GLIBCXX needs, ELF architecture, links, numpy and
+    sizes. Exit 1 when one has an error."""
+    import json
+
+    from rich.table import Table
+
+    from mmetools.audit import audit_artifact
+    from mmetools.settings import load_settings
+    from mmetools.targets import EXPLICIT_KEYS, resolve_target
+
+    settings = load_settings()
+    target = settings.target
+    if target_image:
+        explicit = {key: getattr(settings.target_settings, key) for key in EXPLICIT_KEYS}
+        same = target_image == settings.target_settings.image
+        target = resolve_target(target_image, explicit if same else None, where="--target")
+    reports = [audit_artifact(path, target) for path in artifacts]
+    if as_json:
+        console.print_json(json.dumps([report.as_json() for report in reports]))
+    else:
+        for report in reports:
+            table = Table(title=f"{report.name} for {target.image}")
+            for column in ("env", "kind", "python", "interpreter", "max GLIBC", "max GLIBCXX",
+                           "arch", "numpy", "size", "unpacked"):  # fmt: skip
+                table.add_column(column)
+            for env in report.envs:
+                table.add_row(
+                    env.archive, env.kind, env.python_version or "?", env.interpreter or "?",
+                    env.max_glibc or "-", env.max_glibcxx or "-", ",".join(env.architectures),
+                    env.numpy or "-", f"{env.size / 1e6:.1f} MB", f"{env.unpacked_size / 1e6:.1f} MB",
+                )  # fmt: skip
+            console.print(table)
+            for finding in report.findings:
+                style = "red" if finding.severity == "error" else "yellow"
+                console.print(f"{finding.severity}: {finding}", style=style, markup=False,
+                              soft_wrap=True)  # fmt: skip
+            console.print(f"{report.name}: {'ok' if report.ok else 'REFUSED'}")
+    if not all(report.ok for report in reports):
+        raise typer.Exit(1)
+
+
+@app.command("build")
+def build_command(
+    models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for the artifacts (e.g. dist/runs/<run id>).")
+    ],
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Ship no packed env (the image's Python serves).")
+    ] = False,
+    level: Annotated[int, typer.Option("--level", min=0, max=9, help="gzip level.")] = 6,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="Deflate threads (default: cores).")
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+    ] = None,
+    triton_image: Annotated[
+        Optional[str],
+        typer.Option("--triton-image", help="Run NVIDIA's Triton image with docker --gpus all."),
+    ] = None,
+    junit_xml: Annotated[
+        Optional[Path],
+        typer.Option("--junit-xml", help="Also write a JUnit XML report (one case per step)."),
+    ] = None,
+) -> None:
+    """The whole pipeline: validate, fetch weights, pack the env, test the folder on Triton,
+    package, test the artifact through the SageMaker MME frontend. --out gets, per model that
+    passed every step, <name>_<version>.tar.gz, .tar.gz.sha256, .manifest.json and
+    .evidence.json (what `mmetools publish` requires); nothing of a model that failed."""
+    from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
+    from mmetools.reporting import StepRow, step_line, steps_table, write_steps_junit
+    from mmetools.settings import load_settings
+
+    settings = load_settings()
+    folders = _model_folders_of(models)
+
+    def row(outcome: StepOutcome) -> StepRow:
+        return StepRow(outcome.model, outcome.step, outcome.status, outcome.seconds, outcome.detail)
+
+    def on_step(outcome: StepOutcome) -> None:
+        console.print(step_line(row(outcome)), soft_wrap=True)
+        if outcome.status == "failed" and "\n" in outcome.detail:
+            err_console.print(outcome.detail, markup=False, soft_wrap=True)
+
+    options = BuildOptions(
+        with_env=not no_env,
+        level=level,
+        threads=threads,
+        triton=TritonOptions(mode=mode, image=triton_image),
+    )
+    with console.status("building") if console.is_terminal else _nothing():
+        report = build(folders, out, settings, options, on_step=on_step)
+    rows = [row(outcome) for outcome in report.outcomes]
+    console.print(steps_table(rows, STEP_NAMES, f"mmetools build --out {out}"))
+    if junit_xml is not None:
+        write_steps_junit(rows, junit_xml, "mmetools build")
+    for built in report.artifacts:
+        console.print(f"built {built.path}  sha256 {built.sha256[:12]}", markup=False)
+    for name in report.failed_models:
+        failed = next(o for o in report.outcomes if o.model == name and o.status == "failed")
+        err_console.print(
+            f"error: {name}: step '{failed.step}' failed: {failed.detail}",
+            markup=False,
+            soft_wrap=True,
+        )
+    if not report.passed:
+        err_console.print(
+            f"{len(report.artifacts)} of {len(report.requested)} model(s) built", markup=False
+        )
+        raise typer.Exit(1)
+
+
+def _nothing() -> typing.ContextManager[None]:
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

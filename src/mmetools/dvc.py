@@ -14,7 +14,6 @@ import enum
 import hashlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from mmetools.atomic import write_text_atomically
 from mmetools.errors import DvcError, ProcessError
 from mmetools.model_folder import ModelFolder
 from mmetools import process
@@ -197,9 +197,7 @@ class Md5Memo:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            temp.write_text(json.dumps(self.entries, sort_keys=True), encoding="utf-8")
-            os.replace(temp, self.path)
+            write_text_atomically(self.path, json.dumps(self.entries, sort_keys=True))
         except OSError as e:  # a read-only cache only costs speed
             logger.debug("cannot write %s: %s", self.path, e)
         self.changed = False

@@ -1,28 +1,35 @@
 """Packed Python environments for a model's Python steps: ``<step>/python_env.tar.gz``.
 
 Triton's python backend unpacks the archive named by the step's ``EXECUTION_ENV_PATH`` parameter
-and runs the step with that env's interpreter and packages. The env is built from the model's
-requirements.txt by one of two backends behind the ``EnvBackend`` interface:
+and runs the step with that env's packages. Envs are built for the serving target
+(:mod:`mmetools.targets`): its Python minor version, its platform (wheels within its glibc) and its
+interpreter path, from the model's lock for that Python (:mod:`mmetools.lock`), else its
+requirements.txt. Two backends behind the ``EnvBackend`` interface:
 
-- ``CondaPackBackend`` (production): ``conda``/``mamba create --copy`` at the configured Python,
-  requirements installed with pip, packed by ``conda-pack``. The archive carries the interpreter.
-- ``VenvPackBackend``: a venv of the configured Python (``python3.X`` on PATH, or ``uv venv``),
-  requirements installed with ``uv pip`` (or pip), packed by ``venv-pack``. A venv does NOT carry
-  its interpreter: the target needs the same Python at the same path (fine for the local Triton).
+- ``CondaPackBackend``: ``conda``/``mamba create --copy`` at the target's Python, requirements
+  installed with pip (wheels only), packed by ``conda-pack``. The archive carries the interpreter.
+- ``VenvPackBackend``: ``uv venv`` with a local Python of the target's minor version, ``uv pip
+  install --python-platform <target manylinux>``, ``venv-pack --python-prefix <target prefix>``,
+  then normalised into a reproducible archive. A venv does NOT carry its interpreter: the image's
+  Python (``interpreter_path``) serves it, and ``mmetools test --artifact`` emulates that.
 
-Built archives are cached under ``<cache_dir>/envs/<hash>/`` keyed by a hash of the normalized
-requirements, the Python version, the platform and the backend, so an unchanged env is never
-rebuilt; each step then gets a copy (a copy, not a hard link: the packager refuses hard links).
+Built archives are cached under ``<cache_dir>/envs/<hash>/`` keyed by the lock (or normalised
+requirements), the target's Python, interpreter path and platform, and the recipe; never by a
+path of this machine. Each step then gets a copy (not a hard link: Triton refuses hard links).
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import gzip
 import hashlib
+import io
 import json
 import logging
 import os
-import platform
 import posixpath
+import platform
 import re
 import shutil
 import sys
@@ -35,21 +42,24 @@ from pathlib import Path
 from typing import Protocol
 
 from mmetools import process
+from mmetools.atomic import KEEP_MODE, write_text_atomically
 from mmetools.errors import EnvPackError, ProcessError
-from mmetools.model_config import ModelConfig, parse_config
+from mmetools.interpreters import LocalPython, find_python
+from mmetools.model_config import ModelConfig, parse_config, read_config_file
 from mmetools.model_folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
     EXECUTION_ENV_VALUE,
     ModelFolder,
+    execution_env_problem,
 )
 from mmetools.settings import Settings
+from mmetools.targets import ServingTarget
 
 logger = logging.getLogger(__name__)
 
 # Bump when the build recipe changes in a way that changes the env: it invalidates every cache entry.
-RECIPE_VERSION = 1
-MODEL_DIR_TOKEN = "$$TRITON_MODEL_DIRECTORY"
+RECIPE_VERSION = 3
 # Beside each step's copy: which env it is, so an unchanged copy is not rewritten.
 STEP_RECORD = ".python_env.json"
 CACHE_SUBDIR = "envs"
@@ -93,7 +103,7 @@ class EnvBackend(Protocol):
     def build(
         self,
         requirements: Path,
-        python_version: str,
+        target: ServingTarget,
         workdir: Path,
         output: Path,
         progress: Progress,
@@ -112,13 +122,13 @@ def _check_env_python(env_python: Path, python_version: str, backend: str) -> No
     if found != python_version:
         raise EnvPackError(
             f"the {backend} backend created an env with Python {found or '?'} at {env_python}, "
-            f"but Python {python_version} was asked for (settings env.python_version)"
+            f"but Python {python_version} was asked for (the serving target's Python)"
         )
 
 
 @dataclass(frozen=True)
 class CondaPackBackend:
-    """conda/mamba env at the configured Python + pip requirements, packed by conda-pack."""
+    """conda/mamba env at the target's Python + pip requirements, packed by conda-pack."""
 
     conda: str  # the conda or mamba executable
     name: str = "conda"
@@ -129,11 +139,12 @@ class CondaPackBackend:
     def build(
         self,
         requirements: Path,
-        python_version: str,
+        target: ServingTarget,
         workdir: Path,
         output: Path,
         progress: Progress,
     ) -> None:
+        python_version = target.python_version
         prefix = workdir / "env"
         progress(f"creating a conda env with Python {python_version}")
         # --copy: no hard links into the package cache. Triton's python backend cannot unpack
@@ -148,7 +159,7 @@ class CondaPackBackend:
         progress(f"installing {requirements.name}")
         process.run(
             [str(env_python), "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-             "-r", str(requirements)],
+             "--only-binary=:all:", "-r", str(requirements)],
             context=f"pip install -r {requirements}",
         )  # fmt: skip
         progress("packing with conda-pack")
@@ -161,62 +172,67 @@ class CondaPackBackend:
 
 @dataclass(frozen=True)
 class VenvPackBackend:
-    """A venv of the configured Python + requirements, packed by venv-pack.
+    """A venv of the target's Python + the locked requirements for the target's platform, packed
+    by venv-pack with ``--python-prefix`` (the image's prefix), then normalised (see
+    :func:`normalize_env_archive`) so the archive is byte-identical from any machine.
 
     venv-pack's constraints (read from its source, 0.2.0): the folder must be a venv with a
     pyvenv.cfg whose ``home`` line comes first and exactly one lib/pythonX.Y; no editable installs
     (``.pth`` files pointing outside the env are refused); the interpreter is NOT packed, only
-    linked, so the base Python must exist at the same path where the env is unpacked.
+    linked: the target image provides it at ``interpreter_path``.
     """
 
-    python: str | None  # python3.X on PATH, or None to let uv find (or fetch) that version
+    python: LocalPython | None  # a local interpreter of the target's minor version
     uv: str | None
     name: str = "venv"
 
     def identity(self) -> str:
-        # The packed venv links to its base interpreter: a different interpreter is a different env.
-        base = os.path.realpath(self.python) if self.python else "uv-managed"
-        return f"venv:{base}"
+        # Not the local interpreter's path: the env links to the *target's* interpreter, and the
+        # archive is normalised, so any local Python of the same minor version gives these bytes.
+        return "venv-pack+uv"
 
     def build(
         self,
         requirements: Path,
-        python_version: str,
+        target: ServingTarget,
         workdir: Path,
         output: Path,
         progress: Progress,
     ) -> None:
+        python = self.python or find_python(target.python_version)
+        if self.uv is None:
+            raise EnvPackError(
+                "the venv backend needs uv (a dependency of mmetools: run ci/bootstrap)"
+            )
         prefix = workdir / "env"
         env_python = prefix / "bin" / "python"
-        progress(f"creating a venv with Python {python_version}")
-        if self.python is not None:
-            # --without-pip when uv installs the requirements: Debian's python3.X may lack ensurepip.
-            argv = [self.python, "-m", "venv", *(["--without-pip"] if self.uv else [])]
-            process.run([*argv, str(prefix)], context=f"{self.python} -m venv")
-        elif self.uv is not None:
-            process.run(
-                [self.uv, "venv", "--quiet", "--python", python_version, str(prefix)],
-                context=f"uv venv --python {python_version}",
-            )
-        else:
-            raise EnvPackError(
-                f"no python{python_version} on PATH and no uv to provide one: install Python "
-                f"{python_version} or uv, or change settings env.python_version"
-            )
-        _check_env_python(env_python, python_version, self.name)
-        progress(f"installing {requirements.name}")
-        if self.uv is not None:
-            install = [self.uv, "pip", "install", "--quiet", "--python", str(env_python)]
-        else:
-            install = [str(env_python), "-m", "pip", "install", "--no-input",
-                       "--disable-pip-version-check"]  # fmt: skip
-        process.run([*install, "-r", str(requirements)], context=f"installing {requirements}")
-        progress("packing with venv-pack")
+        progress(f"creating a venv with Python {target.python_version}")
         process.run(
-            [sys.executable, "-m", "venv_pack", "--prefix", str(prefix), "--output", str(output),
-             "--quiet"],
+            [self.uv, "venv", "--quiet", "--no-config", "--python", str(python.executable),
+             str(prefix)],
+            context=f"uv venv --python {python.executable}",
+        )  # fmt: skip
+        _check_env_python(env_python, target.python_version, self.name)
+        progress(f"installing {requirements.name} for {target.manylinux_platform}")
+        # Wheels for the image's platform only (manylinux tag within its glibc), never built here,
+        # copied (no hard links into uv's cache), no bytecode (it would record build paths).
+        hashes = ["--require-hashes"] if "--hash=" in requirements.read_text("utf-8") else []
+        process.run(
+            [self.uv, "pip", "install", "--quiet", "--no-config", "--python", str(env_python),
+             "--python-platform", target.manylinux_platform,
+             "--python-version", target.python_version, "--no-build", "--link-mode", "copy",
+             *hashes, "-r", str(requirements)],
+            context=f"installing {requirements}",
+        )  # fmt: skip
+        progress("packing with venv-pack")
+        raw = workdir / "venv-pack.tar"
+        process.run(
+            [sys.executable, "-m", "venv_pack", "--prefix", str(prefix), "--output", str(raw),
+             "--format", "tar", "--python-prefix", target.python_prefix, "--quiet"],
             context="venv-pack",
         )  # fmt: skip
+        forbidden = {str(workdir), str(workdir.resolve()), str(python.prefix)}
+        normalize_env_archive(raw, output, target, forbidden)
 
 
 def select_backend(settings: Settings) -> EnvBackend:
@@ -233,26 +249,140 @@ def select_backend(settings: Settings) -> EnvBackend:
             )
         return CondaPackBackend(conda)
     if choice == "venv":
-        version = settings.env.python_version
-        return VenvPackBackend(python=shutil.which(f"python{version}"), uv=process.find_tool("uv"))
+        return VenvPackBackend(python=None, uv=process.find_tool("uv"))
     raise EnvPackError(
         f'settings env.backend must be "auto", "conda" or "venv", got "{settings.env.backend}"'
     )
 
 
-def check_python_target(settings: Settings) -> str:
-    """The env's Python version, refused unless it equals the Triton stub's."""
-    version = settings.env.python_version
-    stub = settings.env.triton_stub_python
-    if not _PYTHON_VERSION.match(version):
-        raise EnvPackError(f'settings env.python_version must look like "3.12", got "{version}"')
-    if version != stub:
+# -- deterministic env archives ----------------------------------------------------------------
+
+# Activation scripts uv writes with the build folder's absolute path in them; venv-pack adds its
+# own relocatable bin/activate and bin/deactivate.
+_DROPPED_BIN = re.compile(r"^bin/(activate\..+|activate_this\.py|deactivate\.bat|pydoc\.bat)$")
+ENV_FILE_MODE = 0o644
+ENV_EXEC_MODE = 0o755
+
+
+def _dropped(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        "__pycache__" in parts
+        or name.endswith((".pyc", ".pyo"))
+        or _DROPPED_BIN.match(name) is not None
+    )
+
+
+def _pyvenv_cfg(target: ServingTarget) -> bytes:
+    # Only what the image's Python reads: where its interpreter lives. No build command, no
+    # local patch version, no tool versions.
+    home = target.interpreter_path.rsplit("/", 1)[0]
+    return (
+        f"home = {home}\ninclude-system-site-packages = false\n"
+        f"version = {target.python_version}\n"
+    ).encode()
+
+
+def normalize_env_archive(
+    raw: Path, output: Path, target: ServingTarget, forbidden: set[str]
+) -> None:
+    """Rewrite venv-pack's tar as a reproducible .tar.gz.
+
+    Members sorted, mtime 0, uid/gid 0, no owner names, mode 0755 for folders and executables
+    else 0644, hard links stored as files, no bytecode, a canonical pyvenv.cfg, ``bin/python``
+    a link to the target's interpreter; gzip header without name or time. Any file that still
+    names a folder of the build machine (``forbidden``) is an EnvPackError naming it.
+    """
+    entries: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
+    with tarfile.open(raw, "r:") as source:
+        for member in source:
+            name = posixpath.normpath(member.name.removeprefix("./"))
+            if name in (".", "") or _dropped(name):
+                continue
+            info = tarfile.TarInfo(name)
+            data: bytes | None = None
+            if member.isdir():
+                info.type, info.mode = tarfile.DIRTYPE, ENV_EXEC_MODE
+            elif member.issym():
+                info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, member.linkname
+            elif member.isfile() or member.islnk():
+                extracted = source.extractfile(member)
+                data = extracted.read() if extracted is not None else b""
+                info.type = tarfile.REGTYPE
+                info.mode = ENV_EXEC_MODE if member.mode & 0o111 else ENV_FILE_MODE
+            else:
+                continue
+            entries[name] = (info, data)
+    entries["pyvenv.cfg"] = (_file_info("pyvenv.cfg", ENV_FILE_MODE), _pyvenv_cfg(target))
+    # The env's interpreter is the image's: bin/python -> interpreter_path, the others -> python.
+    for link in ("python", "python3", f"python{target.python_version}"):
+        info = tarfile.TarInfo(f"bin/{link}")
+        info.type, info.mode = tarfile.SYMTYPE, 0o777
+        info.linkname = target.interpreter_path if link == "python" else "python"
+        entries[info.name] = (info, None)
+    _refresh_records(entries)
+    leaks = sorted(
+        name
+        for name, (_, data) in entries.items()
+        if data is not None and any(path.encode() in data for path in forbidden if len(path) > 1)
+    )
+    leaks += sorted(
+        f"{name} -> {info.linkname}"
+        for name, (info, _) in entries.items()
+        if info.issym()
+        and any(info.linkname.startswith(path) for path in forbidden if len(path) > 1)
+    )
+    if leaks:
         raise EnvPackError(
-            f"settings env.python_version is {version} but env.triton_stub_python is {stub}: "
-            f"the packed env's Python must equal the Python of Triton's python-backend stub "
-            f"(3.12 for Triton >= 24.11, 3.10 before). Set both in mmetools.toml [env]."
+            f"the packed env still names a folder of the build machine in: {', '.join(leaks[:10])}"
+            f"{f' and {len(leaks) - 10} more' if len(leaks) > 10 else ''}"
         )
-    return version
+    with output.open("wb") as stream:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=stream, mtime=0, compresslevel=6) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for name in sorted(entries, key=lambda n: n.split("/")):
+                    info, data = entries[name]
+                    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                    if data is None:
+                        tar.addfile(info)
+                    else:
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+
+
+def _refresh_records(entries: dict[str, tuple[tarfile.TarInfo, bytes | None]]) -> None:
+    """Make every ``*.dist-info/RECORD`` describe the files as packed: venv-pack rewrote the
+    scripts' shebangs (the build folder's path, whose length changes their hash and size) and
+    bytecode is left out. Lines for files that are not packed are dropped."""
+    for name in [n for n in entries if n.endswith(".dist-info/RECORD")]:
+        info, data = entries[name]
+        if data is None:
+            continue
+        base = posixpath.dirname(posixpath.dirname(name))
+        rows = []
+        for row in csv.reader(io.StringIO(data.decode("utf-8"))):
+            if not row:
+                continue
+            member = posixpath.normpath(posixpath.join(base, row[0]))
+            if member == name:
+                rows.append([row[0], "", ""])
+                continue
+            packed = entries.get(member)
+            if packed is None or packed[1] is None:
+                if packed is not None:
+                    rows.append(row)  # a symlink: listed as it was
+                continue
+            digest = base64.urlsafe_b64encode(hashlib.sha256(packed[1]).digest()).rstrip(b"=")
+            rows.append([row[0], f"sha256={digest.decode()}", str(len(packed[1]))])
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        entries[name] = (info, text.getvalue().encode("utf-8"))
+
+
+def _file_info(name: str, mode: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.REGTYPE, mode
+    return info
 
 
 def normalized_requirements(path: Path, model_name: str) -> str:
@@ -281,17 +411,18 @@ def normalized_requirements(path: Path, model_name: str) -> str:
     return "".join(f"{line}\n" for line in sorted(lines))
 
 
-def platform_tag() -> str:
-    libc, libc_version = platform.libc_ver()
-    return f"{sysconfig.get_platform()}-{libc or 'unknown'}{libc_version}"
+def env_hash(requirements: str, target: ServingTarget, backend: EnvBackend) -> str:
+    """The cache key: the (locked) requirements, what the target gives the env, and the recipe.
 
-
-def env_hash(requirements: str, python_version: str, backend: EnvBackend) -> str:
+    Nothing of the build machine (not the local interpreter's path or patch version, not its
+    glibc): the archive is built for the target and normalised, so it does not depend on them.
+    """
     key = {
         "recipe": RECIPE_VERSION,
         "requirements": requirements,
-        "python": python_version,
-        "platform": platform_tag(),
+        "python": target.python_version,
+        "interpreter": target.interpreter_path,
+        "platform": target.manylinux_platform,
         "backend": backend.identity(),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
@@ -324,7 +455,7 @@ def _check_no_hard_links(archive: Path, context: str) -> None:
 def _build_into_cache(
     backend: EnvBackend,
     requirements: Path,
-    python_version: str,
+    target: ServingTarget,
     digest: str,
     cache_entry: Path,
     model_name: str,
@@ -339,7 +470,7 @@ def _build_into_cache(
         staged.mkdir()
         archive = staged / ENV_ARCHIVE
         try:
-            backend.build(requirements, python_version, workdir, archive, progress)
+            backend.build(requirements, target, workdir, archive, progress)
         except ProcessError as e:
             raise EnvPackError(
                 f"model '{model_name}': building the {backend.name} env from {requirements} "
@@ -352,8 +483,7 @@ def _build_into_cache(
             "env_hash": digest,
             "backend": backend.name,
             "backend_identity": backend.identity(),
-            "python_version": python_version,
-            "platform": platform_tag(),
+            "target": target.as_json(),
             "requirements": normalized_requirements(requirements, model_name),
             "sha256": _file_sha256(archive),
             "size": archive.stat().st_size,
@@ -402,33 +532,8 @@ def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
     stat = destination.stat()
     new_record = {"env_hash": digest, "sha256": sha256, "size": stat.st_size,
                   "mtime_ns": stat.st_mtime_ns}  # fmt: skip
-    _write_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
+    write_text_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        if path.exists():
-            shutil.copymode(path, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _env_path_problem(value: str) -> str | None:
-    """Why an EXECUTION_ENV_PATH value cannot point at the step's packed env, or None if it does."""
-    if ".." in value:
-        return (
-            "it contains '..'; a path that leaves the step folder is undefined behaviour in Triton"
-        )
-    if not value.startswith(f"{MODEL_DIR_TOKEN}/"):
-        return f"it must start with {MODEL_DIR_TOKEN}/ (a bare relative path is not resolved)"
-    rest = posixpath.normpath(value[len(MODEL_DIR_TOKEN) :].lstrip("/"))
-    if rest != ENV_ARCHIVE:
-        return f"mmetools places the env at {EXECUTION_ENV_VALUE}"
-    return None
 
 
 def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
@@ -436,44 +541,56 @@ def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
     if EXECUTION_ENV_KEY not in config.parameters:
         return
     value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = _env_path_problem(value)
+    problem = execution_env_problem(value)
     if problem:
+        raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
+
+
+def require_execution_env_path(config: ModelConfig, config_path: Path, step: str) -> None:
+    """The committed config must point EXECUTION_ENV_PATH at the packed env: mmetools never
+    writes a config (packaging and tests change no tracked file)."""
+    if EXECUTION_ENV_KEY not in config.parameters:
         raise EnvPackError(
-            f'{config_path}: parameter {EXECUTION_ENV_KEY} is "{value}": {problem}; '
-            f'set it to "{EXECUTION_ENV_VALUE}"'
+            f"{config_path}: Python step {step} sets no {EXECUTION_ENV_KEY}, so Triton would not "
+            f"use the {ENV_ARCHIVE} the env step packs into it; add these lines to the config:\n"
+            f"{_PARAMETER_BLOCK}"
         )
+    check_execution_env_path(config, config_path)
 
 
 _PARAMETER_BLOCK = (
     "parameters: {\n"
     f'  key: "{EXECUTION_ENV_KEY}"\n'
     f'  value: {{ string_value: "{EXECUTION_ENV_VALUE}" }}\n'
-    "}\n"
+    "}"
 )
 
 
-def ensure_execution_env_path(config_path: Path) -> bool:
-    """Make the step's config point EXECUTION_ENV_PATH at its packed env; True if it changed.
+def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, str]:
+    """The file the env is installed from and its text for the cache key: the model's lock for
+    the target's Python when there is one (hash-pinned: the same env on every machine), else
+    requirements.txt (normalised; resolved anew, so a warning says to lock it)."""
+    from mmetools.lock import locked_digest, lock_path, requirements_digest
 
-    A missing parameter is appended as text, so the user's formatting and comments stay; the
-    result is re-parsed and must equal the old config plus that one parameter.
-    """
-    text = config_path.read_text(encoding="utf-8")
-    config: ModelConfig = parse_config(text, config_path)
-    if EXECUTION_ENV_KEY in config.parameters:
-        check_execution_env_path(config, config_path)
-        return False
-    separator = "" if not text or text.endswith("\n") else "\n"
-    new_text = f"{text}{separator}\n{_PARAMETER_BLOCK}"
-    new_config = parse_config(new_text, config_path)
-    expected = ModelConfig()
-    expected.CopyFrom(config)
-    expected.parameters[EXECUTION_ENV_KEY].string_value = EXECUTION_ENV_VALUE
-    if new_config != expected:  # pragma: no cover - appending a map entry cannot change the rest
-        raise EnvPackError(f"{config_path}: adding {EXECUTION_ENV_KEY} changed other fields")
-    _write_atomically(config_path, new_text)
-    logger.info("%s: added parameter %s", config_path, EXECUTION_ENV_KEY)
-    return True
+    lock = lock_path(model, target)
+    requirements = normalized_requirements(model.requirements_file, model.name)
+    if lock.is_file():
+        text = lock.read_text(encoding="utf-8")
+        if locked_digest(text) != requirements_digest(model):
+            raise EnvPackError(
+                f"{lock}: stale: it was not made from the current {model.requirements_file.name} "
+                f"of model '{model.name}'; run `mmetools lock {model.path}` and commit the lock"
+            )
+        return lock, text
+    logger.warning(
+        "%s: no %s; the env is resolved from %s and may differ between builds: run "
+        "`mmetools lock %s`",
+        model.name,
+        lock.name,
+        model.requirements_file.name,
+        model.path,
+    )
+    return model.requirements_file, requirements
 
 
 def pack_env(
@@ -483,9 +600,11 @@ def pack_env(
     progress: Progress | None = None,
     backend: EnvBackend | None = None,
 ) -> PackedEnv | None:
-    """Build (or reuse from the cache) the model's env and copy it into every Python step.
+    """Build (or reuse from the cache) the model's env for the serving target and copy it into
+    every Python step. Returns None when the model has no Python steps.
 
-    Returns None when the model has no Python steps. Steps' configs get EXECUTION_ENV_PATH.
+    The steps' committed configs must already point EXECUTION_ENV_PATH at the env (checked
+    before anything is built); no config is ever written.
     """
 
     def report(message: str) -> None:
@@ -497,13 +616,14 @@ def pack_env(
     if not steps:
         logger.info("%s: no Python steps, no env to pack", model.name)
         return None
-    python_version = check_python_target(settings)
-    requirements = normalized_requirements(model.requirements_file, model.name)
-    chosen = backend if backend is not None else select_backend(settings)
+    target = settings.target
+    python_version = target.python_version
     # Check every config before building anything: a bad value should not cost a 5-minute build.
     for step in steps:
-        check_execution_env_path(step.config, step.config_path)
-    digest = env_hash(requirements, python_version, chosen)
+        require_execution_env_path(step.config, step.config_path, step.name)
+    source, requirements = env_requirements(model, target)
+    chosen = backend if backend is not None else select_backend(settings)
+    digest = env_hash(requirements, target, chosen)
     cache_entry = settings.cache_dir / CACHE_SUBDIR / digest
     cached_archive = cache_entry / ENV_ARCHIVE
     cached = cached_archive.is_file()
@@ -512,15 +632,7 @@ def pack_env(
     else:
         report(f"building env {digest[:12]} ({chosen.name}, Python {python_version})")
         try:
-            _build_into_cache(
-                chosen,
-                model.requirements_file,
-                python_version,
-                digest,
-                cache_entry,
-                model.name,
-                report,
-            )
+            _build_into_cache(chosen, source, target, digest, cache_entry, model.name, report)
         except OSError as e:
             raise EnvPackError(
                 f"model '{model.name}': cannot store the env in the cache {cache_entry.parent}: "
@@ -531,7 +643,6 @@ def pack_env(
         try:
             if place_in_step(cached_archive, digest, step.path):
                 report(f"copied the env into {step.name}/{ENV_ARCHIVE}")
-            ensure_execution_env_path(step.config_path)
         except OSError as e:
             raise EnvPackError(
                 f"model '{model.name}': cannot write {step.path / ENV_ARCHIVE}: {e.strerror or e}"

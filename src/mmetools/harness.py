@@ -13,12 +13,10 @@ turn. A server that dies is reported against the model it was running and replac
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import shutil
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,12 +24,9 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import text_format
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from mmetools.errors import MmetoolsError, TritonError
-from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures, regen_hint
+from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures
 from mmetools.model_config import CONFIG_FILE, load_config
 from mmetools.model_folder import (
     ENV_ARCHIVE,
@@ -67,13 +62,14 @@ class StagedModel:
 
 def stage_repository(model: ModelFolder, destination: Path) -> StagedModel:
     """Place ``model``'s artifact members in ``destination``: folders are created, files are
-    symbolic links to the source. A step whose config sets EXECUTION_ENV_PATH while its
-    python_env.tar.gz is absent (not packed yet) gets a staged config without that one
-    parameter, so it runs in the serving env instead of failing to load."""
+    symbolic links to the source. A step whose config sets EXECUTION_ENV_PATH gets a staged
+    config without that one parameter and no packed env: the source folder is tested with the
+    local Python (the serving env); the packed env is built for the serving target's Python and
+    is tested where that is emulated, through ``mmetools test --artifact``."""
     from mmetools.artifact import collect_members
 
     ensemble = model.ensemble().name
-    members = collect_members(model, include_env=True)
+    members = collect_members(model, include_env=False)
     names = tuple(m.name for m in members if "/" not in m.name)
     clashing = [name for name in names if (destination / name).exists()]
     if clashing:
@@ -99,8 +95,6 @@ def stage_repository(model: ModelFolder, destination: Path) -> StagedModel:
 
 
 def _needs_env_removed(config_path: Path) -> bool:
-    if (config_path.parent / ENV_ARCHIVE).is_file():
-        return False
     return EXECUTION_ENV_KEY in load_config(config_path).parameters
 
 
@@ -109,7 +103,7 @@ def _write_config_without_env(source: Path, target: Path) -> None:
     del config.parameters[EXECUTION_ENV_KEY]
     target.write_text(text_format.MessageToString(config), encoding="utf-8")
     logger.info(
-        "%s: %s is not packed yet; the step runs in the serving env",
+        "%s: runs in the local serving env (%s is for the serving target: test --artifact)",
         source.parent.name,
         ENV_ARCHIVE,
     )
@@ -405,7 +399,7 @@ def run_models(
             mode=chosen,
             python_env=item.env,
             cache_dir=settings.cache_dir,
-            image=image or settings.triton.image,
+            image=image or settings.triton.image or settings.target_settings.image,
             mounts=[each.model.path.resolve() for group in groups.values() for each in group],
             requirements=(
                 item.model.requirements_file if item.model.requirements_file.is_file() else None
@@ -423,149 +417,3 @@ def run_models(
         by_source[str(folder.path)] for folder in folders if str(folder.path) in by_source
     )
     return RunResult(ordered, tuple(starts))
-
-
-# ------------------------------------------------------------------------------------------------
-# Reports: rich tables for the terminal, JUnit XML for CI
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def _milliseconds(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f} ms"
-
-
-def _error_text(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.3g}"
-
-
-def _line(text: str, style: str) -> Text:
-    """Messages and log lines are not wrapped: paths stay whole, and easy to copy or grep."""
-    return Text(text, style=style, no_wrap=True, overflow="ignore")
-
-
-def report_renderable(report: ModelReport) -> RenderableType:
-    """What ``mmetools test`` prints for one model: a table of its cases and outputs, the
-    failing values, the Triton log lines behind a load failure, timings. Print it with
-    ``soft_wrap=True`` so long paths and log lines are neither wrapped nor cropped."""
-    status = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
-    title = f"{report.name} ({report.source}): {status}"
-    parts: list[RenderableType] = [Text.from_markup(title)]
-    if report.results or report.not_run:
-        table = Table(show_lines=False)
-        for column in ("case", "output", "max abs err", "max rel err", "result"):
-            table.add_column(column, justify="right" if "err" in column else "left")
-        details: list[str] = []
-        for result in report.results:
-            if result.error is not None:
-                table.add_row(result.case.name, "-", "-", "-", "[red]error[/]")
-                details.append(f"{result.case.name}: {result.error}")
-                continue
-            for comparison in result.comparisons:
-                table.add_row(
-                    result.case.name,
-                    comparison.output,
-                    _error_text(comparison.max_abs_error),
-                    _error_text(comparison.max_rel_error),
-                    "[green]pass[/]" if comparison.passed else "[red]FAIL[/]",
-                )
-                if not comparison.passed:
-                    details.append(f"{result.case.name}: {comparison.message}")
-        for name in report.not_run:
-            table.add_row(name, "-", "-", "-", "[yellow]not run[/]")
-        parts.append(table)
-        parts.extend(_line(f"  {line}", "red") for line in details)
-        if _has_wrong_values(report):
-            parts.append(_line(f"  {regen_hint(_model_folder_of(report))}", "yellow"))
-    if report.error:
-        parts.extend(_line(f"  {line}", "red") for line in report.error.splitlines())
-    if report.log_lines:
-        parts.append(Text("  Triton log:", style="bold"))
-        parts.extend(_line(f"    {line}", "dim") for line in report.log_lines)
-    if report.load_seconds is not None:
-        parts.append(
-            Text(
-                f"  load {_seconds(report.load_seconds)}, {len(report.latencies)} requests: "
-                f"p50 {_milliseconds(report.latency_percentile(50))}, "
-                f"p99 {_milliseconds(report.latency_percentile(99))}"
-            )
-        )
-    return Group(*parts)
-
-
-def _has_wrong_values(report: ModelReport) -> bool:
-    """Cases that ran and answered differently (not errors): what regenerating would change."""
-    return any(not c.passed for r in report.results for c in r.comparisons)
-
-
-def _model_folder_of(report: ModelReport) -> str:
-    # An artifact's fixtures come from its model folder.
-    return f"models/{report.name}" if report.source.endswith(".tar.gz") else report.source
-
-
-def summary_text(run: RunResult) -> str:
-    passed = sum(1 for r in run.reports if r.passed)
-    starts = ", ".join(_seconds(s) for s in run.server_start_seconds) or "none"
-    return f"{passed} of {len(run.reports)} model(s) passed; Triton server start: {starts}"
-
-
-def write_junit_xml(run: RunResult, path: Path) -> None:
-    """A JUnit XML report: one testsuite per model, one testcase per fixture case (a model that
-    could not be loaded is one errored testcase named 'load'). Written atomically."""
-    root = ET.Element("testsuites", name="mmetools test")
-    totals = {"tests": 0, "failures": 0, "errors": 0}
-    for report in run.reports:
-        suite = ET.SubElement(root, "testsuite", name=report.name)
-        counts = {"tests": 0, "failures": 0, "errors": 0}
-        share = (sum(report.latencies) / len(report.results)) if report.results else 0.0
-        for result in report.results:
-            case = ET.SubElement(
-                suite,
-                "testcase",
-                classname=f"mmetools.{report.name}",
-                name=result.case.name,
-                time=f"{share:.4f}",
-            )
-            counts["tests"] += 1
-            if result.error is not None:
-                counts["errors"] += 1
-                ET.SubElement(case, "error", message=result.error).text = result.error
-            elif not result.passed:
-                counts["failures"] += 1
-                messages = [c.message for c in result.comparisons if not c.passed]
-                messages.append(regen_hint(_model_folder_of(report)))
-                ET.SubElement(case, "failure", message=messages[0]).text = "\n".join(messages)
-        for name in report.not_run:
-            case = ET.SubElement(suite, "testcase", classname=f"mmetools.{report.name}", name=name)
-            counts["tests"] += 1
-            counts["errors"] += 1
-            ET.SubElement(case, "error", message="not run: the server died").text = report.error
-        if report.error and not report.not_run:
-            case = ET.SubElement(
-                suite, "testcase", classname=f"mmetools.{report.name}", name="load"
-            )
-            counts["tests"] += 1
-            counts["errors"] += 1
-            detail = "\n".join([report.error, *report.log_lines])
-            ET.SubElement(case, "error", message=report.error.splitlines()[0]).text = detail
-        suite.set("time", f"{(report.load_seconds or 0.0) + sum(report.latencies):.4f}")
-        for key, value in counts.items():
-            suite.set(key, str(value))
-            totals[key] += value
-    for key, value in totals.items():
-        root.set(key, str(value))
-    ET.indent(root)
-    data = ET.tostring(root, encoding="utf-8", xml_declaration=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        temporary.write_bytes(data + b"\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

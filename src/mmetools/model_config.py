@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from mmetools.errors import ConfigError
+from mmetools.memo import StatMemo
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,38 @@ KNOWN_BACKENDS = frozenset(
 
 _VERSION_DIR = re.compile(r"^[0-9]+$")
 
+# A config.pbtxt is a few KB; reading one of a GiB whole took 6 GB of memory. Input quoted in an
+# error (protobuf echoes the offending token) is clipped so a garbage line cannot flood the log.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_QUOTED_CHARS = 200
+
+
+def clipped(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def read_config_text(path: Path) -> str:
+    """The text of a config.pbtxt, refused unread beyond MAX_CONFIG_BYTES or when not UTF-8."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: file not found") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from e
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_CONFIG_BYTES // (1 << 20)} MiB, the most a config.pbtxt "
+            "may hold here; it is not a Triton model configuration"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+
 
 def parse_config(text: str, path: Path) -> ModelConfig:
     """Parse config.pbtxt text; errors name ``path`` with the line and column protobuf reports."""
@@ -78,7 +111,7 @@ def parse_config(text: str, path: Path) -> ModelConfig:
         message = str(e)
         match = re.match(r"^(\d+):(\d+)\s*:\s*(.*)$", message, re.DOTALL)
         where = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
-        detail = match.group(3) if match else message
+        detail = clipped(match.group(3) if match else message)
         raise ConfigError(f"{where}: invalid config.pbtxt: {detail}") from e
     undefined = list(_undefined_enum_values(config))
     if undefined:
@@ -114,14 +147,45 @@ def _undefined_enum_values(message: Any, where: str = "") -> Iterator[str]:
                     )
 
 
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config.pbtxt as read from disk: its text and its parsed message (do not mutate it:
+    it is shared; ``load_config`` hands out copies)."""
+
+    text: str
+    config: ModelConfig
+
+
+def _read_config_file(path: Path) -> ConfigFile:
+    text = read_config_text(path)  # size-capped: a 1 GiB file is refused unread
+    return ConfigFile(text, parse_config(text, path))
+
+
+_CONFIG_FILES: StatMemo[ConfigFile] = StatMemo()
+
+
+def read_config_file(path: Path) -> ConfigFile:
+    """Read and parse ``path`` once per state of the file (the stat-keyed memo); raises
+    FileNotFoundError, UnicodeDecodeError or ConfigError."""
+    return _CONFIG_FILES.get(path, _read_config_file)
+
+
 def load_config(path: Path) -> ModelConfig:
+    """A private copy of the parsed ``path`` (callers may change it)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        parsed = read_config_file(path).config
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: file not found") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    return parse_config(text, path)
+    config = ModelConfig()
+    config.CopyFrom(parsed)
+    return config
+
+
+def config_parse_count() -> int:
+    """How many times a config.pbtxt file was parsed in this process (tests assert on it)."""
+    return _CONFIG_FILES.computed
 
 
 def config_to_text(config: ModelConfig) -> str:

@@ -13,10 +13,11 @@ models/<name>/
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from mmetools.errors import ConfigError, UsageError
 from mmetools.model_config import (
@@ -35,7 +36,8 @@ TESTS_DIR = "tests"
 FIXTURES_DIR = "tests/fixtures"
 ENV_ARCHIVE = "python_env.tar.gz"
 EXECUTION_ENV_KEY = "EXECUTION_ENV_PATH"
-EXECUTION_ENV_VALUE = f"$$TRITON_MODEL_DIRECTORY/{ENV_ARCHIVE}"
+MODEL_DIRECTORY_TOKEN = "$$TRITON_MODEL_DIRECTORY"
+EXECUTION_ENV_VALUE = f"{MODEL_DIRECTORY_TOKEN}/{ENV_ARCHIVE}"
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
 ARTIFACT_NAME_PATTERN = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
@@ -137,6 +139,27 @@ class ModelFolder:
         return [m for m in self.repository().values() if backend_of(m.config) == PYTHON_BACKEND]
 
 
+def execution_env_problem(value: str) -> str | None:
+    """The one rule for a Python step's EXECUTION_ENV_PATH (validate, env and package all apply
+    it): why ``value`` cannot name the step's packed env, or None when it does."""
+    prefix = f"{MODEL_DIRECTORY_TOKEN}/"
+    if not value.startswith(prefix):
+        reason = (
+            "an absolute path does not travel with the artifact"
+            if value.startswith("/")
+            else "Triton does not resolve a relative path against the step folder"
+        )
+        return f"must start with {prefix} ({reason}), e.g. {EXECUTION_ENV_VALUE}"
+    rest = value[len(prefix) :]
+    if ".." in PurePosixPath(rest).parts:
+        return (
+            f"leaves the step folder through '..'; mmetools places the env at {EXECUTION_ENV_VALUE}"
+        )
+    if posixpath.normpath(rest.strip("/") or ".") != ENV_ARCHIVE:
+        return f"must name the step's packed env: mmetools places it at {EXECUTION_ENV_VALUE}"
+    return None
+
+
 def weight_filename(model: RepositoryModel) -> str | None:
     """The weight file a non-Python, non-ensemble step loads, or None for Python/ensembles."""
     backend = backend_of(model.config)
@@ -200,3 +223,17 @@ def consumer_tensor(model: ModelFolder, step_name: str, step_input: str) -> str 
         if step.model_name == step_name and step_input in step.input_map:
             return str(step.input_map[step_input])
     return None
+
+
+def resolve_model_args(paths: Sequence[Path]) -> tuple[list[ModelFolder], list[Path]]:
+    """The one ``models/*`` argument resolver of every command: the model folders among
+    ``paths``, and the plain files skipped (a glob like models/* also matches models/BUILD).
+    Anything else that is no model folder is a UsageError naming it."""
+    folders: list[ModelFolder] = []
+    skipped: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            skipped.append(path)
+            continue
+        folders.append(model_folder(path))
+    return folders, skipped

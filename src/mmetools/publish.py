@@ -21,18 +21,31 @@ import logging
 import os
 import random
 import re
+import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import astuple, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from mmetools.audit import audit_artifact, require_audit
+from mmetools.atomic import write_text_atomically
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
-from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
-from mmetools.model_folder import parse_artifact_name
+from mmetools.evidence import require_passing
+from mmetools.manifest import (
+    MANIFEST_SUFFIX,
+    SHA256_SUFFIX,
+    Manifest,
+    member_differences,
+    read_manifest,
+    write_manifest,
+)
+from mmetools.provenance import provenance
+from mmetools.model_folder import ENV_ARCHIVE, parse_artifact_name
 from mmetools.settings import Settings, load_settings
 from mmetools.storage import (
     MiB,
+    Deadline,
     Destination,
     LocalArtifact,
     ObjectExists,
@@ -44,6 +57,7 @@ from mmetools.storage import (
     open_store,
     parse_destination,
     parse_sha256_text,
+    redact_credentials,
 )
 
 if TYPE_CHECKING:
@@ -240,31 +254,20 @@ def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtif
     )  # fmt: skip
 
 
-def _check_manifest(path: Path, model: str, version: int, sha256: str) -> None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
+def _check_manifest(path: Path, model: str, version: int, sha256: str) -> Manifest:
+    """The artifact's manifest, validated, and consistent with its name and its .sha256."""
+    manifest = read_manifest(path)
+    if manifest.model != model or manifest.version != version:
         raise ArtifactError(
-            f"{path}: missing; `mmetools package` writes it next to the artifact"
-        ) from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: not a JSON manifest: {e}") from e
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: the manifest must be a JSON object")
-    if "model" in data and data["model"] != model:
-        raise ArtifactError(f"{path}: manifest is for model {data['model']!r}, not {model!r}")
-    if "version" in data and str(data["version"]) != str(version):
-        raise ArtifactError(f"{path}: manifest is for version {data['version']!r}, not {version}")
-    if "artifact" in data and data["artifact"] != f"{model}_{version}.tar.gz":
-        raise ArtifactError(
-            f"{path}: manifest describes {data['artifact']!r}, not {model}_{version}.tar.gz"
+            f"{path}: manifest is for {manifest.artifact}, not {model}_{version}.tar.gz"
         )
-    if "sha256" in data and data["sha256"] != sha256:
+    if manifest.sha256 != sha256:
         raise ArtifactError(
-            f"{path}: manifest describes a build with sha256 {data['sha256']}, but the "
+            f"{path}: manifest describes a build with sha256 {manifest.sha256}, but the "
             f".sha256 file says {sha256}: the two come from different builds; rebuild with "
-            "`mmetools package`"
+            "`mmetools build`"
         )
+    return manifest
 
 
 def _cache_file(path: Path, cache_dir: Path) -> Path:
@@ -297,9 +300,7 @@ def _remember_sha256(path: Path, stat: os.stat_result, cache_dir: Path | None, s
     target = _cache_file(path, cache_dir)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        temp.write_text(json.dumps({"stat": _fingerprint(stat), "sha256": sha}), encoding="utf-8")
-        os.replace(temp, target)
+        write_text_atomically(target, json.dumps({"stat": _fingerprint(stat), "sha256": sha}))
     except OSError as e:  # a cache is an optimisation: never fail a publish over it
         logger.debug("could not record the verified sha256 of %s: %s", path, e)
 
@@ -320,8 +321,11 @@ def publish(
     session: boto3.session.Session | None = None,
     on_result: Callable[[PublishResult], None] | None = None,
     on_progress: ProgressHook | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> PublishReport:
-    """Publish each artifact to its targets. Checks every artifact before sending anything.
+    """Publish each artifact to its targets. Checks every artifact before sending anything:
+    its .sha256 and manifest, and its evidence (a passing MME artifact test of these bytes).
+    The manifest sidecar sent is the build's plus provenance (git, CI run) and the evidence.
 
     Returns every result and every failure (one failing artifact does not stop the others);
     raises for problems that stop everything (bad names, sha256 mismatches, bad settings).
@@ -335,15 +339,49 @@ def publish(
     for path in artifacts:
         parse_artifact_name(path)
     targets_of = [plan_targets(path.name, branch, settings) for path in artifacts]
-    plans = [
-        (load_local_artifact(path, settings.cache_dir), targets)
-        for path, targets in zip(artifacts, targets_of)
-    ]
-    names = [local.name for local, _ in plans]
+    names = [path.name for path in artifacts]
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))
+    verified = [load_local_artifact(path, settings.cache_dir) for path in artifacts]
+    # The audit gate, before anything is written: an artifact the serving target cannot load
+    # (env for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
+    serving_target = settings.target
+    for path in artifacts:
+        require_audit(audit_artifact(path, serving_target), "publish")
+    # The evidence gate: every artifact, before anything is written anywhere.
+    evidence = [require_passing(local.path, local.sha256) for local in verified]
+    environ = os.environ if environ is None else environ
+    with tempfile.TemporaryDirectory(prefix="mmetools-publish-") as scratch:
+        plans = []
+        for local, proof, targets in zip(verified, evidence, targets_of):
+            built = read_manifest(local.manifest_path)
+            model_dir = settings.root / built.model_folder
+            record = provenance(
+                model_dir if model_dir.is_dir() else settings.root, branch, environ, local.name
+            )
+            published = Path(scratch) / local.manifest_path.name
+            write_manifest(published, built.published(record, proof.as_json()))
+            plans.append((replace(local, manifest_path=published), built, targets))
+        return _publish_plans(
+            plans, branch, settings, options, session, on_result, on_progress, staging, production
+        )
+
+
+def _publish_plans(
+    plans: list[tuple[LocalArtifact, Manifest, tuple[PublishTarget, ...]]],
+    branch: str,
+    settings: Settings,
+    options: PublishOptions,
+    session: boto3.session.Session | None,
+    on_result: Callable[[PublishResult], None] | None,
+    on_progress: ProgressHook | None,
+    staging: Destination,
+    production: Destination,
+) -> PublishReport:
+    targets_of = [targets for _, _, targets in plans]
 
     connections: list[S3Connection] = []
+    deadline = Deadline(time.monotonic() + settings.publish.deadline_s, settings.publish.deadline_s)
 
     def connection() -> S3Connection:
         # Created on first use: a run that only touches folders never imports boto3's models.
@@ -352,9 +390,17 @@ def publish(
             from botocore.exceptions import BotoCoreError
 
             try:
-                connections.append(S3Connection(session or boto3.session.Session(), options.s3))
-            except BotoCoreError as e:  # e.g. AWS_PROFILE names a profile that does not exist
-                raise PublishError(f"cannot set up S3 access: {e}") from e
+                tuning = replace(
+                    options.s3,
+                    connect_timeout=settings.publish.connect_timeout_s,
+                    read_timeout=settings.publish.read_timeout_s,
+                )
+                connections.append(
+                    S3Connection(session or boto3.session.Session(), tuning, deadline)
+                )
+            except (BotoCoreError, ValueError) as e:
+                # e.g. AWS_PROFILE names no profile; AWS_ENDPOINT_URL=not-a-url (ValueError)
+                raise PublishError(f"cannot set up S3 access: {redact_credentials(str(e))}") from e
         return connections[0]
 
     def requests() -> int:
@@ -367,11 +413,12 @@ def publish(
 
     results: list[PublishResult] = []
     failures: list[PublishFailure] = []
-    for local, targets in plans:
+    for local, manifest, targets in plans:
         staging_target = targets[0]
         for target in targets:
             step = _Step(
                 local=local,
+                manifest=manifest,
                 target=target,
                 stores=stores,
                 requests=requests,
@@ -383,7 +430,8 @@ def publish(
             try:
                 result = step.run_with_retries()
             except MmetoolsError as e:  # refusals, give-ups, a file changed while sent
-                failures.append(PublishFailure(local.name, target.uri, target.role, str(e)))
+                message = redact_credentials(str(e))
+                failures.append(PublishFailure(local.name, target.uri, target.role, message))
                 logger.debug("publish failed", exc_info=True)
                 break  # never production after a failed staging step
             results.append(result)
@@ -417,6 +465,7 @@ class _Step:
     """Publish one artifact to one target."""
 
     local: LocalArtifact
+    manifest: Manifest  # the build's (without provenance): compared on a refusal
     target: PublishTarget
     stores: _Stores
     requests: Callable[[], int]
@@ -533,6 +582,9 @@ class _Step:
                 "mmetools?); refusing to guess whether it holds the same bytes"
             )
         if remote.sha256 == self.local.sha256:
+            store = self.stores[self.target.role]
+            if not self.options.dry_run and store.repair_sidecars(self.local, self.target.key):
+                return "unchanged", "already published; rewrote its missing or stale sidecars"
             return "unchanged", "already published with the same sha256"
         if self.target.role == "staging" and self.production_branch:
             raise PublishError(self._staging_differs(remote))
@@ -557,7 +609,19 @@ class _Step:
             f"{self.target.uri} already holds different bytes (sha256 {remote.sha256}, local "
             f"build {self.local.sha256}); models are immutable: bump "
             f"models/{self.local.model}/model_version.txt"
+            + self._why_different(self.target.role, self.target.key)
         )
+
+    def _why_different(self, role: Role, key: str) -> str:
+        """Which members differ, from the published manifest, and what that means."""
+        raw = self.stores[role].read_manifest(key)
+        if raw is None:
+            return " (the published manifest cannot be read to compare members)"
+        try:
+            published = Manifest.from_json(json.loads(raw), f"{key}{MANIFEST_SUFFIX}")
+        except (ValueError, MmetoolsError) as e:
+            return f" (the published manifest cannot be compared: {e})"
+        return "\n" + explain_difference(published, self.manifest)
 
     def _staging_differs(self, staged: RemoteObject) -> str:
         return (
@@ -566,7 +630,34 @@ class _Step:
             f"local build (sha256 {self.local.sha256}); production only gets the bytes staging "
             "tested: publish the exact artifact staging holds, or bump "
             f"models/{self.local.model}/model_version.txt"
+            + self._why_different("staging", self.staging_target.key)
         )
+
+
+def explain_difference(published: Manifest, local: Manifest) -> str:
+    """Why two builds of one name differ: the members that differ, and whether that is the
+    model's own files (a change that needs a version bump) or only what the build adds (the
+    packed env, the compression): a build that was not reproducible."""
+    differences = member_differences(published, local)
+    if not differences:
+        return (
+            "every member is identical; only the compressed bytes differ (published with "
+            f"{published.compression or 'unknown compression'}, local build "
+            f"{local.compression or 'unknown'}): the build was not reproducible"
+        )
+    own = [line for line in differences if not line.endswith(f"/{ENV_ARCHIVE}")]
+    shown = "; ".join(differences[:20]) + (
+        f"; and {len(differences) - 20} more" if len(differences) > 20 else ""
+    )
+    if own:
+        verdict = "the model's files changed since it was published"
+    else:
+        verdict = (
+            "the model's own files are identical, only the packed env differs: the build was "
+            f"not reproducible (env {published.env_hash or '-'} published, "
+            f"{local.env_hash or '-'} local)"
+        )
+    return f"members that differ: {shown}; {verdict}"
 
 
 def _error_code(error: Exception) -> str:

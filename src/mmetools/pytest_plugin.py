@@ -58,7 +58,9 @@ def triton_server(request: pytest.FixtureRequest) -> Iterator[TritonServer]:
     settings = load_settings(Path(request.config.rootpath))
     mode = resolve_mode(settings.triton.mode, request.config.getoption("--triton-mode"))
     with TritonServer(
-        mode=mode, cache_dir=settings.cache_dir, image=settings.triton.image
+        mode=mode,
+        cache_dir=settings.cache_dir,
+        image=settings.triton.image or settings.target_settings.image,
     ) as server:
         yield server
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tarfile
 import time
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from mmetools.errors import ArtifactError, FixtureError, MmetoolsError, TritonError, UsageError
+from mmetools.audit import audit_artifact, require_audit
+from mmetools.errors import ArtifactError, FixtureError, MmetoolsError, TritonError
 from mmetools.fixtures import (
     FIXTURE_SUFFIX,
     EnsembleSignature,
@@ -49,9 +51,19 @@ from mmetools.model_folder import (
     ModelRef,
     parse_artifact_name,
 )
+from mmetools.interpreters import find_python
 from mmetools.serving_env import ServingEnv, ensure_serving_env
 from mmetools.settings import Settings
-from mmetools.triton import SAGEMAKER, LoadResult, TritonServer, resolve_mode
+from mmetools.triton import (
+    BUNDLED,
+    SAGEMAKER,
+    STUB_NAME,
+    LoadResult,
+    TargetPython,
+    TritonServer,
+    find_bundled_triton,
+    resolve_mode,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +72,20 @@ BINARY_CONTENT_TYPE = "application/vnd.sagemaker-triton.binary+json;json-header-
 LOAD_TIMEOUT = 600.0
 
 
+MiB = 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown_name(name: str) -> str:
+    """A member name fit for a message: control characters (NUL, newlines) escaped."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+
+
 def member_problem(member: tarfile.TarInfo) -> str | None:
     """Why unpacking ``member`` is unsafe, or None."""
     name = member.name
+    if _CONTROL.search(name) or not name.strip("/"):
+        return "name is empty or holds control characters (NUL, newline, ...)"
     if name.startswith("/") or PurePosixPath(name).is_absolute():
         return "absolute path"
     if ".." in PurePosixPath(name).parts:
@@ -78,16 +101,26 @@ def member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def check_artifact(path: Path) -> list[tarfile.TarInfo]:
-    """Read the tarball's index and refuse it, naming every unsafe member, before extraction."""
+def check_artifact(
+    path: Path, max_unpacked: int | None = None, free_at: Path | None = None
+) -> list[tarfile.TarInfo]:
+    """Read the tarball's index and refuse it, naming every unsafe member, before extraction.
+
+    Besides members that could escape (see member_problem): a name given twice or a file where
+    another member needs a folder, and a total size above ``max_unpacked`` bytes or the free
+    space at ``free_at``. Reading the index streams the gzip once without writing anything.
+    """
     try:
         with tarfile.open(path, "r:gz") as tar:
             members = tar.getmembers()
     except FileNotFoundError as e:
         raise ArtifactError(f"{path}: no such file") from e
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
         raise ArtifactError(f"{path}: not a readable .tar.gz: {e}") from e
-    problems = [f"'{m.name}': {p}" for m in members if (p := member_problem(m)) is not None]
+    problems = [
+        f"'{shown_name(m.name)}': {p}" for m in members if (p := member_problem(m)) is not None
+    ]
+    problems += _layout_problems(members)
     if problems:
         raise ArtifactError(
             f"{path}: refusing to unpack: unsafe member{'s' if len(problems) > 1 else ''} "
@@ -95,12 +128,47 @@ def check_artifact(path: Path) -> list[tarfile.TarInfo]:
         )
     if not members:
         raise ArtifactError(f"{path}: the tarball is empty")
+    total = sum(m.size for m in members if m.isfile())
+    if max_unpacked is not None and total > max_unpacked:
+        raise ArtifactError(
+            f"{path}: refusing to unpack: it expands to {total // MiB} MiB, more than the "
+            f"{max_unpacked // MiB} MiB allowed ([triton] max_unpacked_mb in mmetools.toml)"
+        )
+    if free_at is not None:
+        free = shutil.disk_usage(free_at).free
+        if total > free:
+            raise ArtifactError(
+                f"{path}: refusing to unpack: it expands to {total // MiB} MiB, more than the "
+                f"{free // MiB} MiB free at {free_at}"
+            )
     return members
 
 
-def unpack_artifact(path: Path, destination: Path) -> None:
+def _layout_problems(members: Sequence[tarfile.TarInfo]) -> list[str]:
+    """Members that would land on each other: a name twice, or a file over a needed folder."""
+    problems: list[str] = []
+    kinds: dict[str, bool] = {}  # normalised name -> is a folder
+    for member in members:
+        name = PurePosixPath(member.name).as_posix().strip("/")
+        if name in kinds:
+            problems.append(f"'{shown_name(member.name)}': given twice")
+        kinds[name] = member.isdir()
+    for name in kinds:
+        for parent in PurePosixPath(name).parents:
+            if kinds.get(parent.as_posix()) is False:
+                problems.append(
+                    f"'{shown_name(parent.as_posix())}': a file, but '{shown_name(name)}' needs "
+                    "it to be a folder"
+                )
+                break
+    return problems
+
+
+def unpack_artifact(path: Path, destination: Path, max_unpacked: int | None = None) -> None:
     """Check, then unpack into ``destination`` (created; must not exist yet)."""
-    check_artifact(path)
+    # Free space where the folder will be: its nearest existing parent (nothing is created yet).
+    existing = next(folder for folder in destination.parents if folder.exists())
+    check_artifact(path, max_unpacked, free_at=existing)
     destination.mkdir(parents=True)
     with tarfile.open(path, "r:gz") as tar:
         # The 'data' filter repeats the checks above inside tarfile itself.
@@ -240,6 +308,7 @@ class _Artifact:
     ref: ModelRef
     fixtures_dir: Path
     env: ServingEnv
+    env_steps: tuple[str, ...] = ()  # steps that ship a packed env (served as by the target)
 
 
 def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Artifact | ModelReport:
@@ -251,12 +320,32 @@ def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Arti
                 f"{path}: no fixtures for model '{ref.name}' at {fixtures} "
                 "(the tarball carries none; pass --fixtures DIR)"
             )
-        check_artifact(path)
+        check_artifact(path, settings.triton.max_unpacked_mb * MiB)
+        audit = audit_artifact(path, settings.target)
+        require_audit(audit, "test --artifact")
         requirements = settings.root / "models" / ref.name / REQUIREMENTS_FILE
         env = ensure_serving_env(requirements, settings.cache_dir)
     except MmetoolsError as e:
         return ModelReport(ref.name, str(path), error=str(e))
-    return _Artifact(path, ref, fixtures, env)
+    return _Artifact(path, ref, fixtures, env, tuple(e.step for e in audit.envs))
+
+
+def target_python(settings: Settings) -> TargetPython:
+    """The target image's Python as emulated here: a local one of its minor version."""
+    target = settings.target
+    local = find_python(target.python_version)
+    return TargetPython(local.prefix, target.python_prefix, target.python_version)
+
+
+def place_target_stub(model_dir: Path, steps: Sequence[str], python_version: str) -> None:
+    """Give each env step of the *unpacked copy* the target's stub as its own stub (the python
+    backend prefers ``<model>/triton_python_backend_stub``, stub_launcher.cc): the image's stub
+    serves the env steps, while the local stand-ins for the native backends keep the local one.
+    The artifact's bytes are not touched."""
+    stub = find_bundled_triton().stub_for(python_version)
+    for step in steps:
+        destination = model_dir / step / STUB_NAME
+        shutil.copy2(stub, destination)
 
 
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:
@@ -271,6 +360,8 @@ def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 
     try:
         try:
             unpack_artifact(item.path, model_dir)
+            if server.target_python is not None and item.env_steps:
+                place_target_stub(model_dir, item.env_steps, server.target_python.version)
             signature = artifact_ensemble(model_dir, item.path)
             cases = load_artifact_fixtures(item.fixtures_dir, signature, item.ref.name)
         except MmetoolsError as e:
@@ -317,14 +408,21 @@ def run_artifacts(
         if isinstance(item, _Artifact):
             groups.setdefault(item.env.key, []).append(item)
 
+    emulated = (
+        target_python(settings)
+        if chosen == BUNDLED and any(isinstance(p, _Artifact) and p.env_steps for p in prepared)
+        else None
+    )
+
     def make_server(item: _Artifact) -> TritonServer:
         requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE
         return TritonServer(
+            target_python=emulated,
             mode=chosen,
             frontend=SAGEMAKER,
             python_env=item.env,
             cache_dir=settings.cache_dir,
-            image=image or settings.triton.image,
+            image=image or settings.triton.image or settings.target_settings.image,
             requirements=requirements if requirements.is_file() else None,
         )
 

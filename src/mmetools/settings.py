@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mmetools.errors import ConfigError
+from mmetools.targets import DEFAULT_IMAGE, EXPLICIT_KEYS, ServingTarget, resolve_target
 
 SETTINGS_FILE = "mmetools.toml"
+SECTIONS = ("cache", "env", "publish", "target", "triton")
 
 # Environment variable -> (section, key) it overrides.
 ENV_OVERRIDES = {
@@ -23,7 +25,7 @@ ENV_OVERRIDES = {
     "MMETOOLS_PRODUCTION_URI": ("publish", "production_uri"),
     "MMETOOLS_PRODUCTION_BRANCH": ("publish", "production_branch"),
     "MMETOOLS_ENV_BACKEND": ("env", "backend"),
-    "MMETOOLS_PYTHON_VERSION": ("env", "python_version"),
+    "MMETOOLS_TARGET_IMAGE": ("target", "image"),
     "MMETOOLS_TRITON_MODE": ("triton", "mode"),
     "MMETOOLS_TRITON_IMAGE": ("triton", "image"),
     "MMETOOLS_CACHE_DIR": ("cache", "dir"),
@@ -33,16 +35,30 @@ ENV_OVERRIDES = {
 @dataclass(frozen=True)
 class EnvSettings:
     backend: str = "auto"  # "auto" (conda when conda/mamba is on PATH), "conda" or "venv"
-    # Python of the packed env; must equal the Triton python-backend stub's (3.12 for Triton >= 24.11).
-    python_version: str = "3.11"
-    triton_stub_python: str = "3.11"
+    # The env's Python, glibc and interpreter path come from [target] (mmetools.targets).
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """[target]: the serving image; the other keys only for images mmetools.targets does not know
+    (or to override a known release's facts). Empty / None means "from the release table"."""
+
+    image: str = DEFAULT_IMAGE
+    triton_version: str = ""
+    python_version: str = ""
+    interpreter_path: str = ""
+    glibc: str = ""
+    glibcxx: str = ""
+    numpy2_supported: bool | None = None
 
 
 @dataclass(frozen=True)
 class TritonSettings:
     mode: str = "auto"  # "auto", "bundled", "native" or "docker"
-    image: str = "nvcr.io/nvidia/tritonserver:24.11-py3"
+    image: str = ""  # docker mode; "" means the [target] image
     version: str = "2.51.0"  # Triton release the artifacts are tested with (the bundled server's)
+    # `test --artifact` refuses a tarball that unpacks to more than this (or than the free space).
+    max_unpacked_mb: int = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,10 @@ class PublishSettings:
     production_uri: str = "file:.published/production"
     production_branch: str = "main"
     namespace_staging_by_branch: bool = True
+    # An S3 endpoint that accepts connections and never answers must not hang a publish.
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    deadline_s: float = 1800.0  # the whole `mmetools publish` run, retries included
 
 
 @dataclass(frozen=True)
@@ -66,6 +86,15 @@ class Settings:
     triton: TritonSettings = TritonSettings()
     publish: PublishSettings = PublishSettings()
     cache: CacheSettings = CacheSettings()
+    target_settings: TargetSettings = TargetSettings()
+
+    @property
+    def target(self) -> ServingTarget:
+        """The serving target (release facts of [target] image, explicit values over them)."""
+        explicit = {key: getattr(self.target_settings, key) for key in EXPLICIT_KEYS}
+        return resolve_target(
+            self.target_settings.image, explicit, where=f"{self.root / SETTINGS_FILE} [target]"
+        )
 
     @property
     def cache_dir(self) -> Path:
@@ -86,7 +115,11 @@ def find_root(start: Path | None = None) -> Path:
 
 def _section(cls: type[Any], path: Path, name: str, values: Mapping[str, Any]) -> Any:
     default = cls()
-    allowed = {f.name: type(getattr(default, f.name)) for f in fields(cls)}
+    # A None default (an optional flag) takes a bool.
+    allowed = {
+        f.name: bool if getattr(default, f.name) is None else type(getattr(default, f.name))
+        for f in fields(cls)
+    }
     for key, value in values.items():
         if key not in allowed:
             raise ConfigError(
@@ -111,9 +144,9 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: invalid TOML: {e}") from e
         for name, values in raw.items():
-            if name not in ("env", "triton", "publish", "cache") or not isinstance(values, dict):
+            if name not in SECTIONS or not isinstance(values, dict):
                 raise ConfigError(
-                    f"{path}: unknown section [{name}] (known: cache, env, publish, triton)"
+                    f"{path}: unknown section [{name}] (known: {', '.join(sorted(SECTIONS))})"
                 )
             data[name] = dict(values)
     for variable, (section, key) in ENV_OVERRIDES.items():
@@ -125,4 +158,5 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         triton=_section(TritonSettings, path, "triton", data.get("triton", {})),
         publish=_section(PublishSettings, path, "publish", data.get("publish", {})),
         cache=_section(CacheSettings, path, "cache", data.get("cache", {})),
+        target_settings=_section(TargetSettings, path, "target", data.get("target", {})),
     )

@@ -3,9 +3,15 @@
 Both stores keep the same layout and the same guarantees:
 
 - ``<key>`` is the artifact; ``<key>.sha256`` and ``<key>.manifest.json`` are its sidecars;
-- the sidecars are written first and the artifact last, so whoever sees the artifact also sees
-  them; on S3 the artifact additionally carries its sha256 as object metadata (``x-amz-meta-sha256``),
-  which is atomic with the object itself;
+- the artifact is written first and the sidecars after it, by the publisher whose create-only
+  write won (or by a rerun of the same build that finds them missing), so a sidecar never
+  describes bytes other than the stored artifact's; on S3 the artifact carries its sha256 as
+  object metadata (``x-amz-meta-sha256``), atomic with the object, and every sidecar carries the
+  sha256 of the artifact it describes (``x-amz-meta-artifact-sha256``);
+- the bytes sent are the bytes hashed: the file is opened once and s3transfer reads the parts
+  from that handle while a SHA-256 and a CRC32 are computed over them; the upload is completed
+  only if that SHA-256 is the recorded one, with the whole object's CRC32 for S3 to check, and
+  the completed object's checksum is read back before any sidecar names it;
 - the artifact is written create-only (S3 ``If-None-Match: *``; a hard link for folders), so two
   publishers can never overwrite each other, and it appears all at once or not at all (S3
   multipart uploads are invisible until completed; folders get a temp file then a link).
@@ -13,14 +19,18 @@ Both stores keep the same layout and the same guarantees:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import hashlib
+import json
 import logging
 import os
 import re
 import threading
+import time
 import urllib.parse
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -28,7 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mmetools.errors import ArtifactError, ConfigError
+from mmetools.errors import ArtifactError, ConfigError, PublishError
 from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX, sha256_line
 
 if TYPE_CHECKING:
@@ -41,12 +51,20 @@ logger = logging.getLogger(__name__)
 MiB = 1024 * 1024
 ARTIFACT_SUFFIX = ".tar.gz"
 SHA256_METADATA = "sha256"  # stored as x-amz-meta-sha256
+SIDECAR_SHA256_METADATA = "artifact-sha256"  # on sidecars: the artifact they describe
 
 DestinationKind = Literal["s3", "file"]
 ProgressCallback = Callable[[int], None]
 
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"'<>]+@")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+def redact_credentials(text: str) -> str:
+    """``http://user:password@host`` -> ``http://***@host`` wherever a URL appears in ``text``
+    (AWS_ENDPOINT_URL may carry credentials; botocore repeats the URL in its errors)."""
+    return _URL_USERINFO.sub(r"\g<scheme>***@", text)
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,9 @@ def parse_sha256_text(text: str) -> str | None:
     return tokens[0].lower()
 
 
+MANIFEST_READ_LIMIT = 64 * MiB  # a manifest lists members: far below this for any real model
+
+
 class Store(ABC):
     """A destination that can report, write and (maybe) server-side copy artifacts."""
 
@@ -175,11 +196,21 @@ class Store(ABC):
 
     @abstractmethod
     def write(self, artifact: LocalArtifact, key: str, progress: ProgressCallback | None) -> None:
-        """Sidecars, then the artifact, create-only. Raises ObjectExists if ``key`` got taken."""
+        """The artifact create-only, then its sidecars. Raises ObjectExists if ``key`` got taken
+        (and then writes no sidecar)."""
+
+    @abstractmethod
+    def repair_sidecars(self, artifact: LocalArtifact, key: str) -> bool:
+        """``key`` holds ``artifact``'s bytes: rewrite sidecars that are missing or describe
+        other bytes (a publish interrupted between artifact and sidecars). True if it wrote."""
 
     def can_copy_from(self, source: Store) -> bool:
         """True when ``source``'s objects can be copied here without passing through this host."""
         return False
+
+    def read_manifest(self, key: str) -> bytes | None:
+        """The manifest sidecar of ``key`` (to explain a refusal), or None when unreadable."""
+        return None
 
     def copy_from(
         self, source: Store, remote: RemoteObject, key: str, artifact: LocalArtifact
@@ -231,6 +262,80 @@ def _error_code(error: Exception) -> str:
     return type(error).__name__
 
 
+class SentBytes:
+    """The artifact as s3transfer reads it: one open handle, hashed while it is read.
+
+    Not seekable on purpose: s3transfer then reads every byte exactly once, in order, into the
+    part bodies it sends (and re-sends on a retry), so the SHA-256 here is the SHA-256 of what
+    S3 receives. The CRC32 of the whole object goes to S3 as its full-object checksum.
+    """
+
+    def __init__(self, artifact: LocalArtifact) -> None:
+        self.artifact = artifact
+        self._file = artifact.path.open("rb")
+        self._opened = os.fstat(self._file.fileno())
+        self._sha256 = hashlib.sha256()
+        self.crc32 = 0
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read(self, amount: int = -1) -> bytes:
+        data = self._file.read(amount)
+        self._sha256.update(data)
+        self.crc32 = zlib.crc32(data, self.crc32)
+        self.size += len(data)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def crc32_base64(self) -> str:
+        return base64.b64encode(self.crc32.to_bytes(4, "big")).decode()
+
+    def check(self) -> None:
+        """Raise unless the bytes read are exactly the verified build, still under its name."""
+        path = self.artifact.path
+        if self._file.read(1):
+            raise ArtifactError(f"{path}: grew while it was being published; nothing was stored")
+        sha256 = self._sha256.hexdigest()
+        if self.size != self.artifact.size or sha256 != self.artifact.sha256:
+            raise ArtifactError(
+                f"{path}: changed while it was being published (sent {self.size} bytes with "
+                f"sha256 {sha256}, expected {self.artifact.size} bytes with sha256 "
+                f"{self.artifact.sha256}); nothing was stored: rebuild and publish again"
+            )
+        try:
+            now = os.stat(path)
+        except OSError:
+            now = None
+        if now is None or (now.st_ino, now.st_dev) != (self._opened.st_ino, self._opened.st_dev):
+            raise ArtifactError(
+                f"{path}: was replaced while it was being published (a rebuild?); nothing was "
+                "stored: publish the new build once it is complete"
+            )
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a publish run must be over (time.monotonic()), and the setting it came from."""
+
+    at: float
+    seconds: float
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self.at:
+            raise PublishError(
+                f"gave up on {what}: the publish took longer than {self.seconds:g} s "
+                "([publish] deadline_s in mmetools.toml); is the S3 endpoint answering?"
+            )
+
+
 class S3Connection:
     """One boto3 S3 client, shared by every S3 destination of a run, with a request counter.
 
@@ -239,7 +344,9 @@ class S3Connection:
     request) serves staging and production, and makes server-side copies between them possible.
     """
 
-    def __init__(self, session: boto3.session.Session, tuning: S3Tuning) -> None:
+    def __init__(
+        self, session: boto3.session.Session, tuning: S3Tuning, deadline: Deadline | None = None
+    ) -> None:
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
@@ -252,20 +359,30 @@ class S3Connection:
         )
         self.client: S3Client = session.client("s3", config=config)
         logger.info(
-            "S3 endpoint %s, region %s", self.client.meta.endpoint_url, self.client.meta.region_name
+            "S3 endpoint %s, region %s",
+            redact_credentials(str(self.client.meta.endpoint_url)),
+            self.client.meta.region_name,
         )
         self._lock = threading.Lock()
         self._requests = 0
         events = self.client.meta.events
         events.register("before-send.s3", self._count_request)
+        events.register("needs-retry.s3", _log_retry)
+        self.deadline = deadline
         for operation in ("PutObject", "CompleteMultipartUpload", "CopyObject"):
             events.register(f"before-parameter-build.s3.{operation}", _create_only_artifacts)
+        # Uploads in flight, by (bucket, key): their bytes are checked before S3 may store them.
+        self.sending: dict[tuple[str, str], SentBytes] = {}
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            events.register(f"before-parameter-build.s3.{operation}", self._check_sent_bytes)
         self.upload_config = TransferConfig(
             multipart_threshold=tuning.part_size,
             multipart_chunksize=tuning.part_size,
             max_concurrency=tuning.max_concurrency,
             preferred_transfer_client="classic",
         )
+        # Parts are read from one handle into memory (see SentBytes): bound what waits.
+        self.upload_config.max_in_memory_upload_chunks = tuning.max_concurrency + 2
         self.copy_config = TransferConfig(
             multipart_threshold=max(tuning.copy_threshold, tuning.part_size),
             multipart_chunksize=max(tuning.copy_threshold // 4, tuning.part_size),
@@ -273,9 +390,24 @@ class S3Connection:
             preferred_transfer_client="classic",
         )
 
-    def _count_request(self, **_: Any) -> None:
+    def _check_sent_bytes(self, params: dict[str, Any], **_: Any) -> None:
+        """Right before the request that makes an artifact visible: were the right bytes sent?
+
+        Raising here fails the transfer; s3transfer then aborts the multipart upload, so
+        nothing appears under the key.
+        """
+        sent = self.sending.get((str(params.get("Bucket")), str(params.get("Key"))))
+        if sent is None:
+            return
+        sent.check()
+        params["ChecksumCRC32"] = sent.crc32_base64  # S3 checks the object against it
+
+    def _count_request(self, request: Any = None, **_: Any) -> None:
         with self._lock:
             self._requests += 1
+        if self.deadline is not None:  # every attempt, botocore's retries included
+            method = getattr(request, "method", "request")
+            self.deadline.check(f"{method} {redact_credentials(getattr(request, 'url', ''))}")
 
     @property
     def requests(self) -> int:
@@ -323,6 +455,17 @@ class S3Store(Store):
             raise
         return parse_sha256_text(body.decode("utf-8", "replace"))
 
+    def read_manifest(self, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self.client.get_object(
+                Bucket=self.destination.bucket, Key=key + MANIFEST_SUFFIX
+            )
+            return bytes(response["Body"].read(MANIFEST_READ_LIMIT))
+        except (ClientError, BotoCoreError):
+            return None
+
     def abort_stale_uploads(self, key: str) -> int:
         """Abort incomplete multipart uploads of ``key`` left by an interrupted publish."""
         from botocore.exceptions import ClientError
@@ -345,82 +488,101 @@ class S3Store(Store):
             logger.info("aborted %d stale multipart upload(s) of %s", aborted, key)
         return aborted
 
-    def _put_sha256_sidecar(self, key: str, sha256: str) -> None:
-        self.client.put_object(
-            Bucket=self.destination.bucket,
-            Key=key + SHA256_SUFFIX,
-            Body=sha256_line(sha256, key.rsplit("/", 1)[-1]).encode(),
-            ContentType="text/plain",
-            ChecksumAlgorithm="SHA256",
-        )
+    def _put_sidecars(self, artifact: LocalArtifact, key: str) -> None:
+        """Both sidecars of the stored ``artifact``, the manifest last (it marks them complete)."""
+        tagged = {SIDECAR_SHA256_METADATA: artifact.sha256}
+        for suffix, body, content_type in (
+            (SHA256_SUFFIX, artifact.sha256_sidecar, "text/plain"),
+            (MANIFEST_SUFFIX, artifact.manifest_path.read_bytes(), "application/json"),
+        ):
+            self.client.put_object(
+                Bucket=self.destination.bucket,
+                Key=key + suffix,
+                Body=body,
+                ContentType=content_type,
+                Metadata=tagged,
+                ChecksumAlgorithm="CRC32",
+            )
 
-    def _put_sidecars(self, artifact: LocalArtifact, key: str) -> str:
-        """Write both sidecars; returns the ETag of the manifest written."""
-        self._put_sha256_sidecar(key, artifact.sha256)
-        response = self.client.put_object(
-            Bucket=self.destination.bucket,
-            Key=key + MANIFEST_SUFFIX,
-            Body=artifact.manifest_path.read_bytes(),
-            ContentType="application/json",
-            ChecksumAlgorithm="SHA256",
-        )
-        return response.get("ETag", "")
-
-    def _repair_sidecars(self, key: str, winner: RemoteObject | None, manifest_etag: str) -> None:
-        """After losing a create-only race to different bytes, undo what our sidecars changed.
-
-        Our sidecars went up before the artifact, so they may have replaced the winner's: the
-        winner's sha256 is known (object metadata) and is written back; the winner's manifest
-        is not, so ours is removed if it is still there (missing is better than wrong).
-        """
+    def _sidecars_describe(self, key: str, sha256: str) -> bool:
+        """True if the manifest sidecar (written last) says it describes ``sha256``."""
         from botocore.exceptions import ClientError
 
-        if winner is None or winner.sha256 is None:
-            return
-        self._put_sha256_sidecar(key, winner.sha256)
         try:
             head = self.client.head_object(
                 Bucket=self.destination.bucket, Key=key + MANIFEST_SUFFIX
             )
-        except ClientError:
+        except ClientError as e:
+            if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return head.get("Metadata", {}).get(SIDECAR_SHA256_METADATA) == sha256
+
+    def repair_sidecars(self, artifact: LocalArtifact, key: str) -> bool:
+        if self._sidecars_describe(key, artifact.sha256):
+            return False
+        logger.warning(
+            "%s: sidecars missing or not of this artifact (an interrupted publish): rewriting them",
+            self.destination.object_uri(key),
+        )
+        self._put_sidecars(artifact, key)
+        return True
+
+    def _verify_stored(self, key: str, sent: SentBytes) -> None:
+        """Read back what S3 stored before any sidecar names it; delete it if it is not ours."""
+        head = self.client.head_object(
+            Bucket=self.destination.bucket, Key=key, ChecksumMode="ENABLED"
+        )
+        stored_crc = str(head.get("ChecksumCRC32", "")).split("-")[0]
+        problems = []
+        if head.get("ContentLength") != sent.size:
+            problems.append(f"size {head.get('ContentLength')} instead of {sent.size}")
+        if head.get("Metadata", {}).get(SHA256_METADATA) != sent.artifact.sha256:
+            problems.append("its x-amz-meta-sha256 is not the build's")
+        if stored_crc and stored_crc != sent.crc32_base64:
+            problems.append(f"CRC32 {stored_crc} instead of {sent.crc32_base64}")
+        if not problems:
             return
-        if manifest_etag and head.get("ETag") == manifest_etag:
-            self.client.delete_object(Bucket=self.destination.bucket, Key=key + MANIFEST_SUFFIX)
-            logger.warning(
-                "%s: lost a publish race; removed this run's manifest sidecar (the winner's "
-                "was overwritten before the race was decided)",
-                self.destination.object_uri(key),
-            )
+        self.client.delete_object(Bucket=self.destination.bucket, Key=key)
+        raise ArtifactError(
+            f"{self.destination.object_uri(key)}: the stored object is not the bytes sent ("
+            + "; ".join(problems)
+            + "); it was deleted and no sidecar was written: publish again"
+        )
 
     def write(self, artifact: LocalArtifact, key: str, progress: ProgressCallback | None) -> None:
         from boto3.s3.transfer import create_transfer_manager
 
         self.abort_stale_uploads(key)
-        manifest_etag = self._put_sidecars(artifact, key)
         extra_args = {
             "Metadata": artifact.metadata,
-            "ChecksumAlgorithm": "SHA256",  # per-part SHA-256, checked by S3 on arrival
+            # CRC32 per part (what `aws s3 cp` sends) and the whole object's CRC32 at completion,
+            # computed over the same bytes as the SHA-256 that is checked against the build.
+            "ChecksumAlgorithm": "CRC32",
+            "ChecksumType": "FULL_OBJECT",
             "ContentType": "application/gzip",
         }
-        with (
-            self._translate_precondition(key),
-            create_transfer_manager(self.client, self.connection.upload_config) as manager,
-        ):
-            future = manager.upload(
-                str(artifact.path),
-                self.destination.bucket,
-                key,
-                extra_args=extra_args,
-                subscribers=_subscribers(size=artifact.size, progress=progress),
-            )
-            try:
+        sent = SentBytes(artifact)
+        where = (self.destination.bucket, key)
+        self.connection.sending[where] = sent
+        try:
+            with (
+                self._translate_precondition(key),
+                create_transfer_manager(self.client, self.connection.upload_config) as manager,
+            ):
+                future = manager.upload(
+                    sent,  # type: ignore[arg-type]  # a readable, non-seekable file object
+                    self.destination.bucket,
+                    key,
+                    extra_args=extra_args,
+                    subscribers=_subscribers(size=artifact.size, progress=progress),
+                )
                 future.result()
-            except Exception as e:
-                if _is_precondition_on_key(e):
-                    winner = self.stat(key)
-                    if winner is None or winner.sha256 != artifact.sha256:
-                        self._repair_sidecars(key, winner, manifest_etag)
-                raise
+        finally:
+            del self.connection.sending[where]
+            sent.close()
+        self._verify_stored(key, sent)
+        self._put_sidecars(artifact, key)
 
     def can_copy_from(self, source: Store) -> bool:
         # Same session and environment means the same S3 service: CopyObject works across buckets.
@@ -430,29 +592,14 @@ class S3Store(Store):
         self, source: Store, remote: RemoteObject, key: str, artifact: LocalArtifact
     ) -> None:
         from boto3.s3.transfer import create_transfer_manager
-        from botocore.exceptions import ClientError
 
         assert isinstance(source, S3Store)
         bucket = self.destination.bucket
         self.abort_stale_uploads(key)
-        # Sidecars come from staging too, so production describes exactly what staging tested.
-        for suffix in (SHA256_SUFFIX, MANIFEST_SUFFIX):
-            try:
-                self.client.copy_object(
-                    Bucket=bucket,
-                    Key=key + suffix,
-                    CopySource={"Bucket": source.destination.bucket, "Key": remote.key + suffix},
-                    ChecksumAlgorithm="SHA256",
-                )
-            except ClientError as e:
-                if _error_code(e) not in ("404", "NoSuchKey"):
-                    raise
-                self._put_sidecars(artifact, key)
-                break
         extra_args: dict[str, Any] = {
             "Metadata": artifact.metadata,
             "MetadataDirective": "REPLACE",
-            "ChecksumAlgorithm": "SHA256",
+            "ChecksumAlgorithm": "CRC32",
             "ContentType": "application/gzip",
         }
         if remote.etag:
@@ -471,6 +618,18 @@ class S3Store(Store):
                 source_client=source.client,
             )
             future.result()
+        # Sidecars after the artifact: staging's, copied server-side, if they describe these
+        # bytes (production then describes exactly what staging tested), else the local build's.
+        if not source._sidecars_describe(remote.key, artifact.sha256):
+            self._put_sidecars(artifact, key)
+            return
+        for suffix in (SHA256_SUFFIX, MANIFEST_SUFFIX):  # the manifest last
+            self.client.copy_object(
+                Bucket=bucket,
+                Key=key + suffix,
+                CopySource={"Bucket": source.destination.bucket, "Key": remote.key + suffix},
+                ChecksumAlgorithm="CRC32",
+            )
 
     @contextlib.contextmanager
     def _translate_precondition(self, key: str) -> Iterator[None]:
@@ -485,6 +644,19 @@ class S3Store(Store):
             if not _is_precondition_on_key(e):
                 raise
             raise ObjectExists(key, self.stat(key)) from e
+
+
+def _log_retry(
+    attempts: int = 0, caught_exception: Exception | None = None, response: Any = None, **_: Any
+) -> None:
+    """botocore's own retries, shown as they happen (botocore decides; this only reports)."""
+    if caught_exception is not None:
+        reason = f"{type(caught_exception).__name__}: {caught_exception}"
+    elif response is not None and response[0].status_code >= 500:
+        reason = f"HTTP {response[0].status_code}"
+    else:
+        return
+    logger.warning("S3 request attempt %d failed (%s)", attempts, redact_credentials(reason))
 
 
 def _is_precondition_on_key(error: Exception) -> bool:
@@ -540,26 +712,49 @@ class FileStore(Store):
             size = path.stat().st_size
         except FileNotFoundError:
             return None
-        try:
-            sha256 = parse_sha256_text(
-                (self.root / (key + SHA256_SUFFIX)).read_text(encoding="utf-8", errors="replace")
-            )
-        except FileNotFoundError:
-            sha256 = None
-        if sha256 is None:
-            # An artifact without its sidecar (copied in by hand): its bytes are the truth.
-            with path.open("rb") as f:
-                sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+        # The bytes are the truth, never the .sha256 beside them: a folder has no metadata that
+        # is atomic with the file, and a sidecar can be stale (an interrupted or older publish).
+        with path.open("rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
         return RemoteObject(key=key, sha256=sha256, size=size)
+
+    def repair_sidecars(self, artifact: LocalArtifact, key: str) -> bool:
+        final = self.root / key
+        sha_path = final.with_name(final.name + SHA256_SUFFIX)
+        manifest_path = final.with_name(final.name + MANIFEST_SUFFIX)
+        try:
+            sha_ok = parse_sha256_text(sha_path.read_text("utf-8", "replace")) == artifact.sha256
+            manifest_ok = _manifest_describes(manifest_path.read_bytes(), artifact.sha256)
+        except (FileNotFoundError, IsADirectoryError):
+            sha_ok = manifest_ok = False
+        if sha_ok and manifest_ok:
+            return False
+        logger.warning(
+            "%s: sidecars missing or not of this artifact (an interrupted publish): rewriting them",
+            final.as_uri(),
+        )
+        self._write_sidecars(artifact, final)
+        return True
+
+    def _write_sidecars(self, artifact: LocalArtifact, final: Path) -> None:
+        # The manifest last: once it is there, both sidecars describe the stored artifact.
+        _write_file_atomically(final.with_name(final.name + SHA256_SUFFIX), artifact.sha256_sidecar)
+        _write_file_atomically(
+            final.with_name(final.name + MANIFEST_SUFFIX), artifact.manifest_path.read_bytes()
+        )
+        _fsync_dir(final.parent)
+
+    def read_manifest(self, key: str) -> bytes | None:
+        try:
+            with (self.root / (key + MANIFEST_SUFFIX)).open("rb") as stream:
+                return stream.read(MANIFEST_READ_LIMIT)
+        except OSError:
+            return None
 
     def write(self, artifact: LocalArtifact, key: str, progress: ProgressCallback | None) -> None:
         final = self.root / key
         final.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphaned_temps(final)
-        _write_file_atomically(final.parent / (final.name + SHA256_SUFFIX), artifact.sha256_sidecar)
-        _write_file_atomically(
-            final.parent / (final.name + MANIFEST_SUFFIX), artifact.manifest_path.read_bytes()
-        )
         temp = _temp_name(final)
         try:
             digest = hashlib.sha256()
@@ -579,29 +774,23 @@ class FileStore(Store):
             try:
                 _link_create_only(temp, final)
             except FileExistsError as e:
-                raise ObjectExists(key, self._after_lost_race(artifact, final, key)) from e
+                # Lost the race: the winner writes the sidecars, this publisher writes none.
+                raise ObjectExists(key, self.stat(key)) from e
             _fsync_dir(final.parent)
         finally:
             temp.unlink(missing_ok=True)
+        self._write_sidecars(artifact, final)
 
-    def _after_lost_race(self, artifact: LocalArtifact, final: Path, key: str) -> RemoteObject:
-        """Another publisher linked ``final`` first. Our sidecars went in before, so they may
-        describe our bytes, not the winner's: hash the winner, put its sha256 back and drop our
-        manifest (the winner's is lost; missing is better than wrong)."""
-        with final.open("rb") as f:
-            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-        if sha256 != artifact.sha256:
-            _write_file_atomically(
-                final.with_name(final.name + SHA256_SUFFIX),
-                sha256_line(sha256, final.name).encode(),
-            )
-            manifest = final.with_name(final.name + MANIFEST_SUFFIX)
-            try:
-                if manifest.read_bytes() == artifact.manifest_path.read_bytes():
-                    manifest.unlink()
-            except FileNotFoundError:
-                pass
-        return RemoteObject(key=key, sha256=sha256, size=final.stat().st_size)
+
+def _manifest_describes(data: bytes, sha256: str) -> bool:
+    """True unless the manifest names another artifact sha256 (it may not name one at all)."""
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        return False
+    if not isinstance(manifest, dict):
+        return False
+    return bool(manifest.get("sha256", sha256) == sha256)
 
 
 def _temp_name(final: Path) -> Path:
@@ -681,6 +870,7 @@ def describe_size(size: int) -> str:
 
 
 __all__ = [
+    "Deadline",
     "Destination",
     "FileStore",
     "LocalArtifact",
@@ -694,5 +884,6 @@ __all__ = [
     "open_store",
     "parse_destination",
     "parse_sha256_text",
+    "redact_credentials",
     "stale_uploads",
 ]

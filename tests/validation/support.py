@@ -175,7 +175,13 @@ def write_model_folder(
     """models/foo as the project lays it out; the ensemble has no 1/ (packaging adds it)."""
     folder = tmp_path / "models" / "foo"
     versions = {"foo_pipeline": [], **(versions or {})}
-    write_repository(folder, configs or BASE, versions, with_model_files=with_model_files)
+    # The project requires Python steps to point at their packed env (mmetools writes no config).
+    configs = {
+        name: text + (ENV % DEFAULT_ENV if 'backend: "python"' in text and
+                      "EXECUTION_ENV_PATH" not in text else "")
+        for name, text in (configs or BASE).items()
+    }  # fmt: skip
+    write_repository(folder, configs, versions, with_model_files=with_model_files)
     if version_text is not None:
         (folder / "model_version.txt").write_text(version_text, encoding="utf-8")
     if requirements:
@@ -184,3 +190,4 @@ def write_model_folder(
 
 
 ENV = 'parameters: { key: "EXECUTION_ENV_PATH", value: { string_value: "%s" } }\n'
+DEFAULT_ENV = "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz"

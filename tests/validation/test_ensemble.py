@@ -14,6 +14,7 @@ from validation.support import (
     PIPE,
     PIPE_PATH,
     WRAPPER,
+    X_TO_Y,
     Case,
     check_case,
     edited,
@@ -150,8 +151,9 @@ CASES = [
             )
         ],
         expected=[
-            f"{PIPE_PATH}: step 2 (foo_inferencer): input_map lists model input 'X' 2 times "
-            "('pre', 'RAW'); protobuf keeps only the last ('RAW')",
+            f"{PIPE_PATH}: warning: step 2 (foo_inferencer): input_map lists model input 'X' "
+            "2 times ('pre', 'RAW'); protobuf keeps only the last ('RAW') and Triton silently "
+            "ignores the others",
             f"{PIPE_PATH}: ensemble tensor 'pre', written by step 1 (foo_preprocessing) from "
             "its output 'PRE', is not used by any step or ensemble output",
             f"{PIPE_PATH}: step 2 (foo_inferencer) maps ensemble tensor 'RAW' to input 'X' of "
@@ -170,8 +172,9 @@ CASES = [
             )
         ],
         expected=[
-            f"{PIPE_PATH}: step 3 (foo_postprocessing): output_map lists model output 'LABEL' "
-            "2 times ('LABEL', 'LABEL2'); protobuf keeps only the last ('LABEL2')",
+            f"{PIPE_PATH}: warning: step 3 (foo_postprocessing): output_map lists model output "
+            "'LABEL' 2 times ('LABEL', 'LABEL2'); protobuf keeps only the last ('LABEL2') and "
+            "Triton silently ignores the others",
             f"{PIPE_PATH}: ensemble output 'LABEL' is not written by any step "
             "(no output_map maps to 'LABEL')",
             f"{PIPE_PATH}: ensemble tensor 'LABEL2', written by step 3 (foo_postprocessing) "
@@ -239,8 +242,11 @@ def test_model_folder_without_config_named_by_a_step(tmp_path: Path) -> None:
     configs = edited(BASE, [pipe_step2('model_name: "foo_extra" model_version: -1')])
     root = write_repository(tmp_path / "repo", configs)
     (root / "foo_extra" / "1").mkdir(parents=True)
+    # Reported once, on the folder, not again on the step that names it.
     assert lines(validate_repository(root)) == [
-        f"{PIPE_PATH}: step 2 (foo_extra): model folder 'foo_extra' has no config.pbtxt"
+        "repo/foo_extra: no config.pbtxt and no model file Triton recognizes (model.onnx, "
+        "model.plan, model.pt, model.py, model.savedmodel) in a version folder: Triton cannot "
+        "determine its backend"
     ]
 
 
@@ -251,3 +257,58 @@ def test_step_of_a_model_whose_config_does_not_parse_is_not_reported_twice(
     root = write_repository(tmp_path / "repo", configs)
     problems = validate_repository(root)
     assert [p.location for p in problems] == [f"{INF_PATH}:4:8"]
+
+
+# --- large graphs (issue 11: these raised RecursionError) --------------------------------------
+
+
+def _x_to_y_ensemble(name: str, steps: list[str]) -> str:
+    listed = ",\n".join(
+        f'  {{ model_name: "{s}" model_version: -1 input_map {{ key: "X" value: "X" }} '
+        f'output_map {{ key: "Y" value: "Y" }} }}'
+        for s in steps
+    )
+    return WRAPPER.split("ensemble_scheduling")[0].replace("{name}", name) + (
+        f"ensemble_scheduling {{ step [\n{listed}\n] }}\n"
+    )
+
+
+def test_cycle_of_1000_steps_is_reported_not_a_recursion_error(tmp_path: Path) -> None:
+    count = 1000
+    steps = ",\n".join(
+        f'  {{ model_name: "foo_step" model_version: -1 '
+        f'input_map {{ key: "X" value: "t{(i - 1) % count}" }} '
+        f'output_map {{ key: "Y" value: "t{i}" }} }}'
+        for i in range(count)
+    )
+    pipe = (
+        WRAPPER.split("ensemble_scheduling")[0].replace("{name}", "foo_pipeline")
+        + f"ensemble_scheduling {{ step [\n{steps}\n] }}\n"
+    )
+    root = write_repository(
+        tmp_path / "repo", {"foo_step": X_TO_Y.replace("{name}", "foo_step"), "foo_pipeline": pipe}
+    )
+    problems = lines(validate_repository(root))
+    cycle = [p for p in problems if "steps form a cycle" in p]
+    assert len(cycle) == 1 and "step 1 (foo_step) -> step 2 (foo_step)" in cycle[0]
+
+
+@pytest.mark.parametrize("depth", [600])
+def test_deeply_nested_ensembles_validate(tmp_path: Path, depth: int) -> None:
+    configs = {"leaf": X_TO_Y.replace("{name}", "leaf")}
+    for level in range(depth):
+        inner = "leaf" if level == 0 else f"nest{level - 1}"
+        configs[f"nest{level}"] = _x_to_y_ensemble(f"nest{level}", [inner])
+    root = write_repository(tmp_path / "repo", configs)
+    assert lines(validate_repository(root)) == []
+
+
+def test_cycle_of_1000_ensembles_is_reported(tmp_path: Path) -> None:
+    count = 1000
+    configs = {f"e{i}": _x_to_y_ensemble(f"e{i}", [f"e{(i + 1) % count}"]) for i in range(count)}
+    root = write_repository(tmp_path / "repo", configs)
+    cycles = [p for p in lines(validate_repository(root)) if "circular dependency" in p]
+    # one report, naming the cycle from its first member; clipped like every long message
+    assert len(cycles) == 1
+    assert cycles[0].startswith("repo/e0/config.pbtxt: circular dependency between ensembles: ")
+    assert " e0 -> e1 -> e2 -> " in cycles[0] and cycles[0].endswith("more characters)")

@@ -71,15 +71,45 @@ CASES = [
         edits=[("foo_inferencer", "dims: [ 4 ]", "dims: [ -1 ]")],
     ),
     Case(
+        # Triton loads it (ValidateTensorConsistency also compares dims without the batch
+        # dimension) and reshapes batch-1 tensors between the steps: larger batches fail.
         "non-batching step in a batching ensemble",
         edits=[("foo_inferencer", "max_batch_size: 8", "max_batch_size: 0")],
         expected=[
+            f"{PIPE_PATH}: warning: step 2 (foo_inferencer) maps ensemble tensor 'pre' to input "
+            "'X' of foo_inferencer, which expects shape [4] but 'pre' has shape [batch,4] "
+            "(output 'PRE' of step 1 (foo_preprocessing)); Triton loads this, but between a "
+            "batching and a non-batching model it reshapes only batch-1 tensors, so requests "
+            "with a batch above 1 (max_batch_size is 8) fail",
+            f"{PIPE_PATH}: warning: step 3 (foo_postprocessing) maps ensemble tensor 'scores' to "
+            "input 'SCORES' of foo_postprocessing, which expects shape [batch,2] but 'scores' "
+            "has shape [2] (output 'Y' of step 2 (foo_inferencer)); Triton loads this, but "
+            "between a batching and a non-batching model it reshapes only batch-1 tensors, so "
+            "requests with a batch above 1 (max_batch_size is 8) fail",
+        ],
+    ),
+    Case(
+        "non-batching step in an ensemble of batch 1",
+        edits=[
+            ("foo_inferencer", "max_batch_size: 8", "max_batch_size: 0"),
+            ("foo_pipeline", "max_batch_size: 8", "max_batch_size: 1"),
+        ],
+    ),
+    Case(
+        "non-batching step whose dims differ also without the batch dimension",
+        edits=[
+            ("foo_inferencer", "max_batch_size: 8", "max_batch_size: 0"),
+            ("foo_inferencer", "dims: [ 4 ]", "dims: [ 5 ]"),
+        ],
+        expected=[
             f"{PIPE_PATH}: step 2 (foo_inferencer) maps ensemble tensor 'pre' to input 'X' of "
-            "foo_inferencer, which expects shape [4] but 'pre' has shape [batch,4] "
+            "foo_inferencer, which expects shape [5] but 'pre' has shape [batch,4] "
             "(output 'PRE' of step 1 (foo_preprocessing))",
-            f"{PIPE_PATH}: step 3 (foo_postprocessing) maps ensemble tensor 'scores' to input "
-            "'SCORES' of foo_postprocessing, which expects shape [batch,2] but 'scores' has "
-            "shape [2] (output 'Y' of step 2 (foo_inferencer))",
+            f"{PIPE_PATH}: warning: step 3 (foo_postprocessing) maps ensemble tensor 'scores' to "
+            "input 'SCORES' of foo_postprocessing, which expects shape [batch,2] but 'scores' "
+            "has shape [2] (output 'Y' of step 2 (foo_inferencer)); Triton loads this, but "
+            "between a batching and a non-batching model it reshapes only batch-1 tensors, so "
+            "requests with a batch above 1 (max_batch_size is 8) fail",
         ],
     ),
     Case(

@@ -135,7 +135,13 @@ def test_torchscript_inferencer_with_default_model_filename(tmp_path: Path) -> N
     ("value", "expected"),
     [
         ("$$TRITON_MODEL_DIRECTORY/python_env.tar.gz", None),
-        ("$$TRITON_MODEL_DIRECTORY/envs/python_env", None),
+        (
+            # validate, env and package apply one rule: only the step's packed env is accepted
+            "$$TRITON_MODEL_DIRECTORY/envs/python_env",
+            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/envs/python_env' must name "
+            "the step's packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+        ),
         (
             "python_env.tar.gz",
             "parameter EXECUTION_ENV_PATH 'python_env.tar.gz' must start with "
@@ -151,13 +157,13 @@ def test_torchscript_inferencer_with_default_model_filename(tmp_path: Path) -> N
         (
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
             "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz' "
-            "leaves the step folder through '..'; keep the environment inside "
-            "foo_preprocessing/, e.g. $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "leaves the step folder through '..'; mmetools places the env at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
         (
             "$$TRITON_MODEL_DIRECTORY/",
-            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/' names no file, e.g. "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/' must name the step's "
+            "packed env: mmetools places it at $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
         ),
     ],
 )
@@ -284,3 +290,31 @@ def test_syntax_error_does_not_stop_the_other_checks(tmp_path: Path) -> None:
         f"{FOLDER}/model_version.txt: version must be a positive integer such as 1 or 12, "
         "got 'one'",
     ]
+
+
+def test_step_without_config_is_an_error_in_a_model_folder(tmp_path: Path) -> None:
+    # Triton would auto-complete it, but the packager ships only folders with a config.pbtxt.
+    folder = write_model_folder(tmp_path)
+    (folder / "foo_inferencer" / "config.pbtxt").unlink()
+    (folder / "foo_inferencer" / "1" / "model.onnx").write_bytes(b"onnx")
+    problems = [p for p in validate_model_folder(folder) if p.is_error]
+    assert [str(p) for p in problems] == [
+        "models/foo/foo_inferencer: no config.pbtxt: model 'foo' packages only step folders that "
+        "have one, so foo_inferencer would be missing from the artifact; write "
+        "foo_inferencer/config.pbtxt"
+    ]
+
+
+def test_python_step_without_execution_env_path_names_the_lines_to_add(tmp_path: Path) -> None:
+    folder = write_model_folder(tmp_path)
+    config = folder / "foo_postprocessing" / "config.pbtxt"
+    config.write_text(config.read_text(encoding="utf-8").split("parameters:")[0], encoding="utf-8")
+    problems = validate_path(folder)
+    assert [str(p) for p in problems] == [
+        f"{FOLDER}/foo_postprocessing/config.pbtxt: warning: Python step foo_postprocessing sets "
+        "no EXECUTION_ENV_PATH; the env step packs "
+        "foo_postprocessing/python_env.tar.gz, which Triton only uses when the config says so, "
+        'and refuses to run without it. Add these lines: parameters: { key: "EXECUTION_ENV_PATH" '
+        'value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }'
+    ]
+    assert not problems[0].is_error  # `package --no-env` stays possible; the env step refuses

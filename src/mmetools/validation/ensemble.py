@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from mmetools.model_config import CONFIG_FILE, RepositoryModel
+from mmetools.model_config import RepositoryModel
 from mmetools.validation.ensemble_flow import Flow
 from mmetools.validation.graph import cycles
-from mmetools.validation.problems import Problem, join
+from mmetools.validation.problems import WARNING, Problem, join
 from mmetools.validation.repository import Repository, Step, served_versions
 
 
@@ -41,12 +42,35 @@ class EnsembleChecker:
         if not self.repository.is_ensemble(name):
             return bool(model.config.model_transaction_policy.decoupled)
         if name not in self._decoupled:
-            if name in self._in_progress:
-                return False  # a cycle between ensembles, reported elsewhere
-            self._in_progress.add(name)
-            self._decoupled[name] = self._flow(model).decoupled
-            self._in_progress.discard(name)
-        return self._decoupled[name]
+            self._resolve_nested(name)
+        return self._decoupled.get(name, False)
+
+    def _resolve_nested(self, name: str) -> None:
+        """Decide the ensembles nested in ``name`` innermost first, without recursion: hundreds
+        of nesting levels must not hit Python's recursion limit. In a cycle between ensembles
+        (reported elsewhere) a member still being decided counts as not decoupled."""
+        pending: list[tuple[str, bool]] = [(name, False)]
+        while pending:
+            current, nested_done = pending.pop()
+            if current in self._decoupled:
+                continue
+            if nested_done:
+                self._decoupled[current] = self._flow(self.repository.models[current]).decoupled
+                self._in_progress.discard(current)
+                continue
+            if current in self._in_progress:
+                continue
+            self._in_progress.add(current)
+            pending.append((current, True))
+            for step in self.repository.steps[current]:
+                nested = step.model_name
+                if (
+                    self.repository.is_ensemble(nested)
+                    and nested in self.repository.models
+                    and nested not in self._decoupled
+                    and nested not in self._in_progress
+                ):
+                    pending.append((nested, False))
 
     def _flow(self, ensemble: RepositoryModel) -> Flow:
         flow = Flow(self.repository, ensemble, self.is_decoupled)
@@ -68,7 +92,7 @@ class EnsembleChecker:
                 yield Problem(path, f"{step.label} has no input_map")
             if not step.output_entries:
                 yield Problem(path, f"{step.label} has no output_map")
-            yield from (Problem(path, m) for m in _repeated_key_messages(step))
+            yield from _repeated_key_problems(path, step)
             yield from self._step_model_problems(ensemble, step)
 
     def _step_model_problems(self, ensemble: RepositoryModel, step: Step) -> Iterator[Problem]:
@@ -114,20 +138,14 @@ class EnsembleChecker:
                 )
 
     def _missing_model_problems(self, ensemble: RepositoryModel, step: Step) -> Iterator[Problem]:
-        if step.model_name in self.repository.broken:
-            return  # its config's own problem is reported already
-        path = ensemble.config_path
-        if (self.repository.root / step.model_name).is_dir():
-            yield Problem(
-                path, f"{step.label}: model folder '{step.model_name}' has no {CONFIG_FILE}"
-            )
-        else:
-            available = join(sorted(self.repository.models)) or "none"
-            yield Problem(
-                path,
-                f"{step.label}: model '{step.model_name}' is not in the repository "
-                f"(models: {available})",
-            )
+        if step.model_name in self.repository.broken | self.repository.auto_completed:
+            return  # the folder's own problem is reported already
+        available = join(sorted(self.repository.models)) or "none"
+        yield Problem(
+            ensemble.config_path,
+            f"{step.label}: model '{step.model_name}' is not in the repository "
+            f"(models: {available})",
+        )
 
     def _version_problem(
         self, ensemble: RepositoryModel, step: Step, model: RepositoryModel
@@ -150,8 +168,12 @@ class EnsembleChecker:
         )
 
 
-def _repeated_key_messages(step: Step) -> Iterator[str]:
-    """Keys repeated in one map (protobuf keeps only the last) and outputs sharing a tensor."""
+def _repeated_key_problems(path: Path, step: Step) -> Iterator[Problem]:
+    """Keys repeated in one map and outputs sharing a tensor.
+
+    Protobuf keeps only the last value of a repeated key (Triton issue #4560) and Triton loads
+    the ensemble, so that is a warning; two outputs writing one tensor Triton refuses.
+    """
     for kind, entries in (("input_map", step.input_entries), ("output_map", step.output_entries)):
         values: dict[str, list[str]] = {}
         for key, value in entries:
@@ -160,18 +182,22 @@ def _repeated_key_messages(step: Step) -> Iterator[str]:
         for key, mapped in values.items():
             if len(mapped) > 1:
                 shown = join(f"'{v}'" for v in mapped)
-                yield (
+                yield Problem(
+                    path,
                     f"{step.label}: {kind} lists model {side} '{key}' {len(mapped)} times "
-                    f"({shown}); protobuf keeps only the last ('{mapped[-1]}')"
+                    f"({shown}); protobuf keeps only the last ('{mapped[-1]}') and Triton "
+                    "silently ignores the others",
+                    WARNING,
                 )
     writers: dict[str, list[str]] = {}
     for model_output, tensor in step.output_map.items():
         writers.setdefault(tensor, []).append(model_output)
     for tensor, outputs in writers.items():
         if len(outputs) > 1:
-            yield (
+            yield Problem(
+                path,
                 f"{step.label} maps outputs {join(repr(o) for o in outputs)} "
-                f"to the same ensemble tensor '{tensor}'"
+                f"to the same ensemble tensor '{tensor}'",
             )
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from mmetools.model_config import RepositoryModel, dtype_name
 from mmetools.validation.graph import cycles
-from mmetools.validation.problems import Problem
+from mmetools.validation.problems import WARNING, Problem
 from mmetools.validation.repository import Repository, Step
-from mmetools.validation.tensors import Tensor, shape_mismatch
+from mmetools.validation.tensors import Tensor, needs_batch_one, shape_mismatch
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,18 @@ class Flow:
             self._error(
                 f"{lead} shape {expected.shape(full)} but {actual_shape} "
                 f"{produced.shape(full)}{origin}"
+            )
+        elif needs_batch_one(produced, expected) and int(self.ensemble.config.max_batch_size) > 1:
+            self.problems.append(
+                Problem(
+                    self.path,
+                    f"{lead} shape {expected.shape(True)} but {actual_shape} "
+                    f"{produced.shape(True)}{origin}; Triton loads this, but between a batching "
+                    "and a non-batching model it reshapes only batch-1 tensors, so requests "
+                    f"with a batch above 1 (max_batch_size is "
+                    f"{self.ensemble.config.max_batch_size}) fail",
+                    WARNING,
+                )
             )
 
     # --- order, cycles, decoupled models ----------------------------------------------------

@@ -22,29 +22,41 @@ def cycles(edges: dict[Node, list[Node]]) -> list[list[Node]]:
     on_stack: set[Node] = set()
     components: list[list[Node]] = []
 
-    def visit(node: Node) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for successor in edges.get(node, []):
-            if successor not in index:
-                visit(successor)
-                low[node] = min(low[node], low[successor])
-            elif successor in on_stack:
-                low[node] = min(low[node], index[successor])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == node:
-                    break
-            components.append(component)
-
-    for node in sorted(edges):
-        if node not in index:
-            visit(node)
+    # Iterative: a chain of thousands of nodes must not hit Python's recursion limit.
+    for root in sorted(edges):
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        work: list[tuple[Node, int]] = [(root, 0)]
+        while work:
+            node, position = work[-1]
+            successors = edges.get(node, [])
+            if position < len(successors):
+                work[-1] = (node, position + 1)
+                successor = successors[position]
+                if successor not in index:
+                    index[successor] = low[successor] = len(index)
+                    stack.append(successor)
+                    on_stack.add(successor)
+                    work.append((successor, 0))
+                elif successor in on_stack:
+                    low[node] = min(low[node], index[successor])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                components.append(component)
 
     found = []
     for component in components:

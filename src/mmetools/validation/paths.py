@@ -9,6 +9,7 @@ from pathlib import Path
 from mmetools.errors import UsageError
 from mmetools.model_config import CONFIG_FILE, model_folders
 from mmetools.model_folder import VERSION_FILE, ModelFolder, is_model_folder
+from mmetools.validation.bls import bls_problems
 from mmetools.validation.ensemble import EnsembleChecker, ensemble_cycle_problems
 from mmetools.validation.problems import Problem, by_file
 from mmetools.validation.project_rules import project_problems
@@ -66,6 +67,7 @@ def _triton_problems(repository: Repository, rules: Rules) -> list[Problem]:
         if repository.is_ensemble(name):
             problems.extend(checker.check(model))
     problems.extend(ensemble_cycle_problems(repository))
+    problems.extend(bls_problems(repository))
     return problems
 
 

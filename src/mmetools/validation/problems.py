@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mmetools.model_config import clipped
+
 Severity = Literal["error", "warning"]
 ERROR: Severity = "error"
 WARNING: Severity = "warning"
+MAX_MESSAGE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,10 @@ class Problem:
     severity: Severity = ERROR
     line: int | None = None
     column: int | None = None
+
+    def __post_init__(self) -> None:
+        # Messages quote names and values from the input; a 1 MB name must not make a 1 MB line.
+        object.__setattr__(self, "message", clipped(self.message, MAX_MESSAGE_CHARS))
 
     @property
     def is_error(self) -> bool:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from mmetools.errors import ConfigError
-from mmetools.model_config import PYTHON_BACKEND, RepositoryModel, backend_of, is_ensemble
+from mmetools.model_config import (
+    CONFIG_FILE,
+    PYTHON_BACKEND,
+    RepositoryModel,
+    backend_of,
+    is_ensemble,
+)
 from mmetools.model_folder import (
     EXECUTION_ENV_KEY,
+    MODEL_DIRECTORY_TOKEN,
     ModelFolder,
+    execution_env_problem,
     read_model_version,
     weight_filename,
     weight_paths,
@@ -23,7 +31,6 @@ from mmetools.model_folder import (
 from mmetools.validation.problems import WARNING, Problem, join
 from mmetools.validation.repository import Repository
 
-MODEL_DIRECTORY_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 PIPELINE_SUFFIX = "_pipeline"
 
 # SageMaker's frontend picks the ensemble of an artifact by this regex over the raw config text
@@ -39,6 +46,13 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         yield Problem(folder.version_file, _without_prefix(str(e), folder.version_file))
 
     yield from _ensemble_problems(folder, repository)
+    for name in sorted(repository.auto_completed):
+        # Triton would complete it, but the packager ships only folders with a config.pbtxt.
+        yield Problem(
+            folder.path / name,
+            f"no {CONFIG_FILE}: model '{folder.name}' packages only step folders that have one, "
+            f"so {name} would be missing from the artifact; write {name}/{CONFIG_FILE}",
+        )
 
     python_steps = []
     for name, model in repository.models.items():
@@ -49,6 +63,8 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         if backend_of(model.config) == PYTHON_BACKEND:
             python_steps.append(name)
             yield from _python_file_problems(model)
+            if not is_ensemble(model.config):
+                yield from _missing_execution_env(model)
         yield from _weight_problems(model)
     if python_steps and not folder.requirements_file.is_file():
         yield Problem(
@@ -128,26 +144,26 @@ def _execution_env_problems(model: RepositoryModel) -> Iterator[Problem]:
     if EXECUTION_ENV_KEY not in model.config.parameters:
         return
     value = str(model.config.parameters[EXECUTION_ENV_KEY].string_value)
-    prefix = f"{MODEL_DIRECTORY_TOKEN}/"
-    example = f"{prefix}python_env.tar.gz"
-    where = f"parameter {EXECUTION_ENV_KEY} '{value}'"
-    if not value.startswith(prefix):
-        reason = (
-            "an absolute path does not travel with the artifact"
-            if value.startswith("/")
-            else "Triton does not resolve a relative path against the step folder"
-        )
-        yield Problem(
-            model.config_path, f"{where} must start with {prefix} ({reason}), e.g. {example}"
-        )
-    elif ".." in PurePosixPath(value[len(prefix) :]).parts:
-        yield Problem(
-            model.config_path,
-            f"{where} leaves the step folder through '..'; keep the environment inside "
-            f"{model.name}/, e.g. {example}",
-        )
-    elif not value[len(prefix) :].strip("/"):
-        yield Problem(model.config_path, f"{where} names no file, e.g. {example}")
+    problem = execution_env_problem(value)
+    if problem:
+        yield Problem(model.config_path, f"parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
+
+
+def _missing_execution_env(model: RepositoryModel) -> Iterator[Problem]:
+    """The env step ships ``<step>/python_env.tar.gz``; mmetools never edits a config to point at
+    it (packaging and tests change no tracked file), so the committed config must say so."""
+    if EXECUTION_ENV_KEY in model.config.parameters:
+        return
+    # A warning, not an error: `package --no-env` (the image's Python serves the step) is valid
+    # without it; the env step itself refuses to build for a config that lacks it.
+    yield Problem(
+        model.config_path,
+        f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs "
+        f"{model.name}/python_env.tar.gz, which Triton only uses when the config says so, and "
+        f'refuses to run without it. Add these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" '
+        f'value: {{ string_value: "{MODEL_DIRECTORY_TOKEN}/python_env.tar.gz" }} }}',
+        WARNING,
+    )
 
 
 def _python_file_problems(model: RepositoryModel) -> Iterator[Problem]:

@@ -17,13 +17,15 @@ from tritonclient.grpc import model_config_pb2
 from mmetools.errors import ConfigError
 from mmetools.model_config import (
     CONFIG_FILE,
+    DEFAULT_MODEL_FILENAMES,
     ENSEMBLE_PLATFORM,
+    PYTHON_BACKEND,
     ModelConfig,
     RepositoryModel,
     model_folders,
-    parse_config,
+    read_config_file,
 )
-from mmetools.validation.problems import ERROR, WARNING, Problem
+from mmetools.validation.problems import ERROR, WARNING, Problem, display_path
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,8 @@ class Repository:
     steps: dict[str, tuple[Step, ...]]  # per ensemble (a model with ensemble_scheduling)
     broken: frozenset[str]  # folders whose config.pbtxt could not be read or parsed
     load_problems: tuple[Problem, ...]
+    # folders without config.pbtxt that Triton completes from the model file (not checkable)
+    auto_completed: frozenset[str] = frozenset()
 
     def is_ensemble(self, name: str) -> bool:
         return name in self.steps
@@ -82,18 +86,24 @@ def read_repository(root: Path) -> Repository:
     problems: list[Problem] = []
     for folder in model_folders(root):
         config_path = folder / CONFIG_FILE
+        escape = _escaping_symlink(root, folder)
+        if escape is not None:
+            problems.append(escape)
+            broken.add(folder.name)
+            continue
         try:
-            text = config_path.read_text(encoding="utf-8")
+            read = read_config_file(config_path)
         except UnicodeDecodeError as e:
             problems.append(Problem(config_path, f"not UTF-8 text ({e.reason} at byte {e.start})"))
             broken.add(folder.name)
             continue
-        try:
-            config = parse_config(text, config_path)
         except ConfigError as e:
             problems.append(_syntax_problem(config_path, e))
             broken.add(folder.name)
             continue
+        text = read.text
+        config = ModelConfig()
+        config.CopyFrom(read.config)
         versions, ignored = _version_dirs(folder)
         for name in ignored:
             problems.append(
@@ -103,11 +113,103 @@ def read_repository(root: Path) -> Repository:
                     WARNING,
                 )
             )
+        problems.extend(filter(None, (_escaping_symlink(root, folder / str(v)) for v in versions)))
         models[folder.name] = RepositoryModel(folder.name, folder, config, versions)
         texts[folder.name] = text
         if config.HasField("ensemble_scheduling") or config.platform == ENSEMBLE_PLATFORM:
             steps[folder.name] = _read_steps(text, config)
-    return Repository(root, models, texts, steps, frozenset(broken), tuple(problems))
+    step_models = {step.model_name for ensemble in steps.values() for step in ensemble}
+    auto_completed: set[str] = set()
+    for folder in _unconfigured_folders(root, step_models):
+        problem = _escaping_symlink(root, folder) or _unconfigured_problem(folder)
+        problems.append(problem)
+        (auto_completed if not problem.is_error else broken).add(folder.name)
+    return Repository(
+        root,
+        models,
+        texts,
+        steps,
+        frozenset(broken),
+        tuple(problems),
+        frozenset(auto_completed),
+    )
+
+
+def _escaping_symlink(root: Path, folder: Path) -> Problem | None:
+    """A model or version folder that is a symlink leading out of ``root``: Triton follows it,
+    and packaging would ship (or refuse) files from elsewhere."""
+    if not folder.is_symlink():
+        return None
+    target = folder.resolve()
+    if target.is_relative_to(root.resolve()):
+        return None
+    return Problem(
+        folder,
+        f"is a symlink to {display_path(target)}, outside {display_path(root)}; "
+        "put the folder itself there (an artifact holds files, never links)",
+    )
+
+
+def _unconfigured_folders(root: Path, step_models: set[str]) -> list[Path]:
+    """Folders without config.pbtxt that Triton would take for models: those with a version
+    folder, and those an ensemble step names. Others (tests/, hidden folders) are not models."""
+    found = []
+    for child in sorted(root.iterdir()):
+        if child.name.startswith(".") or not child.is_dir() or (child / CONFIG_FILE).exists():
+            continue
+        if child.name in step_models or any(_version_dirs(child)[0]):
+            found.append(child)
+    return found
+
+
+def _unconfigured_problem(folder: Path) -> Problem:
+    """A model folder without config.pbtxt (model_config_utils.cc, AutoCompleteBackendFields):
+    Triton picks the backend from the model file in a version folder and lets the backend fill
+    in the inputs and outputs; without a model file it cannot determine a backend."""
+    versions = [folder / str(v) for v in _version_dirs(folder)[0]]
+    for version in reversed(versions):
+        for backend, filename in DEFAULT_MODEL_FILENAMES.items():
+            model_file = version / filename
+            if not model_file.exists():
+                continue
+            shown = f"{folder.name}/{version.name}/{filename}"
+            if backend == PYTHON_BACKEND and not _defines_auto_complete(model_file):
+                return Problem(
+                    folder,
+                    f"no {CONFIG_FILE}, and {shown} defines no auto_complete_config: Triton "
+                    "serves it with the python backend but without inputs or outputs; add "
+                    f"{folder.name}/{CONFIG_FILE}",
+                )
+            return Problem(
+                folder,
+                f"no {CONFIG_FILE}: Triton fills it in from {shown} (backend {backend}), which "
+                "needs auto-complete (on unless --disable-auto-complete-config); its inputs and "
+                f"outputs cannot be checked statically: add {folder.name}/{CONFIG_FILE}",
+                WARNING,
+            )
+    misplaced = [v / CONFIG_FILE for v in versions if (v / CONFIG_FILE).is_file()]
+    hint = (
+        f"; {display_path(misplaced[0])} is inside a version folder: move it to "
+        f"{folder.name}/{CONFIG_FILE}"
+        if misplaced
+        else ""
+    )
+    known = ", ".join(sorted(DEFAULT_MODEL_FILENAMES.values()))
+    return Problem(
+        folder,
+        f"no {CONFIG_FILE} and no model file Triton recognizes ({known}) in a version folder: "
+        f"Triton cannot determine its backend{hint}",
+    )
+
+
+_AUTO_COMPLETE = re.compile(r"^\s*def\s+auto_complete_config\s*\(", re.MULTILINE)
+
+
+def _defines_auto_complete(model_py: Path) -> bool:
+    try:
+        return bool(_AUTO_COMPLETE.search(model_py.read_text(encoding="utf-8", errors="replace")))
+    except OSError:
+        return False
 
 
 def served_versions(model: RepositoryModel) -> tuple[int, ...]:
@@ -130,7 +232,11 @@ def _syntax_problem(config_path: Path, error: ConfigError) -> Problem:
         line, column = cause.GetLine(), cause.GetColumn()
     message = str(error)
     start = message.find("invalid config.pbtxt")
-    message = message[start:] if start >= 0 else message
+    prefix = f"{config_path}: "
+    if start >= 0:
+        message = message[start:]
+    elif message.startswith(prefix):
+        message = message[len(prefix) :]
     if 'oneof "scheduling_choice"' in message:
         message += (
             " (a model sets at most one of dynamic_batching, sequence_batching and "

@@ -31,14 +31,25 @@ class Tensor:
 
 
 def shape_mismatch(producer: Tensor, consumer: Tensor) -> bool:
-    # Between a batching and a non-batching model, Triton passes the full shape (batch
-    # dimension included), so that is what must agree. Triton's load check also accepts equal
-    # dims without the batch dimension there, which then fails on the first request.
-    if producer.batching == consumer.batching:
-        return not _dims_compatible(producer.dims, consumer.dims)
-    full_producer = ((WILDCARD_DIM,) if producer.batching else ()) + producer.dims
-    full_consumer = ((WILDCARD_DIM,) if consumer.batching else ()) + consumer.dims
-    return not _dims_compatible(full_producer, full_consumer)
+    """ValidateTensorConsistency: the dims must agree without the batch dimension or with it
+    (a non-batching model's [-1,4] meets a batching model's [4]); Triton refuses otherwise."""
+    return not _dims_compatible(producer.dims, consumer.dims) and not _dims_compatible(
+        _full_dims(producer), _full_dims(consumer)
+    )
+
+
+def needs_batch_one(producer: Tensor, consumer: Tensor) -> bool:
+    """A batching and a non-batching side that agree only without the batch dimension: Triton
+    loads it, and the ensemble scheduler reshapes the tensor only when the batch is 1."""
+    return (
+        producer.batching != consumer.batching
+        and _dims_compatible(producer.dims, consumer.dims)
+        and not _dims_compatible(_full_dims(producer), _full_dims(consumer))
+    )
+
+
+def _full_dims(tensor: Tensor) -> tuple[int, ...]:
+    return ((WILDCARD_DIM,) if tensor.batching else ()) + tensor.dims
 
 
 def _dims_compatible(left: Sequence[int], right: Sequence[int]) -> bool:

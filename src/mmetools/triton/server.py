@@ -1,52 +1,24 @@
-"""A real Triton Inference Server for tests: launched, polled until ready, always stopped.
-
-Three modes share one interface (:class:`TritonServer`):
-
-- ``bundled``: the tritonserver inside the nvidia-pytriton wheel (CPU). Its build has only the
-  python backend, so mmetools assembles a backends folder (cached) holding the python backend,
-  the stub for the serving Python, and two *Python-based backends*, ``onnxruntime`` and
-  ``pytorch`` (``src/mmetools/backends/``), which Triton picks for ``onnxruntime_onnx`` and
-  ``pytorch_libtorch`` models. The model repository is served unmodified.
-- ``native``: a ``tritonserver`` on PATH (NVIDIA's image) with its native backends and GPUs.
-- ``docker``: NVIDIA's image run with ``docker run --gpus all``; the staged repository and the
-  source folders it links to are mounted at the same paths.
-
-The Python steps' stub takes ``sys.prefix`` from the first ``python3`` on PATH (it runs Python in
-isolated mode, PYTHONPATH is ignored), so the serving environment's ``bin`` goes first on PATH.
-
-Every server runs with explicit model control on an initially empty repository folder in its own
-temporary work folder, on free loopback ports, logs to a file there, and is stopped (process
-group terminated, then killed) by :meth:`TritonServer.stop`, the context manager, SIGTERM, or the
-death of the Python process that started it.
-"""
+"""One tritonserver process: started on free loopback ports, polled until ready, models loaded,
+requests sent (KServe v2 over HTTP, or the SageMaker frontend), always stopped."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import hashlib
 import http.client
-import importlib.util
 import itertools
 import json
 import logging
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -54,18 +26,30 @@ import numpy.typing as npt
 
 from mmetools.errors import TritonError, UsageError
 from mmetools.serving_env import ServingEnv, current_environment
+from mmetools.triton.backends import assemble_backends, find_bundled_triton
+from mmetools.triton.client import HttpResponse, LoadResult
+from mmetools.triton.launch import (
+    BUNDLED,
+    DOCKER,
+    KSERVE,
+    LOOPBACK,
+    Launch,
+    MODES,
+    NATIVE,
+    PORT_ATTEMPTS,
+    Ports,
+    SAGEMAKER,
+    TargetPython,
+    bundled_launch,
+    docker_launch,
+    free_port,
+    native_launch,
+)
+from mmetools.triton.lifecycle import _TerminateOnSigterm, _kill_with_parent
+from mmetools.triton.logs import _PORT_IN_USE, _first_paragraph, log_excerpt
 
 logger = logging.getLogger(__name__)
 
-AUTO, BUNDLED, NATIVE, DOCKER = "auto", "bundled", "native", "docker"
-MODES = (BUNDLED, NATIVE, DOCKER)
-KSERVE, SAGEMAKER = "kserve", "sagemaker"
-LOOPBACK = "127.0.0.1"
-
-BACKENDS_SOURCE = Path(__file__).parent / "backends"
-PYTHON_BASED_BACKENDS = ("onnxruntime", "pytorch")
-SITE_PACKAGES_VARIABLE = "MMETOOLS_BACKEND_SITE_PACKAGES"
-STUB_NAME = "triton_python_backend_stub"
 SHM_FOLDER = "/dev/shm"
 
 # How long to wait before giving up. Loads can be long for big weights; infers should not be.
@@ -74,447 +58,6 @@ LOAD_TIMEOUT = 600.0
 INFER_TIMEOUT = 300.0
 STOP_TIMEOUT = 15.0
 POLL_INTERVAL = 0.05
-PORT_ATTEMPTS = 4
-
-# Log lines the CPU-only bundled server always prints: they explain nothing.
-_HARMLESS_LOG = re.compile(
-    r"CUDA driver|CudaDriverHelper|NVML|DCGM|pinned memory|cuda_memory_manager|"
-    r"unable to create stream|GPU metrics",
-    re.IGNORECASE,
-)
-_ERROR_LOG = re.compile(r"^E\d{4} ")
-_TROUBLE = re.compile(r"^W\d{4} |fail|error|exception|unavailable|unhealthy", re.IGNORECASE)
-_TRAILING_QUOTE = re.compile(r'(\\n|[";\s])+$')
-_PORT_IN_USE = re.compile(r"already in use|address in use|failed to start .*service", re.I)
-
-
-# ------------------------------------------------------------------------------------------------
-# Locating the bundled server and assembling its backends
-
-
-@dataclass(frozen=True)
-class BundledTriton:
-    """The Triton build shipped in the nvidia-pytriton wheel."""
-
-    executable: Path
-    python_backend: Path  # libtriton_python.so + triton_python_backend_utils.py
-    stubs: Path  # python_backend_stubs/<major.minor>/triton_python_backend_stub
-    libraries: Path  # nvidia_pytriton.libs
-
-    def stub_for(self, python_version: str) -> Path:
-        stub = self.stubs / python_version / STUB_NAME
-        if not stub.is_file():
-            available = sorted(p.parent.name for p in self.stubs.glob(f"*/{STUB_NAME}"))
-            raise TritonError(
-                f"the bundled Triton has no python backend stub for Python {python_version} "
-                f"(it has {', '.join(available) or 'none'}); serve with that Python or use "
-                "--mode native"
-            )
-        return stub
-
-
-def find_bundled_triton() -> BundledTriton:
-    """The tritonserver inside the installed nvidia-pytriton wheel; TritonError when absent."""
-    spec = importlib.util.find_spec("pytriton")
-    if spec is None or spec.origin is None:
-        raise TritonError(
-            "nvidia-pytriton is not installed, so there is no bundled tritonserver "
-            "(run ci/bootstrap, or use --mode native / --triton-image)"
-        )
-    package = Path(spec.origin).parent
-    root = package / "tritonserver"
-    bundled = BundledTriton(
-        executable=root / "bin" / "tritonserver",
-        python_backend=root / "backends" / "python",
-        stubs=root / "python_backend_stubs",
-        libraries=package.parent / "nvidia_pytriton.libs",
-    )
-    for path in (bundled.executable, bundled.python_backend, bundled.libraries):
-        if not path.exists():
-            raise TritonError(f"the nvidia-pytriton installation is incomplete: {path} is missing")
-    return bundled
-
-
-def libpython_dir() -> Path | None:
-    """Folder of this interpreter's libpython3.X.so.1.0, which the stub links against."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    name = f"libpython{sys.version_info.major}.{sys.version_info.minor}.so.1.0"
-    if libdir and (Path(libdir) / name).exists():
-        return Path(libdir)
-    return None  # the system loader may still find it (Debian's libpython3.X package)
-
-
-def _digest(paths: Iterable[Path], extra: str) -> str:
-    digest = hashlib.sha256(extra.encode())
-    for path in paths:
-        digest.update(str(path).encode())
-        if path.name.endswith(".py"):
-            digest.update(path.read_bytes())
-        else:  # large binaries: their identity is enough
-            status = path.stat()
-            digest.update(f"{status.st_size}:{status.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
-
-
-def assemble_backends(bundled: BundledTriton, cache_dir: Path, python_version: str) -> Path:
-    """A backends folder for the bundled server, built once per content and cached::
-
-    python/{libtriton_python.so, triton_python_backend_utils.py, triton_python_backend_stub}
-    onnxruntime/model.py, pytorch/model.py      (Python-based backends from mmetools)
-    """
-    stub = bundled.stub_for(python_version)
-    sources = [
-        *sorted(bundled.python_backend.iterdir()),
-        stub,
-        *(BACKENDS_SOURCE / name / "model.py" for name in PYTHON_BASED_BACKENDS),
-    ]
-    key = _digest(sources, python_version)
-    parent = cache_dir / "triton-backends"
-    destination = parent / f"py{python_version}-{key}"
-    if destination.is_dir():
-        return destination
-    parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
-    try:
-        (building / "python").mkdir()
-        for source in bundled.python_backend.iterdir():
-            shutil.copy2(source, building / "python" / source.name)
-        shutil.copy2(stub, building / "python" / STUB_NAME)
-        for name in PYTHON_BASED_BACKENDS:
-            (building / name).mkdir()
-            shutil.copy2(BACKENDS_SOURCE / name / "model.py", building / name / "model.py")
-        try:
-            os.replace(building, destination)
-        except OSError:
-            if not destination.is_dir():  # not a concurrent build that won the race
-                raise
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-    logger.debug("assembled Triton backends in %s", destination)
-    return destination
-
-
-def backend_site_packages() -> str:
-    """Where this interpreter finds onnxruntime and torch, for the Python-based backends."""
-    paths = sysconfig.get_paths()
-    folders = dict.fromkeys([paths["purelib"], paths["platlib"]])
-    return os.pathsep.join(folders)
-
-
-# ------------------------------------------------------------------------------------------------
-# Modes and command lines (pure functions: unit-tested without a server)
-
-
-def resolve_mode(
-    setting: str, requested: str | None = None, image: str | None = None, which: Any = None
-) -> str:
-    """The server mode to use: ``--mode`` wins, ``--triton-image`` means docker, then the
-    setting; ``auto`` is native when a ``tritonserver`` is on PATH, else bundled."""
-    which = which or shutil.which
-    choice = requested or (DOCKER if image else setting) or AUTO
-    if choice not in (AUTO, *MODES):
-        raise UsageError(f"unknown Triton mode '{choice}' (choose from {AUTO}, {', '.join(MODES)})")
-    if choice == AUTO:
-        return NATIVE if which("tritonserver") else BUNDLED
-    return choice
-
-
-@dataclass(frozen=True)
-class Ports:
-    """Host ports of a server; 0 means "that frontend is off"."""
-
-    http: int = 0
-    sagemaker: int = 0
-
-    @property
-    def main(self) -> int:
-        return self.sagemaker or self.http
-
-
-def server_arguments(
-    repository: Path,
-    *,
-    frontend: str,
-    ports: Ports,
-    backend_directory: Path | None,
-    address: str = LOOPBACK,
-    shm_prefix: str = "",
-) -> list[str]:
-    """tritonserver's options: explicit model control, one HTTP frontend, nothing else open."""
-    argv = [
-        f"--model-repository={repository}",
-        "--model-control-mode=explicit",
-        "--exit-timeout-secs=5",
-        "--allow-grpc=false",
-        "--allow-metrics=false",
-    ]
-    if backend_directory is not None:
-        argv.append(f"--backend-directory={backend_directory}")
-    if shm_prefix:
-        # Names this server's python-backend shared memory (all Python-based backends use it),
-        # so a killed server's regions can be found and removed.
-        argv.append(f"--backend-config=python,shm-region-prefix-name={shm_prefix}")
-    if frontend == SAGEMAKER:
-        # The SageMaker multi-model endpoint's view (server docker/sagemaker/serve).
-        argv += [
-            "--allow-http=false",
-            "--allow-sagemaker=true",
-            f"--sagemaker-port={ports.sagemaker}",
-            "--model-namespacing=true",
-        ]
-    else:
-        argv += [f"--http-port={ports.http}", f"--http-address={address}"]
-    return argv
-
-
-@dataclass(frozen=True)
-class Launch:
-    """What to execute: argv plus the variables layered over the current environment."""
-
-    argv: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = ()
-    container: str = ""  # docker container name, to stop it
-
-    def environment(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        return {**(os.environ if base is None else base), **dict(self.env)}
-
-
-def _path_with(prefix: Path | None, base: Mapping[str, str]) -> str:
-    current = base.get("PATH", os.defpath)
-    return f"{prefix / 'bin'}{os.pathsep}{current}" if prefix else current
-
-
-def _frontend_env(frontend: str) -> list[tuple[str, str]]:
-    return [("SAGEMAKER_MULTI_MODEL", "true")] if frontend == SAGEMAKER else []
-
-
-def bundled_launch(
-    bundled: BundledTriton,
-    backends: Path,
-    repository: Path,
-    *,
-    frontend: str,
-    ports: Ports,
-    python_env: ServingEnv,
-    shm_prefix: str = "",
-    base_env: Mapping[str, str] | None = None,
-) -> Launch:
-    base = os.environ if base_env is None else base_env
-    libraries = [str(bundled.libraries)]
-    python_libraries = libpython_dir()
-    if python_libraries is not None:
-        libraries.append(str(python_libraries))
-    if base.get("LD_LIBRARY_PATH"):
-        libraries.append(base["LD_LIBRARY_PATH"])
-    argv = [
-        str(bundled.executable),
-        *server_arguments(
-            repository,
-            frontend=frontend,
-            ports=ports,
-            backend_directory=backends,
-            shm_prefix=shm_prefix,
-        ),
-    ]
-    env = [
-        ("LD_LIBRARY_PATH", os.pathsep.join(libraries)),
-        ("PATH", _path_with(python_env.path, base)),
-        (SITE_PACKAGES_VARIABLE, backend_site_packages()),
-        *_frontend_env(frontend),
-    ]
-    return Launch(tuple(argv), tuple(env))
-
-
-def native_launch(
-    executable: str,
-    repository: Path,
-    *,
-    frontend: str,
-    ports: Ports,
-    python_env: ServingEnv | None,
-    shm_prefix: str = "",
-    base_env: Mapping[str, str] | None = None,
-) -> Launch:
-    """A tritonserver on PATH with its own (native) backends folder."""
-    base = os.environ if base_env is None else base_env
-    argv = [
-        executable,
-        *server_arguments(
-            repository,
-            frontend=frontend,
-            ports=ports,
-            backend_directory=None,
-            shm_prefix=shm_prefix,
-        ),
-    ]
-    env = [("PATH", _path_with(python_env.path if python_env else None, base))]
-    return Launch(tuple(argv), tuple(env + _frontend_env(frontend)))
-
-
-def docker_launch(
-    image: str,
-    repository: Path,
-    *,
-    frontend: str,
-    ports: Ports,
-    mounts: Sequence[Path] = (),
-    writable: Sequence[Path] = (),
-    container: str,
-    gpus: bool = True,
-    requirements: Path | None = None,
-) -> Launch:
-    """``docker run`` of NVIDIA's Triton image. Folders are mounted at their host paths so the
-    staged repository's symbolic links resolve inside the container; the frontend port is
-    published on the host's loopback only. With ``requirements`` the Python steps' packages are
-    pip-installed into the image's Python (the stub's) before the server starts."""
-    argv = ["docker", "run", "--rm", "--name", container, "--init"]
-    if gpus:
-        argv += ["--gpus", "all"]
-    # The python backend exchanges tensors through /dev/shm: docker's 64 MB default is too small.
-    argv += ["--shm-size=1g", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864"]
-    argv += ["-p", f"{LOOPBACK}:{ports.main}:{ports.main}"]
-    for folder in writable:
-        argv += ["-v", f"{folder}:{folder}"]
-    for folder in mounts:
-        argv += ["-v", f"{folder}:{folder}:ro"]
-    if frontend == SAGEMAKER:
-        argv += ["-e", "SAGEMAKER_MULTI_MODEL=true"]
-    server = [
-        "tritonserver",
-        # inside the container the port is published from all its interfaces
-        *server_arguments(
-            repository, frontend=frontend, ports=ports, backend_directory=None, address="0.0.0.0"
-        ),
-    ]
-    if requirements is not None:
-        install = f'pip install --quiet --no-cache-dir -r {requirements} && exec "$@"'
-        argv += [image, "sh", "-c", install, "sh", *server]
-    else:
-        argv += [image, *server]
-    return Launch(tuple(argv), (), container)
-
-
-def free_port() -> int:
-    """A port the kernel says is free now. Another process may take it before Triton binds it;
-    the server start detects that from the log and retries with new ports."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-# ------------------------------------------------------------------------------------------------
-# Process hygiene
-
-
-def _kill_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """Runs in the child before exec: the server gets SIGKILL when the Python process that
-    started it dies for any reason, even SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
-    if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)
-
-
-def _load_prctl() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-
-
-class _TerminateOnSigterm:
-    """While a server runs, SIGTERM raises SystemExit in the main thread so the ``finally``
-    blocks that stop servers run (the default SIGTERM action would just end the process)."""
-
-    _lock = threading.Lock()
-    _users = 0
-    _previous: Any = None
-
-    @classmethod
-    def acquire(cls) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        with cls._lock:
-            if cls._users == 0:
-                if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                    return  # someone (pytest, the user) already handles it
-                cls._previous = signal.signal(signal.SIGTERM, cls._raise)
-            cls._users += 1
-
-    @classmethod
-    def release(cls) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        with cls._lock:
-            if cls._users == 0:
-                return
-            cls._users -= 1
-            if cls._users == 0:
-                signal.signal(signal.SIGTERM, cls._previous or signal.SIG_DFL)
-
-    @staticmethod
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-
-# ------------------------------------------------------------------------------------------------
-# The server
-
-
-def _expand_tracebacks(lines: Iterable[str]) -> list[str]:
-    """Triton quotes multi-line messages (Python tracebacks) with escaped newlines: show them as
-    lines, each traceback once (the ensemble's error repeats its step's)."""
-    result: list[str] = []
-    seen: set[str] = set()
-    for line in lines:
-        head, _, tail = line.partition("\\n")
-        result.append(head if tail else line)
-        key = _TRAILING_QUOTE.sub("", tail)
-        if tail and key not in seen:
-            seen.add(key)
-            result.extend(f"    {part}" for part in tail.split("\\n") if part.strip(' ";'))
-    return result
-
-
-def _first_paragraph(text: str) -> str:
-    """Triton appends the Python traceback after a blank line; the log excerpt shows it."""
-    return text.split("\n\n", 1)[0].strip()
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    body: bytes
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    def json(self) -> Any:
-        return json.loads(self.body.decode("utf-8")) if self.body else None
-
-    def error_text(self) -> str:
-        try:
-            document = self.json()
-        except (ValueError, UnicodeDecodeError):
-            document = None
-        if isinstance(document, dict) and "error" in document:
-            return str(document["error"])
-        return self.body.decode("utf-8", "replace").strip() or f"HTTP {self.status}"
-
-
-@dataclass(frozen=True)
-class LoadResult:
-    seconds: float | None
-    error: str | None = None
-    log_lines: tuple[str, ...] = ()
-
-    def seconds_or_raise(self) -> float:
-        if self.seconds is None:
-            log = "\nTriton log:\n" + "\n".join(self.log_lines) if self.log_lines else ""
-            raise TritonError(f"{self.error}{log}")
-        return self.seconds
-
 
 _SERVER_NUMBERS = itertools.count(1)
 
@@ -538,6 +81,7 @@ class TritonServer:
         requirements: Path | None = None,
         gpus: bool = True,
         startup_timeout: float = STARTUP_TIMEOUT,
+        target_python: TargetPython | None = None,
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"unknown Triton mode '{mode}' (choose from {', '.join(MODES)})")
@@ -556,6 +100,7 @@ class TritonServer:
         self.requirements = requirements
         self.gpus = gpus
         self.startup_timeout = startup_timeout
+        self.target_python = target_python
         self.workdir: Path | None = None
         self.ports = Ports()
         self.start_seconds: float | None = None
@@ -658,6 +203,7 @@ class TritonServer:
                 ports=self.ports,
                 python_env=self.python_env,
                 shm_prefix=self.shm_prefix,
+                target_python=self.target_python,
             )
         if self.mode == NATIVE:
             executable = shutil.which("tritonserver")
@@ -828,30 +374,8 @@ class TritonServer:
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
     def log_excerpt(self, names: Iterable[str] = (), since: int = 0, limit: int = 40) -> list[str]:
-        """The log lines that explain a problem: error lines and lines naming one of ``names``
-        (models, steps), plus Python tracebacks printed by stub processes; never the banner."""
-        wanted = [n for n in names if n]
-        lines = self._read_log(since).splitlines()
-        picked: list[str] = []
-        in_traceback = False
-        for line in lines:
-            if line.startswith("Traceback (most recent call last)"):
-                in_traceback = True
-            if in_traceback:
-                picked.append(line)
-                if line and not line.startswith((" ", "Traceback")):
-                    in_traceback = False  # the exception line ends the traceback
-                continue
-            if _HARMLESS_LOG.search(line) or line.startswith(("+", "|")):
-                continue
-            if _ERROR_LOG.match(line) or (
-                _TROUBLE.search(line) and any(name in line for name in wanted)
-            ):
-                picked.append(line)
-        unique = _expand_tracebacks(dict.fromkeys(picked))
-        if len(unique) > limit:
-            unique = [f"... {len(unique) - limit} earlier lines omitted", *unique[-limit:]]
-        return unique
+        """The log lines that explain a problem (see :func:`logs.log_excerpt`)."""
+        return log_excerpt(self._read_log(since), names, limit)
 
     # -- HTTP -----------------------------------------------------------------------------------
 

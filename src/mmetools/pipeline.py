@@ -1,0 +1,466 @@
+"""The model pipeline, defined once: validate -> fetch -> env -> test -> package -> artifact test.
+
+Each step takes the value the previous one returned, so no step can run on a model the one before
+refused: a wiring mistake stops at validation, before any Triton log. ``mmetools build``, the
+Pants rules and ``ci/pipeline`` are front-ends of ``build``; publishing (``mmetools publish``)
+then requires the evidence the last step writes.
+
+``build`` packages into a private folder inside ``out`` and moves an artifact's four files into
+``out`` only after its artifact test passed, so ``out`` never holds an artifact that did not pass
+(or half of one). Steps that start a Triton server run for all models at once (one server per
+serving env), every other step per model; a model that fails stops there, the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mmetools.artifact import (
+    Artifact,
+    ensure_weights,
+    prepare_env,
+    validate_model,
+    write_artifact,
+)
+from mmetools.envpack import PackedEnv
+from mmetools.errors import MmetoolsError, UsageError, ValidationFailed
+from mmetools.evidence import (
+    ARTIFACT_TEST,
+    SOURCE_TEST,
+    CaseOutcome,
+    Evidence,
+    TestKind,
+    RecordedTest,
+    evidence_path,
+    write_evidence,
+)
+from mmetools.harness import ModelReport, run_models
+from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
+from mmetools.model_folder import ModelFolder, ModelRef
+from mmetools.parallel_gzip import DEFAULT_LEVEL
+from mmetools.sagemaker import run_artifacts
+from mmetools.settings import Settings
+from mmetools.triton import resolve_mode
+
+logger = logging.getLogger(__name__)
+
+StepName = Literal["validate", "fetch", "env", "test", "package", "artifact"]
+STEP_NAMES: tuple[StepName, ...] = ("validate", "fetch", "env", "test", "package", "artifact")
+Status = Literal["passed", "failed", "skipped"]
+
+
+# --------------------------------------------------------------------------------------------
+# The values passed from step to step
+
+
+@dataclass(frozen=True)
+class ValidModel:
+    """A model folder that passed static validation; loaded once (its configs are parsed once
+    per state of the files, by the stat-keyed memo of model_config)."""
+
+    folder: ModelFolder
+    ref: ModelRef
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+
+@dataclass(frozen=True)
+class FetchedModel:
+    model: ValidModel
+    fetched: int  # weight files pulled through DVC in this run
+
+
+@dataclass(frozen=True)
+class ReadyModel:
+    """Weights present and the env packed into its Python steps: what Triton loads."""
+
+    model: ValidModel
+    env: PackedEnv | None
+
+
+@dataclass(frozen=True)
+class TestedModel:
+    ready: ReadyModel
+    source_test: RecordedTest
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    tested: TestedModel
+    artifact: Artifact  # in the private staging folder until its artifact test passed
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    """An artifact in ``out`` whose evidence says it passed both tests."""
+
+    ref: ModelRef
+    path: Path
+    sha256: str
+    manifest_path: Path
+    sha256_path: Path
+    evidence_path: Path
+    evidence: Evidence
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return (self.path, self.sha256_path, self.manifest_path, self.evidence_path)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    model: str
+    step: StepName
+    status: Status
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    mode: str | None = None
+    image: str | None = None
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    with_env: bool = True
+    level: int = DEFAULT_LEVEL
+    threads: int | None = None
+    triton: TritonOptions = TritonOptions()
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    requested: tuple[str, ...]  # model names, in the order given
+    outcomes: tuple[StepOutcome, ...]
+    artifacts: tuple[BuiltArtifact, ...]
+    reports: tuple[ModelReport, ...]  # Triton test reports (source and artifact), for JUnit
+
+    @property
+    def failed_models(self) -> tuple[str, ...]:
+        failed = {o.model for o in self.outcomes if o.status == "failed"}
+        return tuple(name for name in self.requested if name in failed)
+
+    @property
+    def passed(self) -> bool:
+        # Zero artifacts is never a pass: a green build must have built something.
+        return not self.failed_models and len(self.artifacts) == len(self.requested) > 0
+
+
+StepCallback = Callable[[StepOutcome], None]
+
+
+class _Run:
+    """Bookkeeping of one build: step outcomes and timing."""
+
+    def __init__(self, on_step: StepCallback | None) -> None:
+        self.outcomes: list[StepOutcome] = []
+        self.on_step = on_step
+
+    def record(
+        self, model: str, step: StepName, status: Status, seconds: float, detail: str = ""
+    ) -> None:
+        outcome = StepOutcome(model, step, status, seconds, detail)
+        self.outcomes.append(outcome)
+        if self.on_step is not None:
+            self.on_step(outcome)
+
+    def skip_rest(self, model: str, after: StepName) -> None:
+        for step in STEP_NAMES[STEP_NAMES.index(after) + 1 :]:
+            self.record(model, step, "skipped", 0.0, f"{after} failed")
+
+
+# --------------------------------------------------------------------------------------------
+# The steps
+
+
+def validate(folder: ModelFolder) -> ValidModel:
+    """Static validation first: ValidationFailed with every error."""
+    validate_model(folder)
+    return ValidModel(folder, folder.ref())
+
+
+def fetch(model: ValidModel) -> FetchedModel:
+    before = time.perf_counter()
+    from mmetools.dvc import fetch_weights
+
+    pulled = fetch_weights(model.folder)
+    ensure_weights(model.folder)  # every inferencer's weight file present (pulled or not tracked)
+    logger.debug("%s: weights checked in %.2f s", model.name, time.perf_counter() - before)
+    return FetchedModel(model, len(pulled))
+
+
+def env(fetched: FetchedModel, settings: Settings, *, with_env: bool = True) -> ReadyModel:
+    packed = prepare_env(fetched.model.folder, settings, with_env=with_env)
+    return ReadyModel(fetched.model, packed)
+
+
+def record_of_report(
+    kind: TestKind, report: ModelReport, settings: Settings, mode: str, image: str
+) -> RecordedTest:
+    return RecordedTest(
+        kind=kind,
+        passed=report.passed,
+        triton_version=settings.triton.version,
+        mode=mode,
+        target_image=image,
+        cases=tuple(CaseOutcome(r.case.name, r.passed) for r in report.results),
+        error=report.error,
+    )
+
+
+def _failure_detail(report: ModelReport) -> str:
+    if report.error:
+        return report.error.splitlines()[0]
+    if not report.results:
+        return "no fixture cases ran"
+    failed = [r.case.name for r in report.results if not r.passed]
+    return f"{len(failed)} of {len(report.results)} case(s) failed: {', '.join(failed)}"
+
+
+# --------------------------------------------------------------------------------------------
+# The whole build
+
+
+def build(
+    folders: Sequence[ModelFolder],
+    out: Path,
+    settings: Settings,
+    options: BuildOptions = BuildOptions(),
+    *,
+    on_step: StepCallback | None = None,
+    on_report: Callable[[ModelReport], None] | None = None,
+) -> BuildReport:
+    """Run every step for each model; returns what passed, what failed and the artifacts in
+    ``out`` (each with its .sha256, manifest and evidence)."""
+    if not folders:
+        raise UsageError("no model folders to build: give models/<name> (e.g. models/*)")
+    names = [folder.name for folder in folders]
+    if len(set(names)) != len(names):
+        raise UsageError(f"the same model is given twice: {', '.join(sorted(names))}")
+    run = _Run(on_step)
+    mode = resolve_mode(settings.triton.mode, options.triton.mode, options.triton.image)
+    image = options.triton.image or settings.triton.image
+
+    ready: list[ReadyModel] = []
+    for folder in folders:
+        value = _per_model_steps(folder, settings, options, run)
+        if value is not None:
+            ready.append(value)
+
+    reports: list[ModelReport] = []
+    tested = _test_step(ready, settings, options, mode, image, run, reports, on_report)
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+    except OSError as e:
+        raise UsageError(f"{out}: cannot create the output folder: {e.strerror or e}") from e
+    try:
+        packaged = _package_step(tested, staging, settings, options, run)
+        built = _artifact_step(
+            packaged, out, settings, options, mode, image, run, reports, on_report
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    order = {name: index for index, name in enumerate(names)}
+    return BuildReport(
+        requested=tuple(names),
+        outcomes=tuple(
+            sorted(run.outcomes, key=lambda o: (order[o.model], STEP_NAMES.index(o.step)))
+        ),
+        artifacts=tuple(sorted(built, key=lambda a: order[a.ref.name])),
+        reports=tuple(reports),
+    )
+
+
+def _per_model_steps(
+    folder: ModelFolder, settings: Settings, options: BuildOptions, run: _Run
+) -> ReadyModel | None:
+    """validate -> fetch -> env for one model; None (and the rest skipped) when one fails."""
+    name = folder.name
+    step: StepName = "validate"
+    started = time.perf_counter()
+    try:
+        model = validate(folder)
+        run.record(name, "validate", "passed", time.perf_counter() - started)
+        step, started = "fetch", time.perf_counter()
+        fetched = fetch(model)
+        detail = f"pulled {fetched.fetched} file(s)" if fetched.fetched else "up to date"
+        run.record(name, "fetch", "passed", time.perf_counter() - started, detail)
+        step, started = "env", time.perf_counter()
+        ready = env(fetched, settings, with_env=options.with_env)
+        packed = ready.env
+        detail = (
+            "no env"
+            if packed is None
+            else (f"{packed.env_hash[:12]} {'from the cache' if packed.cached else 'built'}")
+        )
+        run.record(name, "env", "passed", time.perf_counter() - started, detail)
+        return ready
+    except ValidationFailed as e:
+        run.record(name, step, "failed", time.perf_counter() - started, "\n".join(e.problems))
+    except MmetoolsError as e:
+        run.record(name, step, "failed", time.perf_counter() - started, str(e))
+    run.skip_rest(name, step)
+    return None
+
+
+def _test_step(
+    ready: list[ReadyModel],
+    settings: Settings,
+    options: BuildOptions,
+    mode: str,
+    image: str,
+    run: _Run,
+    reports: list[ModelReport],
+    on_report: Callable[[ModelReport], None] | None,
+) -> list[TestedModel]:
+    if not ready:
+        return []
+    started = time.perf_counter()
+    result = run_models(
+        [item.model.folder.path for item in ready],
+        settings,
+        mode=options.triton.mode,
+        image=options.triton.image,
+        repeat=options.triton.repeat,
+        on_report=on_report,
+    )
+    seconds = (time.perf_counter() - started) / len(ready)  # one server run shared by the models
+    by_name = {report.name: report for report in result.reports}
+    tested = []
+    for item in ready:
+        report = by_name.get(item.model.name)
+        if report is None:  # pragma: no cover - run_models reports every model it is given
+            report = ModelReport(item.model.name, str(item.model.folder.path), error="not run")
+        reports.append(report)
+        if report.passed:
+            cases = len(report.results)
+            run.record(item.model.name, "test", "passed", seconds, f"{cases} case(s) on Triton")
+            tested.append(
+                TestedModel(item, record_of_report(SOURCE_TEST, report, settings, mode, image))
+            )
+        else:
+            run.record(item.model.name, "test", "failed", seconds, _failure_detail(report))
+            run.skip_rest(item.model.name, "test")
+    return tested
+
+
+def _package_step(
+    tested: list[TestedModel], staging: Path, settings: Settings, options: BuildOptions, run: _Run
+) -> list[PackagedModel]:
+    packaged = []
+    for item in tested:
+        model = item.ready.model
+        started = time.perf_counter()
+        folder = staging / model.name  # one folder per model: its files are moved as a set
+        try:
+            folder.mkdir()
+            env_ = item.ready.env
+            artifact = write_artifact(
+                model.folder,
+                folder,
+                settings,
+                env_hash=env_.env_hash if env_ is not None else None,
+                env_backend=env_.backend if env_ is not None else None,
+                level=options.level,
+                threads=options.threads,
+            )
+        except MmetoolsError as e:
+            run.record(model.name, "package", "failed", time.perf_counter() - started, str(e))
+            run.skip_rest(model.name, "package")
+            continue
+        detail = f"{artifact.size / 1e6:.1f} MB, sha256 {artifact.sha256[:12]}"
+        run.record(model.name, "package", "passed", time.perf_counter() - started, detail)
+        packaged.append(PackagedModel(item, artifact))
+    return packaged
+
+
+def _artifact_step(
+    packaged: list[PackagedModel],
+    out: Path,
+    settings: Settings,
+    options: BuildOptions,
+    mode: str,
+    image: str,
+    run: _Run,
+    reports: list[ModelReport],
+    on_report: Callable[[ModelReport], None] | None,
+) -> list[BuiltArtifact]:
+    if not packaged:
+        return []
+    started = time.perf_counter()
+    result = run_artifacts(
+        [item.artifact.path for item in packaged],
+        settings,
+        mode=options.triton.mode,
+        image=options.triton.image,
+        repeat=options.triton.repeat,
+        on_report=on_report,
+    )
+    seconds = (time.perf_counter() - started) / len(packaged)
+    by_source = {report.source: report for report in result.reports}
+    built = []
+    for item in packaged:
+        name = item.tested.ready.model.name
+        report = by_source.get(str(item.artifact.path))
+        if report is None:  # pragma: no cover - run_artifacts reports every artifact
+            report = ModelReport(name, str(item.artifact.path), error="not run")
+        reports.append(report)
+        if not report.passed:
+            run.record(name, "artifact", "failed", seconds, _failure_detail(report))
+            continue
+        evidence = Evidence(
+            item.artifact.path.name,
+            item.artifact.sha256,
+            (
+                item.tested.source_test,
+                record_of_report(ARTIFACT_TEST, report, settings, mode, image),
+            ),
+        )
+        write_evidence(evidence_path(item.artifact.path), evidence)
+        built.append(_move_into(item.artifact, evidence, out, item.tested.ready.model.ref))
+        run.record(name, "artifact", "passed", seconds, f"{len(report.results)} case(s) via MME")
+    return built
+
+
+def _move_into(artifact: Artifact, evidence: Evidence, out: Path, ref: ModelRef) -> BuiltArtifact:
+    """Move the four files into ``out``: sidecars first, the tarball last, so an artifact under
+    its final name always has them."""
+    stem = ref.artifact_name.removesuffix(".tar.gz")
+    sources = {
+        "manifest": artifact.manifest_path,
+        "sha256": artifact.sha256_path,
+        "evidence": evidence_path(artifact.path),
+        "tarball": artifact.path,
+    }
+    targets = {
+        "manifest": out / f"{stem}{MANIFEST_SUFFIX}",
+        "sha256": out / f"{ref.artifact_name}{SHA256_SUFFIX}",
+        "evidence": evidence_path(out / ref.artifact_name),
+        "tarball": out / ref.artifact_name,
+    }
+    for key in ("manifest", "sha256", "evidence", "tarball"):
+        os.replace(sources[key], targets[key])
+    return BuiltArtifact(
+        ref=ref,
+        path=targets["tarball"],
+        sha256=artifact.sha256,
+        manifest_path=targets["manifest"],
+        sha256_path=targets["sha256"],
+        evidence_path=targets["evidence"],
+        evidence=evidence,
+    )
