@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT
+from mmetools.manifest import MANIFEST_SUFFIX
 from mmetools.scaffold import FRAMEWORKS, next_steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -141,23 +142,10 @@ def published(repo: Path, role: str, namespace: str = "") -> Path:
 
 
 def manifest_of(folder: Path, artifact: str) -> dict[str, Any]:
-    # publish writes <artifact>.manifest.json beside the tarball (dist/ has <name>_<v>.manifest.json)
-    names = (f"{artifact}.manifest.json", artifact.replace(".tar.gz", ".manifest.json"))
-    found = [folder / n for n in names if (folder / n).is_file()]
-    assert found, f"no manifest beside {folder / artifact}: {sorted(os.listdir(folder))}"
-    path = found[0]
+    path = folder / f"{artifact}{MANIFEST_SUFFIX}"
+    assert path.is_file(), f"no manifest beside {folder / artifact}: {sorted(os.listdir(folder))}"
     loaded: dict[str, Any] = json.loads(path.read_text())
     return loaded
-
-
-def values_of(document: Any, key: str) -> list[Any]:
-    """Every value stored under ``key`` anywhere in a JSON document."""
-    if isinstance(document, dict):
-        found = [v for k, v in document.items() if k == key]
-        return found + [x for v in document.values() for x in values_of(v, key)]
-    if isinstance(document, list):
-        return [x for v in document for x in values_of(v, key)]
-    return []
 
 
 @pytest.mark.timeout(3600)
@@ -174,14 +162,16 @@ def test_two_new_models_reach_staging_then_production_on_a_clean_tree(
         journey.assert_only_new_paths("mmetools new")
     git_add = ""
     for name, framework in MODELS.items():
-        train, dvc_add, dvc_push, regen, _pants_test, git_add = next_steps(
+        train, dvc_add, dvc_push, regen, lock, _pants_test, git_add = next_steps(
             Path("models") / name, framework
         )
-        for command in (train, dvc_add, dvc_push, regen):
+        for command in (train, dvc_add, dvc_push, regen, lock):
             run(command)
             journey.assert_only_new_paths(command)
         weights = f"models/{name}/{name}_inferencer/1/{FRAMEWORKS[framework].weight_file}"
         assert (journey.repo / f"{weights}.dvc").is_file()
+        # the packed env installs from the serving target's lock (Python 3.12 by default)
+        assert run(f"mmetools lock --check models/{name}").returncode == 0
 
     # 2. tailor: nothing to add for a scaffolded model (its BUILD is written); a model folder
     # without a BUILD gets exactly its triton_model + python_sources, and nothing elsewhere.
@@ -230,9 +220,9 @@ def test_two_new_models_reach_staging_then_production_on_a_clean_tree(
     artifacts = {name: f"{name}_1.tar.gz" for name in MODELS}
     for name, artifact in artifacts.items():
         assert (staging / artifact).is_file(), sorted(os.listdir(staging))
-        manifest = manifest_of(staging, artifact)
-        assert commit in values_of(manifest, "commit"), manifest
-        assert values_of(manifest, "dirty") in ([], [False]), manifest
+        # publish writes <artifact>.manifest.json: the build's manifest plus provenance.git
+        git = manifest_of(staging, artifact)["provenance"]["git"]
+        assert git["commit"] == commit and git["dirty"] is False, git
     assert not published(journey.repo, "production").exists()
 
     # 6. merge to main and rerun: production holds exactly the bytes staging tested

@@ -218,7 +218,8 @@ def test_printed_next_steps_are_the_readme_commands(tmp_path: Path, framework: s
     folder = scaffold_model("fraud_scorer", framework, models)
     readme = (folder / "README.md").read_text()
     steps = next_steps(Path("models/fraud_scorer"), framework)
-    assert len(steps) == 6
+    assert len(steps) == 7
+    assert f"mmetools lock models/fraud_scorer" in steps
     for command in steps:
         assert f"       {command}\n" in readme, command
 

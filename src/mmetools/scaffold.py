@@ -117,6 +117,7 @@ def next_steps(target: Path, framework: str) -> list[str]:
         f"dvc add {weights}",
         "dvc push",
         f"mmetools fixtures regen {folder}",
+        f"mmetools lock {folder}",
         f"./pants test {folder}:",
         commit_tokens(target)["git_add"],
     ]
