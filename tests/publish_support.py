@@ -8,6 +8,7 @@ import io
 import json
 import tarfile
 import os
+import random
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,16 +42,12 @@ def make_artifact(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     model_name = name.removesuffix(".tar.gz").rsplit("_", 1)[0]
-    block = hashlib.sha256(f"{name}:{seed}".encode()).digest() * 32  # 1 KiB
-    weights = bytearray()
-    counter = 0
-    while len(weights) < size:
-        weights += hashlib.sha256(block + counter.to_bytes(8, "big")).digest() * 2048  # 64 KiB
-        counter += 1
+    # Seeded pseudo-random bytes: incompressible like real weights, the same for the same seed.
+    weights = random.Random(f"{name}:{seed}").randbytes(size)
     members = {
         f"{model_name}_pipeline/config.pbtxt": b'platform: "ensemble"\n',
         f"{model_name}_inferencer/config.pbtxt": b'platform: "onnxruntime_onnx"\n',
-        f"{model_name}_inferencer/1/model.onnx": bytes(weights[:size]),
+        f"{model_name}_inferencer/1/model.onnx": weights,
     }
     with (
         path.open("wb") as raw,

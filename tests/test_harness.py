@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from mmetools.harness import (
     stage_repository,
     unstage,
 )
+from mmetools.memory import MemorySample
 from mmetools.model_folder import ModelFolder
 from mmetools.reporting import report_renderable, write_test_junit
 from mmetools.settings import load_settings
@@ -117,6 +119,8 @@ def test_stage_repository_refuses_step_names_already_served(tmp_path: Path) -> N
 
 # -------------------------------------------------------------------------------------------------
 # Reports
+
+MiB = 1024 * 1024
 
 
 def _reports(tmp_path: Path) -> RunResult:
@@ -210,6 +214,19 @@ def test_other_inference_errors_are_left_as_triton_wrote_them() -> None:
         assert explain_inference_error(model, message) == message
 
 
+def test_report_shows_the_memory_a_model_added_only_when_sampled() -> None:
+    before = MemorySample(server_rss=100 * MiB, stubs_rss=0, stubs=0)
+    after = MemorySample(server_rss=120 * MiB, stubs_rss=60 * MiB, stubs=2)
+    console = Console(record=True, width=160)
+    console.print(
+        report_renderable(ModelReport("m", "s", memory_before=before, memory_after=after))
+    )
+    console.print(report_renderable(ModelReport("n", "s", memory_before=before)))  # load failed
+    text = console.export_text()
+    assert "memory: the model added 80.0 MiB (server + 2 stub(s): 180.0 MiB)" in text
+    assert text.count("memory:") == 1
+
+
 def test_latency_percentiles_use_observed_values() -> None:
     report = ModelReport("m", "s", latencies=(0.004, 0.001, 0.003, 0.002))
     assert report.latency_percentile(50) == 0.003
@@ -257,6 +274,19 @@ def test_exit_code_is_zero_only_when_every_case_passes(
     out = capsys.readouterr().out
     assert "0 of 1 model(s) passed; Triton server start: " in out
     assert "zz_wrong: DOUBLED: 1 of 2 values outside" in out
+
+
+@pytest.mark.integration
+def test_mmetools_test_reports_memory_per_model_and_how_many_fit(
+    tmp_path: Path, no_triton_leftovers: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = write_tiny_model(tmp_path)
+    assert main(["test", str(model), "--instance-memory", "16"]) == 0
+    out = capsys.readouterr().out
+    added = re.search(r"memory: the model added (-?[0-9.]+) MiB \(server \+ (\d+) stub", out)
+    assert added is not None, out
+    assert int(added.group(2)) >= 1  # the Python step's stub was counted
+    assert re.search(r"  \d+ model\(s\) of this size fit in 16 GiB at 80%", out), out
 
 
 @pytest.mark.integration

@@ -27,6 +27,7 @@ from google.protobuf import text_format
 
 from mmetools.errors import MmetoolsError, TritonError
 from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures
+from mmetools.memory import MemorySample, sample_process_tree
 from mmetools.model_config import CONFIG_FILE, load_config
 from mmetools.model_folder import (
     ENV_ARCHIVE,
@@ -145,6 +146,8 @@ class ModelReport:
     log_lines: tuple[str, ...] = ()  # the Triton log lines that explain ``error``
     server_start_seconds: float | None = None
     not_run: tuple[str, ...] = ()  # cases skipped because the server died
+    memory_before: MemorySample | None = None  # server + stubs, before and after the load
+    memory_after: MemorySample | None = None
 
     @property
     def passed(self) -> bool:
@@ -250,7 +253,9 @@ def run_cases(
 ) -> ModelReport:
     """Load, run every case (``repeat`` times, for latency numbers), compare: one report."""
     since = server.log_offset()
+    memory_before = _memory(server)
     loaded = load()
+    memory_after = _memory(server) if loaded.error is None else None
     if loaded.error is not None:
         return ModelReport(
             model_name,
@@ -293,7 +298,20 @@ def run_cases(
         load_seconds,
         tuple(latencies),
         server_start_seconds=server.start_seconds,
+        memory_before=memory_before,
+        memory_after=memory_after,
     )
+
+
+def _memory(server: TritonServer) -> MemorySample | None:
+    """The server's and its stubs' memory; None in docker mode (the process is docker's client)."""
+    if server.pid is None or server.mode == "docker":
+        return None
+    try:
+        return sample_process_tree(server.pid)
+    except Exception as e:  # psutil.NoSuchProcess: the server died; the load reports that
+        logger.debug("no memory sample: %s", e)
+        return None
 
 
 def run_model_on_server(server: TritonServer, prepared: _Prepared, repeat: int = 1) -> ModelReport:

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from mmetools.atomic import write_bytes_atomically
 from mmetools.fixtures import regen_hint
+from mmetools.memory import describe_bytes
 
 if TYPE_CHECKING:
     from mmetools.harness import ModelReport, RunResult
@@ -172,6 +173,14 @@ def report_renderable(report: ModelReport) -> RenderableType:
                 f"  load {_seconds(report.load_seconds)}, {len(report.latencies)} requests: "
                 f"p50 {_milliseconds(report.latency_percentile(50))}, "
                 f"p99 {_milliseconds(report.latency_percentile(99))}"
+            )
+        )
+    if report.memory_before is not None and report.memory_after is not None:
+        before, after = report.memory_before, report.memory_after
+        parts.append(
+            Text(
+                f"  memory: the model added {describe_bytes(after.total - before.total)} "
+                f"(server + {after.stubs} stub(s): {describe_bytes(after.total)})"
             )
         )
     return Group(*parts)
