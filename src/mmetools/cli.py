@@ -105,10 +105,11 @@ def fixtures_check(
     """
     from rich.table import Table
 
-    from mmetools.fixtures import load_fixtures
+    from mmetools.fixtures import load_fixtures, regen_hint
     from mmetools.reference import run_cases
 
     failed = 0
+    wrong_values: list[str] = []
     for folder in _model_folders_of(models):
         results = run_cases(folder, load_fixtures(folder))
         table = Table(title=f"{folder.name}: fixtures vs reference run")
@@ -138,8 +139,12 @@ def fixtures_check(
                         f"{result.case.path}: {comparison.message}", markup=False, soft_wrap=True
                     )
         failed += sum(1 for r in results if not r.passed)
+        if any(not c.passed for r in results for c in r.comparisons):
+            wrong_values.append(str(folder.path))
     if failed:
         err_console.print(f"{failed} case(s) failed")
+        for folder_text in wrong_values:
+            err_console.print(regen_hint(folder_text), markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -158,11 +163,14 @@ def new_model(
     ] = Path("models"),
 ) -> None:
     """Create a complete model folder: configs, pre/post-processing, train/export script, fixtures."""
-    from mmetools.scaffold import scaffold_model
+    from mmetools.scaffold import next_steps, scaffold_model
 
     folder = scaffold_model(name, framework, models_dir)
-    console.print(f"created {folder}")
-    console.print(f"next: see {folder / 'README.md'} (export the weights, dvc add, regen, test)")
+    console.print(f"created {folder} and its BUILD")
+    console.print("next, from the repository root after `source .venv/bin/activate`:")
+    for command in next_steps(folder, framework):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"each step is explained in {folder / 'README.md'}")
 
 
 @app.command("validate")
