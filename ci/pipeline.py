@@ -7,7 +7,9 @@ base (every model with --all), in this order:
   2. build: `mmetools build models/<name> --out dist/runs/<run>/`: validate, fetch weights, pack
      the env, test the folder on Triton, package, test the artifact through SageMaker MME
      emulation; it leaves the artifact, its .sha256, manifest and test evidence
-  3. diff: a slot for comparing with the published version (`diff_step`; empty until then)
+  3. diff: `mmetools diff` of the artifact against the highest published version below it
+     (its Markdown, JUnit XML and JSON reports in dist/reports/); over a threshold the model
+     fails here and is not published; the first version is skipped with the report's note
   4. publish: exactly the files step 2 wrote in this run's folder, to staging on any branch and
      to production on the production branch (`mmetools publish`, which requires the evidence)
 A model whose step fails runs no further step; nothing is published when code quality fails.
@@ -27,6 +29,7 @@ paths instead (the same rule, no Pants needed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -238,10 +241,18 @@ def build_junit(options: PipelineOptions, model: str) -> str:
     return f"{options.reports}/{model}-build.xml"
 
 
-def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step | None:
-    """The hook for comparing this build with the published version before publishing (issue 15:
-    `mmetools diff`). None: no diff step yet; the step shows as skipped."""
-    return None
+def diff_report(options: PipelineOptions, model: str, suffix: str) -> str:
+    return f"{options.reports}/{model}-diff{suffix}"
+
+
+def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step:
+    """Compare this build with the published previous version before publishing (`mmetools diff`,
+    i.e. `mmetools.diff.diff_against_published`): exit 1 over a threshold."""
+    return Step(model, "diff", (options.mmetools, "diff", f"{MODELS_DIR}/{model}", "--artifact",
+                                artifact, "--branch", options.branch,
+                                "--markdown", diff_report(options, model, ".md"),
+                                "--junit-xml", diff_report(options, model, ".xml"),
+                                "--json", diff_report(options, model, ".json")))  # fmt: skip
 
 
 def model_steps(options: PipelineOptions, model: str) -> list[Step]:
@@ -252,8 +263,7 @@ def model_steps(options: PipelineOptions, model: str) -> list[Step]:
     build = (tool, "build", folder, "--out", options.run_dir, "--junit-xml",
              build_junit(options, model))  # fmt: skip
     steps = [Step(model, "build", build)]
-    diff = diff_step(options, model, artifact)
-    steps.append(diff if diff is not None else Step(model, "diff", ()))
+    steps.append(diff_step(options, model, artifact))
     if options.publish:
         steps.append(
             Step(model, "publish", (tool, "publish", artifact, "--branch", options.branch))
@@ -332,6 +342,22 @@ class Pipeline:
         self.built.append(artifact)
         return result
 
+    def _diff(self, step: Step) -> StepResult:
+        """Run the diff; a first version (nothing published below it) is a skipped step with the
+        report's note, and publishing goes on. A diff that wrote no report did not run: failed."""
+        result = self._run(step)
+        if result.status != "passed":
+            return result
+        report = self.options.repo / diff_report(self.options, step.model, ".json")
+        try:
+            document = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            reason = f"exit 0 but no diff report: {report.relative_to(self.options.repo)}: {e}"
+            return StepResult(step, "failed", result.seconds, result.output, reason)
+        if document.get("skipped"):
+            return StepResult(step, "skipped", result.seconds, result.output, document["note"])
+        return result
+
     def run(self) -> list[StepResult]:
         if self.options.quality:
             quality = self._record(self._run(quality_step(self.options)))
@@ -343,12 +369,12 @@ class Pipeline:
             for step in model_steps(self.options, model):
                 if failed is not None:
                     self.skip(step, f"{failed.step.name} failed")
-                elif not step.argv:
-                    self.skip(step, "no diff step configured")
+                elif step.name == "diff" and not self.options.publish:
+                    self.skip(step, "--no-publish: no publish to gate")
                 elif step.name == "publish" and quality.status != "passed":
                     self.skip(step, "code quality failed")
                 else:
-                    run = self._build if step.name == "build" else self._run
+                    run = {"build": self._build, "diff": self._diff}.get(step.name, self._run)
                     outcome = self._record(run(step))
                     failed = outcome if outcome.status == "failed" else None
         return self.results

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from mmetools.provenance import CI_RUN_VARIABLES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
 
@@ -22,6 +24,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# What CI systems set that changes mmetools' behaviour (provenance is required when CI=true, run
+# ids and branches are recorded): the suite runs as a developer's would wherever it runs, and the
+# tests of CI behaviour set these themselves.
+CI_VARIABLES = (
+    "CI", "GITHUB_ACTIONS", "GITLAB_CI", "GITHUB_REF_NAME", "GITHUB_HEAD_REF", "CI_COMMIT_REF_NAME",
+    "MMETOOLS_BRANCH", *CI_RUN_VARIABLES,
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in CI_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -140,11 +140,16 @@ class Recorder:
     ``build_nothing``: a build that claims success having built nothing)."""
 
     def __init__(
-        self, fail: Mapping[tuple[str, str], int] | None = None, build_nothing: bool = False
+        self,
+        fail: Mapping[tuple[str, str], int] | None = None,
+        build_nothing: bool = False,
+        diff: Mapping[str, object] | None = None,
     ) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.fail = fail or {}
         self.build_nothing = build_nothing
+        # What `mmetools diff --json` reports (None: it writes no report); default: first version.
+        self.diff = FIRST_VERSION if diff is None else diff
 
     def __call__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> object:
         self.calls.append(tuple(argv))
@@ -156,7 +161,16 @@ class Recorder:
             model = argv[argv.index("build") + 1].split("/")[1]
             for suffix in (".tar.gz", ".evidence.json"):
                 (out / f"{model}_2{suffix}").write_text("built\n")
+        if "diff" in argv and self.diff:
+            report = cwd / argv[argv.index("--json") + 1]
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(self.diff))
+            if not self.diff.get("passed", True):
+                return pipeline.CommandResult(1, "LABEL: 3 flips, over the threshold 0\n")
         return pipeline.CommandResult(0, "ok\n")
+
+
+FIRST_VERSION = {"skipped": True, "passed": True, "note": "no published version below 2"}
 
 
 def _mentions(argv: tuple[str, ...], model: str) -> bool:
@@ -184,6 +198,9 @@ def test_steps_run_in_pipeline_order_for_each_model(repo: Path) -> None:
     assert alpha == [
         (".venv/bin/mmetools", "build", "models/alpha", "--out", run,
          "--junit-xml", "dist/reports/alpha-build.xml"),
+        (".venv/bin/mmetools", "diff", "models/alpha", "--artifact", f"{run}/alpha_2.tar.gz",
+         "--branch", "feature/x", "--markdown", "dist/reports/alpha-diff.md",
+         "--junit-xml", "dist/reports/alpha-diff.xml", "--json", "dist/reports/alpha-diff.json"),
         (".venv/bin/mmetools", "publish", f"{run}/alpha_2.tar.gz", "--branch", "feature/x"),
     ]  # fmt: skip
     assert runner.calls[0] == ("./pants", "lint", "check", "::")
@@ -341,7 +358,7 @@ def test_no_pants_mode_checks_quality_from_the_venv(repo: Path) -> None:
     code, _ = _run_main(repo, ["--model", "alpha", "--no-pants", "--no-publish"], runner)
     assert code == 0
     assert runner.calls[0][:2] == ("sh", "-c")
-    assert [c[1] for c in runner.calls[1:]] == ["build"]
+    assert [c[1] for c in runner.calls[1:]] == ["build"]  # no publish, no diff to gate it
 
 
 def test_skip_quality_runs_no_lint_and_still_publishes(repo: Path) -> None:
@@ -415,3 +432,33 @@ def test_pipeline_publishes_to_staging_on_a_branch_and_to_production_on_main(
     assert again.returncode == 0, again.stdout + again.stderr
     after = s3.head_object(Bucket="pipeline-staging", Key=key)
     assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+
+
+def test_a_first_version_skips_the_diff_with_its_note_and_publishes(repo: Path) -> None:
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "b"], Recorder())
+    assert code == 0, output
+    assert "no published version below 2" in output
+    junit = ElementTree.parse(repo / "dist" / "reports" / "pipeline.xml").getroot()
+    diff = next(c for c in junit.iter("testcase") if c.get("name") == "diff")
+    assert diff.find("skipped") is not None
+    assert "published on branch b" in output
+
+
+def test_a_changed_model_fails_at_diff_and_is_not_published(repo: Path) -> None:
+    regressed = {"skipped": False, "passed": False, "note": ""}
+    runner = Recorder(diff=regressed)
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "main"], runner)
+    assert code == 1, output
+    assert "alpha" in output and "diff" in output and "3 flips" in output
+    assert not [c for c in runner.calls if "publish" in c]
+    junit = ElementTree.parse(repo / "dist" / "reports" / "pipeline.xml").getroot()
+    diff = next(c for c in junit.iter("testcase") if c.get("name") == "diff")
+    assert diff.find("failure") is not None or diff.find("error") is not None
+
+
+def test_a_diff_that_wrote_no_report_fails(repo: Path) -> None:
+    runner = Recorder(diff={})
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "b"], runner)
+    assert code == 1, output
+    assert "exit 0 but no diff report: dist/reports/alpha-diff.json" in output
+    assert not [c for c in runner.calls if "publish" in c]

@@ -75,12 +75,15 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_subprocess() -> Iterator[list[Sequence[str]]]:
-    """Fail any command run through mmetools.process: proves a code path never calls dvc."""
+    """Fail any command but git run through mmetools.process: proves a code path never calls
+    dvc. (git may run: fetch asks it whether committed pointers have committed objects.)"""
     calls: list[Sequence[str]] = []
 
     def refuse(
         argv: Sequence[str], cwd: Path | None, env: Mapping[str, str] | None
     ) -> process.CompletedCommand:
+        if argv[0] == "git":
+            return previous(argv, cwd, env)
         calls.append(argv)
         raise AssertionError(f"unexpected command: {' '.join(argv)}")
 
@@ -254,12 +257,73 @@ def test_fetch_names_model_and_file_when_the_remote_lacks_the_object(repo: Path)
     ).unlink()
     with pytest.raises(DvcError) as raised:
         fetch_weights(model(repo, "screen_detector"))
+    obj = f".dvc/example-remote/files/md5/{tracked.md5[:2]}/{tracked.md5[2:]}"
+    # The remote is a folder of the repository: this checkout cannot tell "not pushed" from
+    # "pushed but not committed", so the message gives both remedies in order.
     assert str(raised.value) == (
         f"{ONNX}: not in DVC remote 'examples' (md5 {tracked.md5}, model screen_detector): "
-        f"push it with `dvc push {ONNX}.dvc` from a checkout that has the file, or point the "
-        "remote at the storage that holds it (.dvc/config)"
+        "that remote is the folder .dvc/example-remote/ of this git repository, so its objects "
+        "reach other checkouts only through git. Where the weights were made, run "
+        f"`dvc push {ONNX}.dvc` if it did not run, then commit what it wrote: `git add {obj}` "
+        "and commit"
     )
     assert not (repo / ONNX).exists()
+
+
+def commit_all(repo: Path, *excluded: str) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
+    for path in excluded:
+        subprocess.run([*git, "rm", "-q", "--cached", path], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "models"], cwd=repo, check=True)
+
+
+def test_fetch_tells_pushed_but_not_committed_where_the_push_ran(repo: Path) -> None:
+    shutil.copy2(REPO_ROOT / ONNX, repo / ONNX)  # weights in place: no dvc needed
+    (tracked,) = read_pointer(repo / f"{ONNX}.dvc")
+    obj = f".dvc/example-remote/files/md5/{tracked.md5[:2]}/{tracked.md5[2:]}"
+    commit_all(repo, obj)  # the pointer is committed, the object dvc push wrote is not
+    with pytest.raises(DvcError) as raised:
+        fetch_weights(model(repo, "screen_detector"))
+    assert str(raised.value) == (
+        f"{ONNX}: pushed but not committed (model screen_detector): `dvc push` wrote its "
+        f"object to {obj}, which git does not track, while the pointer {ONNX}.dvc is "
+        f"committed; other checkouts (CI) cannot fetch it: `git add {obj}` and commit"
+    )
+    # Committing the object is the fix: the same fetch passes.
+    subprocess.run(["git", "add", obj], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "obj"],
+        cwd=repo,
+        check=True,
+    )
+    assert fetch_weights(model(repo, "screen_detector")) == []
+
+
+def test_fetch_tells_not_pushed_where_the_weights_were_made(repo: Path) -> None:
+    shutil.copy2(REPO_ROOT / ONNX, repo / ONNX)
+    (tracked,) = read_pointer(repo / f"{ONNX}.dvc")
+    obj = f".dvc/example-remote/files/md5/{tracked.md5[:2]}/{tracked.md5[2:]}"
+    (repo / obj).unlink()  # never pushed
+    commit_all(repo)
+    with pytest.raises(DvcError) as raised:
+        fetch_weights(model(repo, "screen_detector"))
+    assert str(raised.value) == (
+        f"{ONNX}: not pushed (model screen_detector): its pointer {ONNX}.dvc is committed but "
+        f"the DVC remote folder has no object for it ({obj}): run `dvc push {ONNX}.dvc`, then "
+        f"`git add {obj}` and commit"
+    )
+
+
+def test_fetch_of_uncommitted_work_does_not_ask_for_commits(repo: Path) -> None:
+    shutil.copy2(REPO_ROOT / ONNX, repo / ONNX)
+    (tracked,) = read_pointer(repo / f"{ONNX}.dvc")
+    (repo / f".dvc/example-remote/files/md5/{tracked.md5[:2]}/{tracked.md5[2:]}").unlink()
+    commit_all(repo)
+    (repo / f"{ONNX}.dvc").write_text(
+        (repo / f"{ONNX}.dvc").read_text() + "# re-added, not committed yet\n"
+    )
+    assert fetch_weights(model(repo, "screen_detector")) == []
 
 
 @pytest.mark.integration

@@ -449,6 +449,19 @@ def test_regen_works_when_stored_values_no_longer_fit(toy: ModelFolder) -> None:
     assert load_fixtures(toy)[0].expected[1].shape == (2, 1)
 
 
+def test_an_output_named_unlike_the_config_is_reported_against_its_step(toy: ModelFolder) -> None:
+    model_py = toy.path / "toy_pre" / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace('Tensor("SCALED"', 'Tensor("SCALE"'))
+    with pytest.raises(ModelRunError) as info:
+        run_reference(toy, {"RAW": np.zeros((1, 2), dtype=np.float32)})
+    pre = toy.path / "toy_pre" / "config.pbtxt"
+    assert str(info.value) == (
+        f"{pre}: Python step 'toy_pre' did not return output 'SCALED' that its config declares "
+        "and the ensemble reads as 'scaled' (it returned: SCALE): the names model.py gives "
+        "pb_utils.Tensor must be the output names of its config.pbtxt"
+    )
+
+
 def test_cli_fixtures_check_and_regen(toy: ModelFolder, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fixtures", "check", str(toy.path)]) == 0
     path = toy.fixtures_dir / "two_rows.json"
@@ -461,6 +474,10 @@ def test_cli_fixtures_check_and_regen(toy: ModelFolder, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert f"{path}: TOTAL: 1 of 2 values outside" in err
     assert "[1, 0] expected 17.0 got 16.0" in err
+    assert err.rstrip().splitlines()[-1] == (
+        f"if the new outputs are intended, update the expected values with `mmetools fixtures "
+        f"regen {toy.path}` and review the diff before committing"
+    )
 
     assert main(["fixtures", "regen", str(toy.path), "--dry-run"]) == 0
     out = capsys.readouterr().out

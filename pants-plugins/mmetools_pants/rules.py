@@ -117,8 +117,8 @@ EVIDENCE_SUFFIX = ".evidence.json"
 # Settings overrides that change what a model process does or builds: passed to model processes
 # and so part of their keys (mmetools.toml, in the sandbox, holds the rest).
 MODEL_ENV_VARS = (
-    "MMETOOLS_ENV_BACKEND", "MMETOOLS_PYTHON_VERSION", "MMETOOLS_TRITON_MODE",
-    "MMETOOLS_TRITON_IMAGE", "MMETOOLS_TARGET_IMAGE",
+    "MMETOOLS_ENV_BACKEND", "MMETOOLS_TARGET_IMAGE", "MMETOOLS_TRITON_MODE",
+    "MMETOOLS_TRITON_IMAGE",
 )  # fmt: skip
 # How this machine reaches package indexes: only the env-building process installs packages.
 NETWORK_ENV_VARS = (

@@ -262,9 +262,14 @@ def test_rotated_credentials_reuse_the_cached_test_but_a_setting_does_not(
     assert _run_test(rule_runner).exit_code == 0
     runs = [c["argv"][0] for c in _sandbox_calls(rule_runner)]
     assert runs == ["env", "test"], runs  # cached: neither ran again
-    # The broken case: a settings override that changes what is built is in the key.
+    # The broken case: a settings override that changes what is built (the serving target, so
+    # the env's Python) is in the key.
     _set_options(
-        rule_runner, env={"AWS_ACCESS_KEY_ID": "AKIAROTATED", "MMETOOLS_PYTHON_VERSION": "3.12"}
+        rule_runner,
+        env={
+            "AWS_ACCESS_KEY_ID": "AKIAROTATED",
+            "MMETOOLS_TARGET_IMAGE": "nvcr.io/nvidia/tritonserver:24.09-py3",
+        },
     )
     assert _run_test(rule_runner).exit_code == 0
     runs = [c["argv"][0] for c in _sandbox_calls(rule_runner)]

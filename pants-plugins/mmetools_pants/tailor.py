@@ -1,5 +1,10 @@
-"""`./pants tailor ::` writes the BUILD of a new model folder (e.g. one `mmetools new` created):
-a `triton_model` and the `python_sources` of its Python files (linted by black)."""
+"""`./pants tailor ::` writes the BUILD of a model folder that has none: a `triton_model` named
+after the folder and the `python_sources` of its Python files (linted by black).
+
+`mmetools new` writes the same BUILD itself, so after it tailor has nothing to add. These are the
+only targets tailor proposes in this repository: Pants' own Python tailoring is off (pants.toml,
+`[python] tailor_*`), since it named a second python_sources after the folder (the model's target
+became `<name>0`) and added python_requirements for each requirements.txt."""
 
 from __future__ import annotations
 

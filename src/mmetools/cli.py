@@ -105,10 +105,11 @@ def fixtures_check(
     """
     from rich.table import Table
 
-    from mmetools.fixtures import load_fixtures
+    from mmetools.fixtures import load_fixtures, regen_hint
     from mmetools.reference import run_cases
 
     failed = 0
+    wrong_values: list[str] = []
     for folder in _model_folders_of(models):
         results = run_cases(folder, load_fixtures(folder))
         table = Table(title=f"{folder.name}: fixtures vs reference run")
@@ -138,8 +139,12 @@ def fixtures_check(
                         f"{result.case.path}: {comparison.message}", markup=False, soft_wrap=True
                     )
         failed += sum(1 for r in results if not r.passed)
+        if any(not c.passed for r in results for c in r.comparisons):
+            wrong_values.append(str(folder.path))
     if failed:
         err_console.print(f"{failed} case(s) failed")
+        for folder_text in wrong_values:
+            err_console.print(regen_hint(folder_text), markup=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -158,11 +163,14 @@ def new_model(
     ] = Path("models"),
 ) -> None:
     """Create a complete model folder: configs, pre/post-processing, train/export script, fixtures."""
-    from mmetools.scaffold import scaffold_model
+    from mmetools.scaffold import next_steps, scaffold_model
 
     folder = scaffold_model(name, framework, models_dir)
-    console.print(f"created {folder}")
-    console.print(f"next: see {folder / 'README.md'} (export the weights, dvc add, regen, test)")
+    console.print(f"created {folder} and its BUILD")
+    console.print("next, from the repository root after `source .venv/bin/activate`:")
+    for command in next_steps(folder, framework):
+        console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"each step is explained in {folder / 'README.md'}")
 
 
 @app.command("validate")
@@ -463,6 +471,10 @@ def test_command(
     repeat: Annotated[
         int, typer.Option("--repeat", min=1, help="Send each case N times (latency numbers).")
     ] = 1,
+    instance_memory: Annotated[
+        Optional[float],
+        typer.Option("--instance-memory", help="GiB per instance: how many models fit at 80%."),
+    ] = None,
 ) -> None:
     """Send every fixture case through each model's ensemble on a real Triton server and compare
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
@@ -486,6 +498,14 @@ def test_command(
 
     def show(report: ModelReport) -> None:
         console.print(report_renderable(report), soft_wrap=True)  # paths and log lines stay whole
+        if instance_memory is not None and report.memory_before and report.memory_after:
+            from mmetools.memory import models_per_instance
+
+            fit = models_per_instance(report.memory_before, report.memory_after, instance_memory)
+            console.print(
+                f"  {fit.models} model(s) of this size fit in {instance_memory:g} GiB at 80%",
+                markup=False,
+            )
 
     runs: list[RunResult] = []
     if folders:
@@ -531,6 +551,230 @@ def test_command(
         write_test_junit(run, junit_xml)
     if not run.passed:
         raise typer.Exit(1)
+
+
+@app.command("diff")
+def diff_command(
+    model: Annotated[Path, typer.Argument(help="Model folder, e.g. models/screen_detector.")],
+    artifact: Annotated[
+        Optional[Path],
+        typer.Option("--artifact", help="Candidate tarball (default: the model folder itself)."),
+    ] = None,
+    against: Annotated[
+        str,
+        typer.Option(
+            "--against",
+            help="auto (production, then the branch's staging), staging, "
+            "production, or a <name>_<version>.tar.gz to compare with.",
+        ),
+    ] = "auto",
+    branch: Annotated[
+        Optional[str], typer.Option("--branch", help="Branch whose staging folder to look in.")
+    ] = None,
+    dataset: Annotated[
+        Optional[Path],
+        typer.Option("--dataset", help="More inputs: a folder of *.json cases or a .jsonl file."),
+    ] = None,
+    markdown: Annotated[
+        Optional[Path], typer.Option("--markdown", help="Write the Markdown report here.")
+    ] = None,
+    junit_xml: Annotated[
+        Optional[Path], typer.Option("--junit-xml", help="Write a JUnit XML report here.")
+    ] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json", help="Write the report as JSON here.")
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+    ] = None,
+) -> None:
+    """Compare the candidate's predictions with the published previous version's on one Triton
+    (SageMaker MME emulation). Exit 1 when an output is over its threshold
+    (models/<name>/regression.toml); the first version has nothing to compare and passes."""
+    from rich.progress import Progress
+
+    from mmetools.diff import diff_against_published, markdown_report, write_outputs
+    from mmetools.model_folder import model_folder
+    from mmetools.settings import load_settings
+
+    folder = model_folder(model)
+    with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
+        task = bar.add_task(f"diff {folder.name}", total=None)
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            bar.update(task, description=f"diff {folder.name}: {what}", completed=done, total=total)
+
+        report = diff_against_published(
+            folder,
+            artifact,
+            load_settings(),
+            against=against,
+            branch=branch,
+            dataset=dataset,
+            mode=mode,
+            progress=on_progress,
+        )
+    write_outputs(report, markdown, junit_xml, json_path)
+    console.print(markdown_report(report), markup=False, soft_wrap=True)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    from mmetools.errors import UsageError
+
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as e:
+        raise UsageError(f"{what} {text!r}: give comma-separated numbers, e.g. 1,2,4") from e
+    if any(v <= 0 for v in values):
+        raise UsageError(f"{what} {text!r}: every value must be > 0")
+    return values
+
+
+@app.command("loadtest")
+def loadtest_command(
+    target: Annotated[
+        Optional[Path],
+        typer.Argument(help="dist/<name>_<version>.tar.gz or a model folder (models/NAME)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for <name>.loadtest.json and .html.")
+    ] = Path("dist/loadtest"),
+    concurrency: Annotated[
+        str, typer.Option("--concurrency", help="Closed-loop concurrency levels.")
+    ] = "1,2,4,8,16",
+    rates: Annotated[
+        str, typer.Option("--rates", help="Fixed request rates (requests/s), '' for none.")
+    ] = "",
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=1, help="Duration of each step.")
+    ] = 10.0,
+    p99_budget_ms: Annotated[
+        float, typer.Option("--p99-budget-ms", min=1, help="Latency budget for the suggestion.")
+    ] = 500.0,
+    safety_factor: Annotated[
+        float, typer.Option("--safety-factor", min=0.01, max=1.0, help="x the sustained rate.")
+    ] = 0.5,
+    instance_memory: Annotated[
+        Optional[float],
+        typer.Option("--instance-memory", help="GiB per instance: how many models fit at 80%."),
+    ] = None,
+    endpoint: Annotated[
+        Optional[str], typer.Option("--endpoint", help="A deployed SageMaker endpoint's name.")
+    ] = None,
+    target_model: Annotated[
+        Optional[str], typer.Option("--target-model", help="With --endpoint: the TargetModel.")
+    ] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option("--model", help="With --endpoint: model folder whose fixtures to send."),
+    ] = None,
+    mode: Annotated[
+        Optional[str],
+        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+    ] = None,
+) -> None:
+    """Cold start, memory, warm latency p50/p90/p99 and throughput at rising concurrency and
+    fixed rates (locust), through the local SageMaker frontend or a real endpoint; writes JSON and
+    an HTML report with charts, and suggests an InvocationsPerInstance target."""
+    import json
+
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
+
+    from mmetools.errors import UsageError
+    from mmetools.loadtest import loadtest_endpoint, loadtest_local, result_json
+    from mmetools.memory import describe_bytes
+    from mmetools.model_folder import model_folder, parse_artifact_name
+    from mmetools.report import write_html
+    from mmetools.settings import load_settings
+
+    levels = [int(v) for v in _numbers(concurrency, "--concurrency")]
+    paced = _numbers(rates, "--rates")
+    progress = Progress(
+        "{task.description}",
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    task = progress.add_task("loadtest", total=None)
+
+    def on_progress(step: str, done: int, total: int) -> None:
+        progress.update(task, description=f"loadtest: {step}", completed=done, total=total)
+
+    with progress:
+        if endpoint is not None:
+            if not target_model:
+                raise UsageError("--endpoint needs --target-model (the artifact name to invoke)")
+            folder = model or (target and target.is_dir() and target) or None
+            if folder is None:
+                ref = parse_artifact_name(Path(target_model))
+                folder = load_settings().root / "models" / ref.name
+            result = loadtest_endpoint(
+                endpoint,
+                target_model,
+                model_folder(folder),
+                concurrency=levels,
+                rates=paced,
+                seconds=seconds,
+                p99_budget_ms=p99_budget_ms,
+                safety_factor=safety_factor,
+                progress=on_progress,
+            )
+        else:
+            if target is None:
+                raise UsageError("give an artifact or a model folder, or --endpoint NAME")
+            result = loadtest_local(
+                target,
+                load_settings(),
+                concurrency=levels,
+                rates=paced,
+                seconds=seconds,
+                p99_budget_ms=p99_budget_ms,
+                safety_factor=safety_factor,
+                instance_memory_gib=instance_memory,
+                mode=mode,
+                progress=on_progress,
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / f"{result.model}.loadtest.json"
+    json_path.write_text(json.dumps(result_json(result), indent=2) + "\n", encoding="utf-8")
+    html_path = out / f"{result.model}.loadtest.html"
+    write_html(result, html_path)
+    cold = result.cold_start
+    if cold is not None:
+        console.print(
+            f"cold start {cold.total_seconds:.2f} s (unpack {cold.unpack_seconds:.2f} s, load "
+            f"{cold.load_seconds:.2f} s, first request {cold.first_request_seconds * 1000:.0f} ms)",
+            markup=False,
+        )
+        if cold.memory_before and cold.memory_after:
+            console.print(
+                f"memory: the model added "
+                f"{describe_bytes(cold.memory_after.total - cold.memory_before.total)} "
+                f"(server + {cold.memory_after.stubs} stub(s) now "
+                f"{describe_bytes(cold.memory_after.total)})",
+                markup=False,
+            )
+    for s in result.steps:
+        console.print(
+            f"{s.label:<16} {s.requests:>6} req  {s.failures:>3} err  {s.throughput:7.1f} req/s  "
+            f"p50 {s.p50_ms:.0f} ms  p90 {s.p90_ms:.0f} ms  p99 {s.p99_ms:.0f} ms",
+            markup=False,
+        )
+    if result.fit is not None:
+        console.print(f"models per instance at 80%: {result.fit.models}", markup=False)
+    suggestion = result.suggestion
+    console.print(
+        f"suggested InvocationsPerInstance: {suggestion.invocations_per_instance or 'none'} "
+        f"({suggestion.method})",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print(f"wrote {json_path} and {html_path}", markup=False)
 
 
 @app.command("targets")

@@ -9,6 +9,7 @@ model whose weights are in place costs a few stat/md5 calls and no dvc process.
 
 from __future__ import annotations
 
+import configparser
 import enum
 import hashlib
 import json
@@ -41,6 +42,7 @@ _TEXT_BLOCK_SIZE = 512
 _TEXT_CHARS = bytes(range(32, 127)) + b"\n\r\t\f\b"
 MEMO_FILE = "dvc-md5-memo.json"  # in the mmetools cache folder
 _MD5_PATTERN = re.compile(r"^[0-9a-f]{32}(\.dir)?$")
+_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
 class WeightState(enum.Enum):
@@ -263,6 +265,7 @@ def fetch_weights(
         logger.info("%s: no DVC-tracked files", model.name)
         return []
     root = find_dvc_root(model.path)
+    _check_committed_pointers_reach_the_remote(model, statuses, root, remote)
     modified = [s for s in statuses if s.state is WeightState.MODIFIED]
     if modified and not force:
         raise DvcError("\n".join(_modified_message(model, s, root) for s in modified))
@@ -329,9 +332,22 @@ def _pull_problem(
     path = _relative(tracked.path, root)
     remote_name = remote or tracked.remote or _default_remote(root)
     if _reported_missing(output, tracked.md5):
+        pointer = _relative(tracked.pointer, root)
+        folder = local_remote_folder(root, remote or tracked.remote)
+        if folder is not None and _inside(folder, root):
+            # This checkout cannot tell "never pushed" from "pushed but not committed": say both,
+            # in the order they happen. (Where the push ran, _check_committed_... tells them apart.)
+            obj = _relative(remote_object_path(folder, tracked), root)
+            return (
+                f"{path}: not in DVC remote '{remote_name}' (md5 {tracked.md5}, model "
+                f"{model.name}): that remote is the folder {_relative(folder, root)}/ of this "
+                "git repository, so its objects reach other checkouts only through git. Where the "
+                f"weights were made, run `dvc push {pointer}` if it did not run, then commit what "
+                f"it wrote: `git add {obj}` and commit"
+            )
         return (
             f"{path}: not in DVC remote '{remote_name}' (md5 {tracked.md5}, model {model.name}): "
-            f"push it with `dvc push {_relative(tracked.pointer, root)}` from a checkout that "
+            f"push it with `dvc push {pointer}` from a checkout that "
             "has the file, or point the remote at the storage that holds it (.dvc/config)"
         )
     tail = "\n".join(output.strip().splitlines()[-10:])
@@ -353,3 +369,106 @@ def _default_remote(root: Path) -> str:
     except (ProcessError, DvcError):
         return "(default)"
     return result.output.strip().splitlines()[-1] if result.output.strip() else "(none set)"
+
+
+# --- remotes that are folders of the git repository ----------------------------------------------
+# The examples' remote is .dvc/example-remote/: `dvc push` writes objects into the work tree, and
+# they reach CI only when committed. Here, where the push ran, "not pushed" and "pushed but not
+# committed" can be told apart by looking at the folder and at git.
+
+
+def _dvc_config(root: Path) -> configparser.ConfigParser:
+    """.dvc/config, then .dvc/config.local over it (DVC's order); sections as DVC names them."""
+    config = configparser.ConfigParser(interpolation=None)
+    for name in ("config", "config.local"):
+        try:
+            config.read(root / DVC_DIR / name, encoding="utf-8")
+        except configparser.Error as e:
+            raise DvcError(f"{root / DVC_DIR / name}: cannot read the DVC config: {e}") from e
+    return config
+
+
+def local_remote_folder(root: Path, remote: str | None = None) -> Path | None:
+    """The folder of DVC remote ``remote`` (default: the repository's default remote) when its
+    url is a local path, else None (a cloud remote, or no such remote)."""
+    config = _dvc_config(root)
+    name = remote or config.get("core", "remote", fallback=None)
+    if not name:
+        return None
+    for section in config.sections():
+        if section.strip("'\"").replace('"', "").split() == ["remote", name.strip("'\"")]:
+            url = config.get(section, "url", fallback="").strip("'\"")
+            if not url or _URL_SCHEME.match(url):
+                return None
+            # A relative url is relative to the config file's folder (.dvc/).
+            return (root / DVC_DIR / url).resolve()
+    return None
+
+
+def remote_object_path(folder: Path, tracked: TrackedFile) -> Path:
+    """Where a local remote keeps a file's object: files/md5/ab/cdef... (DVC 3) or ab/cdef...
+    (DVC 2's md5-dos2unix objects)."""
+    md5 = tracked.md5
+    base = folder if tracked.hash_name == LEGACY_MD5 else folder / "files" / "md5"
+    return base / md5[:2] / md5[2:]
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def _git_lines(root: Path, *args: str) -> list[str] | None:
+    try:
+        output = run(["git", *args], cwd=root).output
+    except ProcessError:
+        return None  # not a git repository, or no commit yet
+    return [line for line in output.splitlines() if line]
+
+
+def _check_committed_pointers_reach_the_remote(
+    model: ModelFolder, statuses: list[WeightStatus], root: Path, remote: str | None
+) -> None:
+    """DvcError when a committed, unmodified pointer's object is not committed in an in-repo
+    local remote: every other checkout (CI) would fail to fetch it."""
+    by_folder: dict[Path, list[TrackedFile]] = {}
+    for status in statuses:
+        if status.file.is_dir:
+            continue
+        folder = local_remote_folder(root, remote or status.file.remote)
+        if folder is not None and _inside(folder, root):
+            by_folder.setdefault(folder, []).append(status.file)
+    if not by_folder:
+        return
+    files = [f for group in by_folder.values() for f in group]
+    pointers = sorted({_relative(f.pointer, root) for f in files})
+    objects = {
+        f: _relative(remote_object_path(folder, f), root)
+        for folder, group in by_folder.items()
+        for f in group
+    }
+    tracked = _git_lines(root, "ls-files", "--", *pointers, *objects.values())
+    # Pointers that differ from HEAD (staged or not), paths relative to root as ls-files gives.
+    changed = _git_lines(root, "diff", "--name-only", "--relative", "HEAD", "--", *pointers)
+    if tracked is None or changed is None:
+        return
+    changed_pointers = set(changed)
+    problems = []
+    for file, obj in objects.items():
+        pointer = _relative(file.pointer, root)
+        if pointer not in tracked or pointer in changed_pointers or obj in tracked:
+            continue  # work in progress (pointer not committed yet), or all in git
+        path = _relative(file.path, root)
+        if (root / obj).is_file():
+            problems.append(
+                f"{path}: pushed but not committed (model {model.name}): `dvc push` wrote its "
+                f"object to {obj}, which git does not track, while the pointer {pointer} is "
+                f"committed; other checkouts (CI) cannot fetch it: `git add {obj}` and commit"
+            )
+        else:
+            problems.append(
+                f"{path}: not pushed (model {model.name}): its pointer {pointer} is committed "
+                f"but the DVC remote folder has no object for it ({obj}): run `dvc push "
+                f"{pointer}`, then `git add {obj}` and commit"
+            )
+    if problems:
+        raise DvcError("\n".join(problems))

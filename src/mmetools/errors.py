@@ -80,3 +80,7 @@ class ScaffoldError(MmetoolsError):
 class ModelRunError(MmetoolsError):
     """A model's ensemble failed when run in-process by the reference runner (a step's model.py
     raised, returned an error, or produced a tensor its config does not declare)."""
+
+
+class LoadTestError(MmetoolsError):
+    """The load generator (locust) could not run or reported nothing."""

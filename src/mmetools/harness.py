@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -26,12 +27,16 @@ from google.protobuf import text_format
 
 from mmetools.errors import MmetoolsError, TritonError
 from mmetools.fixtures import CaseResult, FixtureCase, compare_case, load_fixtures
+from mmetools.memory import MemorySample, sample_process_tree
 from mmetools.model_config import CONFIG_FILE, load_config
 from mmetools.model_folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
     ModelFolder,
+    consumer_tensor,
+    missing_step_output_message,
     model_folder,
+    producer_of,
     weight_paths,
 )
 from mmetools.serving_env import ServingEnv, ensure_serving_env
@@ -141,6 +146,8 @@ class ModelReport:
     log_lines: tuple[str, ...] = ()  # the Triton log lines that explain ``error``
     server_start_seconds: float | None = None
     not_run: tuple[str, ...] = ()  # cases skipped because the server died
+    memory_before: MemorySample | None = None  # server + stubs, before and after the load
+    memory_after: MemorySample | None = None
 
     @property
     def passed(self) -> bool:
@@ -203,6 +210,32 @@ def prepare_model(model: ModelFolder, settings: Settings) -> _Prepared | ModelRe
     return _Prepared(model, cases, env)
 
 
+# Triton blames the step *after* one that did not return a declared output.
+_MISSING_INPUTS = re.compile(
+    r"for model '(?P<model>[^']+)'\. Got input\(s\) \[[^\]]*\], "
+    r"but missing required input\(s\) \[(?P<inputs>[^\]]*)\]"
+)
+
+
+def explain_inference_error(model: ModelFolder, message: str) -> str:
+    """Put a step's missing output first: Triton reports it as the next step's missing input."""
+    found = _MISSING_INPUTS.search(message)
+    if found is None:
+        return message
+    explained = []
+    try:
+        for step_input in re.findall(r"'([^']+)'", found["inputs"]):
+            tensor = consumer_tensor(model, found["model"], step_input)
+            producer = producer_of(model, tensor) if tensor else None
+            if producer is not None:
+                explained.append(
+                    missing_step_output_message(producer[0], producer[1], tensor or "")
+                )
+    except MmetoolsError:
+        return message  # the configs do not parse: validate reports that
+    return "\n".join([*explained, f"(Triton: {message})"]) if explained else message
+
+
 def _case_inputs(case: FixtureCase) -> tuple[dict[str, Any], dict[str, str]]:
     return case.input_arrays(), {t.name: t.datatype for t in case.inputs}
 
@@ -220,7 +253,9 @@ def run_cases(
 ) -> ModelReport:
     """Load, run every case (``repeat`` times, for latency numbers), compare: one report."""
     since = server.log_offset()
+    memory_before = _memory(server)
     loaded = load()
+    memory_after = _memory(server) if loaded.error is None else None
     if loaded.error is not None:
         return ModelReport(
             model_name,
@@ -263,7 +298,20 @@ def run_cases(
         load_seconds,
         tuple(latencies),
         server_start_seconds=server.start_seconds,
+        memory_before=memory_before,
+        memory_after=memory_after,
     )
+
+
+def _memory(server: TritonServer) -> MemorySample | None:
+    """The server's and its stubs' memory; None in docker mode (the process is docker's client)."""
+    if server.pid is None or server.mode == "docker":
+        return None
+    try:
+        return sample_process_tree(server.pid)
+    except Exception as e:  # psutil.NoSuchProcess: the server died; the load reports that
+        logger.debug("no memory sample: %s", e)
+        return None
 
 
 def run_model_on_server(server: TritonServer, prepared: _Prepared, repeat: int = 1) -> ModelReport:
@@ -277,7 +325,10 @@ def run_model_on_server(server: TritonServer, prepared: _Prepared, repeat: int =
     def infer(case: FixtureCase) -> dict[str, Any]:
         arrays, datatypes = _case_inputs(case)
         outputs = [e.name for e in case.expected]
-        return server.infer(staged.ensemble, arrays, outputs=outputs, datatypes=datatypes)
+        try:
+            return server.infer(staged.ensemble, arrays, outputs=outputs, datatypes=datatypes)
+        except TritonError as e:
+            raise TritonError(explain_inference_error(model, str(e))) from e
 
     try:
         report = run_cases(

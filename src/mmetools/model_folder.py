@@ -198,6 +198,42 @@ def model_folder(path: Path) -> ModelFolder:
     return ModelFolder(path)
 
 
+def missing_step_output_message(
+    step: RepositoryModel, output: str, tensor: str, returned: Sequence[str] | None = None
+) -> str:
+    """A step did not return an output its config declares (the ensemble needed it as
+    ``tensor``): said against that step, with what it returned when known."""
+    what = "Python step" if backend_of(step.config) == PYTHON_BACKEND else "step"
+    got = "" if returned is None else f" (it returned: {', '.join(returned) or 'nothing'})"
+    hint = (
+        ": the names model.py gives pb_utils.Tensor must be the output names of its config.pbtxt"
+        if what == "Python step"
+        else ""
+    )
+    return (
+        f"{step.config_path}: {what} '{step.name}' did not return output '{output}' that its "
+        f"config declares and the ensemble reads as '{tensor}'{got}{hint}"
+    )
+
+
+def producer_of(model: ModelFolder, tensor: str) -> tuple[RepositoryModel, str] | None:
+    """The ensemble step that writes ensemble tensor ``tensor``, and its output name."""
+    repository = model.repository()
+    for step in model.ensemble().config.ensemble_scheduling.step:
+        for output, written in step.output_map.items():
+            if written == tensor and step.model_name in repository:
+                return repository[step.model_name], output
+    return None
+
+
+def consumer_tensor(model: ModelFolder, step_name: str, step_input: str) -> str | None:
+    """The ensemble tensor that feeds input ``step_input`` of step ``step_name``."""
+    for step in model.ensemble().config.ensemble_scheduling.step:
+        if step.model_name == step_name and step_input in step.input_map:
+            return str(step.input_map[step_input])
+    return None
+
+
 def resolve_model_args(paths: Sequence[Path]) -> tuple[list[ModelFolder], list[Path]]:
     """The one ``models/*`` argument resolver of every command: the model folders among
     ``paths``, and the plain files skipped (a glob like models/* also matches models/BUILD).

@@ -21,6 +21,8 @@ from rich.text import Text
 
 from mmetools.atomic import write_bytes_atomically
 from mmetools.errors import MmetoolsError, UsageError
+from mmetools.fixtures import regen_hint
+from mmetools.memory import describe_bytes
 
 if TYPE_CHECKING:
     from mmetools.harness import ModelReport, RunResult
@@ -159,6 +161,8 @@ def report_renderable(report: ModelReport) -> RenderableType:
             table.add_row(name, "-", "-", "-", "[yellow]not run[/]")
         parts.append(table)
         parts.extend(_line(f"  {line}", "red") for line in details)
+        if _has_wrong_values(report):
+            parts.append(_line(f"  {regen_hint(_model_folder_of(report))}", "yellow"))
     if report.error:
         parts.extend(_line(f"  {line}", "red") for line in report.error.splitlines())
     if report.log_lines:
@@ -172,7 +176,25 @@ def report_renderable(report: ModelReport) -> RenderableType:
                 f"p99 {_milliseconds(report.latency_percentile(99))}"
             )
         )
+    if report.memory_before is not None and report.memory_after is not None:
+        before, after = report.memory_before, report.memory_after
+        parts.append(
+            Text(
+                f"  memory: the model added {describe_bytes(after.total - before.total)} "
+                f"(server + {after.stubs} stub(s): {describe_bytes(after.total)})"
+            )
+        )
     return Group(*parts)
+
+
+def _has_wrong_values(report: ModelReport) -> bool:
+    """Cases that ran and answered differently (not errors): what regenerating would change."""
+    return any(not c.passed for r in report.results for c in r.comparisons)
+
+
+def _model_folder_of(report: ModelReport) -> str:
+    # An artifact's fixtures come from its model folder.
+    return f"models/{report.name}" if report.source.endswith(".tar.gz") else report.source
 
 
 def summary_text(run: RunResult) -> str:
@@ -205,6 +227,7 @@ def write_test_junit(run: RunResult, path: Path) -> None:
             elif not result.passed:
                 counts["failures"] += 1
                 messages = [c.message for c in result.comparisons if not c.passed]
+                messages.append(regen_hint(_model_folder_of(report)))
                 ET.SubElement(case, "failure", message=messages[0]).text = "\n".join(messages)
         for name in report.not_run:
             case = ET.SubElement(suite, "testcase", classname=f"mmetools.{report.name}", name=name)

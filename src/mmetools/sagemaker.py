@@ -242,22 +242,20 @@ class MmeClient:
         logger.info("loaded %s (SageMaker MME) in %.2f s", target_model, seconds)
         return LoadResult(seconds)
 
-    def invoke(self, model_id: str, target_model: str, case: FixtureCase) -> dict[str, Any]:
+    def invoke(
+        self,
+        model_id: str,
+        target_model: str,
+        case: FixtureCase,
+        output_names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         """One KServe v2 request: plain JSON when every input is JSON text or numbers, else
-        SageMaker's binary+json; outputs come back binary."""
+        SageMaker's binary+json; outputs come back binary. ``output_names`` defaults to the
+        case's expected outputs."""
         import tritonclient.http as httpclient
 
-        binary = any(t.datatype == "BYTES" and not _all_utf8(t.array) for t in case.inputs)
-        inputs = []
-        for tensor in case.inputs:
-            infer_input = httpclient.InferInput(tensor.name, list(tensor.shape), tensor.datatype)
-            infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
-            inputs.append(infer_input)
-        outputs = [httpclient.InferRequestedOutput(e.name, binary_data=True) for e in case.expected]
-        body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs)
-        content_type = (
-            "application/json" if json_size is None else f"{BINARY_CONTENT_TYPE}{json_size}"
-        )
+        names = list(output_names) if output_names is not None else [e.name for e in case.expected]
+        body, content_type = request_body(case, names)
         try:
             response = self.server.request(
                 "POST",
@@ -281,7 +279,7 @@ class MmeClient:
             )
         except Exception as e:  # a malformed answer is the server's failure, reported per case
             raise TritonError(f"{target_model}: unreadable invoke response: {e}") from e
-        return output_arrays(result, [e.name for e in case.expected], target_model)
+        return output_arrays(result, names, target_model)
 
     def unload(self, model_id: str, target_model: str) -> None:
         if not self.server.alive():
@@ -295,6 +293,23 @@ class MmeClient:
             return
         if response.status != 200:
             logger.warning("SageMaker unload of %s: HTTP %s", target_model, response.status)
+
+
+def request_body(case: FixtureCase, output_names: Sequence[str]) -> tuple[bytes, str]:
+    """The body and Content-Type of one invoke request for ``case``, as SageMaker forwards it:
+    plain JSON when every input is JSON text or numbers, else SageMaker's binary+json."""
+    import tritonclient.http as httpclient
+
+    binary = any(t.datatype == "BYTES" and not _all_utf8(t.array) for t in case.inputs)
+    inputs = []
+    for tensor in case.inputs:
+        infer_input = httpclient.InferInput(tensor.name, list(tensor.shape), tensor.datatype)
+        infer_input.set_data_from_numpy(tensor.array, binary_data=binary)
+        inputs.append(infer_input)
+    outputs = [httpclient.InferRequestedOutput(name, binary_data=True) for name in output_names]
+    body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs, outputs)
+    content_type = "application/json" if json_size is None else f"{BINARY_CONTENT_TYPE}{json_size}"
+    return bytes(body), content_type
 
 
 def _all_utf8(array: Any) -> bool:
@@ -352,6 +367,27 @@ def place_target_stub(model_dir: Path, steps: Sequence[str], python_version: str
         shutil.copy2(stub, destination)
 
 
+def packed_env_steps(path: Path, settings: Settings) -> tuple[str, ...]:
+    """The steps of artifact ``path`` that ship a packed env (built for the serving target)."""
+    return tuple(e.step for e in audit_artifact(path, settings.target).envs)
+
+
+def emulated_target(settings: Settings, mode: str, env_steps: bool) -> TargetPython | None:
+    """The target's Python, when a bundled server is to serve packed envs (built for the target,
+    they do not run with this machine's Python); None otherwise."""
+    return target_python(settings) if mode == BUNDLED and env_steps else None
+
+
+def unpack_for_server(
+    server: TritonServer, artifact: Path, destination: Path, env_steps: Sequence[str]
+) -> None:
+    """Unpack ``artifact`` as the server will serve it: with the target's stub in each packed-env
+    step when the server emulates the target."""
+    unpack_artifact(artifact, destination)
+    if server.target_python is not None and env_steps:
+        place_target_stub(destination, env_steps, server.target_python.version)
+
+
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:
     """Unpack, load, invoke every case, unload: one artifact on a SageMaker-frontend server."""
     target_model = item.path.name
@@ -363,9 +399,7 @@ def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 
     source = str(item.path)
     try:
         try:
-            unpack_artifact(item.path, model_dir)
-            if server.target_python is not None and item.env_steps:
-                place_target_stub(model_dir, item.env_steps, server.target_python.version)
+            unpack_for_server(server, item.path, model_dir, item.env_steps)
             signature = artifact_ensemble(model_dir, item.path)
             cases = load_artifact_fixtures(item.fixtures_dir, signature, item.ref.name)
         except MmetoolsError as e:
@@ -412,11 +446,8 @@ def run_artifacts(
         if isinstance(item, _Artifact):
             groups.setdefault(item.env.key, []).append(item)
 
-    emulated = (
-        target_python(settings)
-        if chosen == BUNDLED and any(isinstance(p, _Artifact) and p.env_steps for p in prepared)
-        else None
-    )
+    env_steps = any(isinstance(p, _Artifact) and p.env_steps for p in prepared)
+    emulated = emulated_target(settings, chosen, env_steps)
 
     def make_server(item: _Artifact) -> TritonServer:
         requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE

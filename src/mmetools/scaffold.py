@@ -19,7 +19,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from mmetools.errors import ScaffoldError
+from mmetools.dvc import find_dvc_root, local_remote_folder
+from mmetools.errors import DvcError, ScaffoldError
 from mmetools.model_folder import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
         raise ScaffoldError(f"{target}: already exists; `mmetools new` never overwrites a folder")
     root = resources.files("mmetools").joinpath("templates")
     tokens = template_tokens(name, FRAMEWORKS[framework])
+    tokens.update(commit_tokens(models_dir / name))
     tokens["export"] = root.joinpath(framework, EXPORT_PART).read_text(encoding="utf-8").rstrip()
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,57 @@ def template_tokens(name: str, framework: Framework) -> dict[str, str]:
         "inferencer_input": framework.inferencer_input,
         "inferencer_output": framework.inferencer_output,
         "runtime": framework.runtime,
+        # Pants reads every file named BUILD or BUILD.*, so the template's name is a token.
+        "build_file": "BUILD",
     }
+
+
+def next_steps(target: Path, framework: str) -> list[str]:
+    """The commands that take a new model folder to a commit CI can ship (its README explains
+    each), to run from the repository root with the repository's venv activated."""
+    folder = target.as_posix()
+    weights = f"{folder}/{target.name}_inferencer/1/{FRAMEWORKS[framework].weight_file}"
+    return [
+        f"python {folder}/train.py",
+        f"dvc add {weights}",
+        "dvc push",
+        f"mmetools fixtures regen {folder}",
+        f"mmetools lock {folder}",
+        f"./pants test {folder}:",
+        commit_tokens(target)["git_add"],
+    ]
+
+
+def git_add_paths(target: Path) -> list[str]:
+    """What to `git add` after `dvc push` for a new model folder, relative to the repository
+    root: the folder, and the DVC remote when it is a folder of the repository (the examples'
+    .dvc/example-remote/), since the objects `dvc push` wrote there reach CI only through git."""
+    try:
+        repository = find_dvc_root(target.parent)
+        remote = local_remote_folder(repository)
+    except DvcError:
+        return [target.as_posix()]
+    paths = [_relative_to(target, repository)]
+    if remote is not None and remote.is_relative_to(repository):
+        paths.append(_relative_to(remote, repository))
+    return paths
+
+
+def commit_tokens(target: Path) -> dict[str, str]:
+    paths = git_add_paths(target)
+    if len(paths) > 1:
+        why = (
+            f"`dvc push` wrote the weights' objects into `{paths[1]}/`, the repository's DVC "
+            "remote: CI fetches them from there, so they belong in the same commit (the weights "
+            "themselves stay git-ignored)."
+        )
+    else:
+        why = "`dvc push` sent the weights to the DVC remote; git keeps only the `.dvc` pointer."
+    return {"git_add": "git add " + " ".join(paths), "git_add_why": why}
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    return path.resolve().relative_to(root.resolve()).as_posix()
 
 
 def render(text: str, tokens: dict[str, str]) -> str:

@@ -31,7 +31,7 @@ from mmetools.model_config import (
     backend_of,
     is_ensemble,
 )
-from mmetools.model_folder import ModelFolder, weight_filename
+from mmetools.model_folder import ModelFolder, missing_step_output_message, weight_filename
 from mmetools.pb_utils_standin import as_triton_array, installed_pb_utils
 from mmetools.reference.steps import (
     Arrays,
@@ -145,8 +145,9 @@ class ReferenceRunner:
             for step_output, tensor in planned.output_map.items():
                 if step_output not in produced:
                     raise ModelRunError(
-                        f"{planned.model.path}: step '{step.name}' did not produce output "
-                        f"'{step_output}' (ensemble tensor '{tensor}')"
+                        missing_step_output_message(
+                            planned.model, step_output, tensor, sorted(produced)
+                        )
                     )
                 decl = step.outputs[step_output]
                 array = as_triton_array(np.asarray(produced[step_output]))

@@ -190,8 +190,8 @@ class PythonStep(Step):
                 f"{self.source}: Python step '{self.name}' answered with an error: "
                 f"{error.message()}"
             )
-        produced = {t.name(): t.as_numpy() for t in response.output_tensors()}
-        return {name: produced[name] for name in requested if name in produced}
+        # Everything the step returned: the caller names what is missing against what came back.
+        return {t.name(): t.as_numpy() for t in response.output_tensors()}
 
     def close(self) -> None:
         if hasattr(self, "instance") and hasattr(self.instance, "finalize"):
