@@ -53,7 +53,7 @@ def test_staging_is_searched_in_the_branch_folder(tmp_path: Path) -> None:
     assert find_previous("demo", 3, settings, against="auto") is None  # no branch: no staging
     found = find_previous("demo", 3, settings, against="staging", branch="feature/x")
     assert found is not None and (found.role, found.version) == ("staging", 2)
-    assert found.key == "feature-x/demo_2.tar.gz"
+    assert found.key == "feature~x/demo_2.tar.gz"  # branch_slug("feature/x")
     with pytest.raises(UsageError, match="--against staging needs --branch"):
         find_previous("demo", 3, settings, against="staging")
 
