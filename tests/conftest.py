@@ -35,10 +35,13 @@ CI_VARIABLES = (
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in CI_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
+@pytest.fixture(scope="session", autouse=True)
+def _outside_ci() -> Iterator[None]:
+    # Session-wide, so session fixtures (published versions, built artifacts) see it too.
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in CI_VARIABLES:
+            patch.delenv(variable, raising=False)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -152,6 +152,13 @@ def _number(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
+# The --mode option of every command that starts a Triton server.
+TritonModeOption = Annotated[
+    Optional[str],
+    typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
+]
+
+
 @app.command("new")
 def new_model(
     name: Annotated[str, typer.Argument(help="Model name: lowercase letters, digits, '_'.")],
@@ -460,10 +467,7 @@ def test_command(
     junit_xml: Annotated[
         Optional[Path], typer.Option("--junit-xml", help="Also write a JUnit XML report here.")
     ] = None,
-    mode: Annotated[
-        Optional[str],
-        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
-    ] = None,
+    mode: TritonModeOption = None,
     triton_image: Annotated[
         Optional[str],
         typer.Option("--triton-image", help="Run NVIDIA's Triton image with docker --gpus all."),
@@ -584,10 +588,7 @@ def diff_command(
     json_path: Annotated[
         Optional[Path], typer.Option("--json", help="Write the report as JSON here.")
     ] = None,
-    mode: Annotated[
-        Optional[str],
-        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
-    ] = None,
+    mode: TritonModeOption = None,
 ) -> None:
     """Compare the candidate's predictions with the published previous version's on one Triton
     (SageMaker MME emulation). Exit 1 when an output is over its threshold
@@ -671,10 +672,7 @@ def loadtest_command(
         Optional[Path],
         typer.Option("--model", help="With --endpoint: model folder whose fixtures to send."),
     ] = None,
-    mode: Annotated[
-        Optional[str],
-        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
-    ] = None,
+    mode: TritonModeOption = None,
 ) -> None:
     """Cold start, memory, warm latency p50/p90/p99 and throughput at rising concurrency and
     fixed rates (locust), through the local SageMaker frontend or a real endpoint; writes JSON and
@@ -912,10 +910,7 @@ def build_command(
     threads: Annotated[
         Optional[int], typer.Option("--threads", min=1, help="Deflate threads (default: cores).")
     ] = None,
-    mode: Annotated[
-        Optional[str],
-        typer.Option("--mode", help="Triton: auto, bundled (CPU, from the wheel), native, docker."),
-    ] = None,
+    mode: TritonModeOption = None,
     triton_image: Annotated[
         Optional[str],
         typer.Option("--triton-image", help="Run NVIDIA's Triton image with docker --gpus all."),
