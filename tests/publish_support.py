@@ -43,7 +43,8 @@ def make_artifact(
     path = folder / name
     model_name = name.removesuffix(".tar.gz").rsplit("_", 1)[0]
     # Seeded pseudo-random bytes: incompressible like real weights, the same for the same seed.
-    weights = random.Random(f"{name}:{seed}").randbytes(size)
+    rng = random.Random(f"{name}:{seed}")  # in 1 MiB draws: randbytes caps at 256 MiB
+    weights = b"".join(rng.randbytes(min(MiB, size - at)) for at in range(0, size, MiB))
     members = {
         f"{model_name}_pipeline/config.pbtxt": b'platform: "ensemble"\n',
         f"{model_name}_inferencer/config.pbtxt": b'platform: "onnxruntime_onnx"\n',
