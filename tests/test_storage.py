@@ -27,7 +27,7 @@ from publish_support import MiB, keys, make_artifact, new_bucket, s3_client, set
 from mmetools.errors import PublishError
 from mmetools.publish import PublishOptions, PublishReport, publish
 from mmetools.settings import Settings
-from mmetools.storage import S3Tuning, redact_credentials
+from mmetools.storage import LocalArtifact, S3Tuning, SentBytes, redact_credentials
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -149,6 +149,56 @@ def test_s3_stored_object_that_is_not_the_bytes_sent_is_deleted_before_any_sidec
     assert "the stored object is not the bytes sent" in failure.message
     assert "CRC32 " in failure.message and flipped
     assert keys(s3_client(), bucket) == []
+
+
+def test_sent_bytes_checksums_each_part_whatever_the_read_sizes(tmp_path: Path) -> None:
+    import base64
+    import zlib
+
+    data = os.urandom(10 * 1000 + 7)
+    path = tmp_path / "demo_1.tar.gz"
+    path.write_bytes(data)
+    local = LocalArtifact(path, "demo", 1, hashlib.sha256(data).hexdigest(), len(data), path)
+    sent = SentBytes(local, part_size=1000)
+    read = []
+    for size in (1, 999, 1500, 3, 497, 4000, 9999):
+        read.append(sent.read(size))
+        if sent.size < 2000:
+            assert sent.part_crc32(2) is None  # not all of part 2 was read yet
+    sent.check()
+    assert b"".join(read) == data
+    crcs = [zlib.crc32(data[at : at + 1000]) for at in range(0, len(data), 1000)]
+    b64 = [base64.b64encode(crc.to_bytes(4, "big")).decode() for crc in crcs]
+    assert sent.part_crc32s == b64 and sent.part_crc32(11) == b64[-1]
+    composite = zlib.crc32(b"".join(crc.to_bytes(4, "big") for crc in crcs))
+    assert sent.stored_checksum == base64.b64encode(composite.to_bytes(4, "big")).decode() + "-11"
+    sent.close()
+
+
+@pytest.mark.integration
+def test_s3_completion_with_parts_that_are_not_those_read_is_refused(
+    tmp_path: Path, bucket: str, s3_settings: Settings
+) -> None:
+    """S3 acknowledges each part with the CRC32 it checked: a list that differs from the parts
+    read (a part lost or reordered by the transfer) never completes the upload."""
+    artifact = make_artifact(tmp_path / "dist", size=12 * MiB)
+    session = boto3.session.Session()
+
+    def swap_two_parts(params: dict[str, Any], **_: Any) -> None:
+        parts = params["MultipartUpload"]["Parts"]
+        parts[0]["ChecksumCRC32"], parts[1]["ChecksumCRC32"] = (
+            parts[1]["ChecksumCRC32"], parts[0]["ChecksumCRC32"],
+        )  # fmt: skip
+
+    session.events.register("before-parameter-build.s3.CompleteMultipartUpload", swap_two_parts)
+    report = run(artifact, s3_settings, session)
+    [failure] = report.failures
+    assert "S3 acknowledged 3 parts whose CRC32s are not those of the 3 parts read" in (
+        failure.message
+    )
+    client = s3_client()
+    assert keys(client, bucket) == []
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -268,15 +268,19 @@ class SentBytes:
 
     Not seekable on purpose: s3transfer then reads every byte exactly once, in order, into the
     part bodies it sends (and re-sends on a retry), so the SHA-256 here is the SHA-256 of what
-    S3 receives. The CRC32 of the whole object goes to S3 as its full-object checksum.
+    S3 receives. The same pass computes the CRC32 of each part: it goes with the part (botocore
+    then does not compute it again) and S3's composite checksum of the stored object must equal
+    the one of these parts (``stored_checksum``).
     """
 
-    def __init__(self, artifact: LocalArtifact) -> None:
+    def __init__(self, artifact: LocalArtifact, part_size: int) -> None:
         self.artifact = artifact
+        self.part_size = part_size
         self._file = artifact.path.open("rb")
         self._opened = os.fstat(self._file.fileno())
         self._sha256 = hashlib.sha256()
-        self.crc32 = 0
+        self._parts: list[int] = []  # CRC32 of each part read so far (the last one may grow)
+        self._last_part_size = part_size
         self.size = 0
 
     def readable(self) -> bool:
@@ -288,16 +292,44 @@ class SentBytes:
     def read(self, amount: int = -1) -> bytes:
         data = self._file.read(amount)
         self._sha256.update(data)
-        self.crc32 = zlib.crc32(data, self.crc32)
+        view = memoryview(data)
+        while view:  # split at part boundaries, whatever the read sizes
+            if self._last_part_size == self.part_size:
+                self._parts.append(0)
+                self._last_part_size = 0
+            chunk = view[: self.part_size - self._last_part_size]
+            self._parts[-1] = zlib.crc32(chunk, self._parts[-1])
+            self._last_part_size += len(chunk)
+            view = view[len(chunk) :]
         self.size += len(data)
         return data
 
     def close(self) -> None:
         self._file.close()
 
+    def part_crc32(self, number: int) -> str | None:
+        """CRC32 (base64) of part ``number`` (from 1) once all its bytes were read, else None."""
+        complete = len(self._parts) - (self._last_part_size < self.part_size)
+        if number <= complete or (number == len(self._parts) and self._eof):
+            return _crc32_base64(self._parts[number - 1])
+        return None
+
     @property
-    def crc32_base64(self) -> str:
-        return base64.b64encode(self.crc32.to_bytes(4, "big")).decode()
+    def _eof(self) -> bool:
+        return self.size == self.artifact.size
+
+    @property
+    def part_crc32s(self) -> list[str]:
+        return [_crc32_base64(crc) for crc in self._parts]
+
+    @property
+    def stored_checksum(self) -> str:
+        """What S3 reports as ChecksumCRC32 for these bytes: the CRC32 of a single-request
+        upload, or of a multipart upload the CRC32 of its parts' CRC32s, then -<parts>."""
+        if self.size < self.part_size:  # s3transfer's multipart_threshold is the part size
+            return self.part_crc32s[0] if self._parts else _crc32_base64(0)
+        joined = b"".join(crc.to_bytes(4, "big") for crc in self._parts)
+        return f"{_crc32_base64(zlib.crc32(joined))}-{len(self._parts)}"
 
     def check(self) -> None:
         """Raise unless the bytes read are exactly the verified build, still under its name."""
@@ -320,6 +352,10 @@ class SentBytes:
                 f"{path}: was replaced while it was being published (a rebuild?); nothing was "
                 "stored: publish the new build once it is complete"
             )
+
+
+def _crc32_base64(crc: int) -> str:
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
 
 
 @dataclass(frozen=True)
@@ -376,6 +412,7 @@ class S3Connection:
         self.sending: dict[tuple[str, str], SentBytes] = {}
         for operation in ("PutObject", "CompleteMultipartUpload"):
             events.register(f"before-parameter-build.s3.{operation}", self._check_sent_bytes)
+        events.register("before-parameter-build.s3.UploadPart", self._part_checksum)
         self.upload_config = TransferConfig(
             multipart_threshold=tuning.part_size,
             multipart_chunksize=tuning.part_size,
@@ -397,11 +434,32 @@ class S3Connection:
         Raising here fails the transfer; s3transfer then aborts the multipart upload, so
         nothing appears under the key.
         """
-        sent = self.sending.get((str(params.get("Bucket")), str(params.get("Key"))))
+        sent = self._sent(params)
         if sent is None:
             return
         sent.check()
-        params["ChecksumCRC32"] = sent.crc32_base64  # S3 checks the object against it
+        if "MultipartUpload" not in params:  # PutObject: S3 checks the body against it
+            params["ChecksumCRC32"] = sent.stored_checksum
+            return
+        parts = params["MultipartUpload"].get("Parts", [])
+        acknowledged = [part.get("ChecksumCRC32") for part in parts]
+        if acknowledged != sent.part_crc32s:
+            raise ArtifactError(
+                f"{sent.artifact.path}: S3 acknowledged {len(parts)} parts whose CRC32s are not "
+                f"those of the {len(sent.part_crc32s)} parts read; nothing was stored: publish "
+                "again"
+            )
+
+    def _part_checksum(self, params: dict[str, Any], **_: Any) -> None:
+        """The part's CRC32 from the pass that hashed it: S3 checks the part body against it,
+        and botocore does not read the part a second time to compute it."""
+        sent = self._sent(params)
+        crc32 = None if sent is None else sent.part_crc32(int(params.get("PartNumber", 0)))
+        if crc32 is not None:
+            params["ChecksumCRC32"] = crc32
+
+    def _sent(self, params: dict[str, Any]) -> SentBytes | None:
+        return self.sending.get((str(params.get("Bucket")), str(params.get("Key"))))
 
     def _count_request(self, request: Any = None, **_: Any) -> None:
         with self._lock:
@@ -534,14 +592,15 @@ class S3Store(Store):
         head = self.client.head_object(
             Bucket=self.destination.bucket, Key=key, ChecksumMode="ENABLED"
         )
-        stored_crc = str(head.get("ChecksumCRC32", "")).split("-")[0]
+        stored_crc = str(head.get("ChecksumCRC32", ""))
         problems = []
         if head.get("ContentLength") != sent.size:
             problems.append(f"size {head.get('ContentLength')} instead of {sent.size}")
         if head.get("Metadata", {}).get(SHA256_METADATA) != sent.artifact.sha256:
             problems.append("its x-amz-meta-sha256 is not the build's")
-        if stored_crc and stored_crc != sent.crc32_base64:
-            problems.append(f"CRC32 {stored_crc} instead of {sent.crc32_base64}")
+        # S3 appends -<parts> to a composite checksum; moto does not.
+        if stored_crc and stored_crc not in (sent.stored_checksum, sent.stored_checksum[:8]):
+            problems.append(f"CRC32 {stored_crc} instead of {sent.stored_checksum}")
         if not problems:
             return
         self.client.delete_object(Bucket=self.destination.bucket, Key=key)
@@ -557,13 +616,12 @@ class S3Store(Store):
         self.abort_stale_uploads(key)
         extra_args = {
             "Metadata": artifact.metadata,
-            # CRC32 per part (what `aws s3 cp` sends) and the whole object's CRC32 at completion,
-            # computed over the same bytes as the SHA-256 that is checked against the build.
+            # CRC32 per part (what `aws s3 cp` sends), computed over the same bytes as the
+            # SHA-256 that is checked against the build; S3 keeps their composite checksum.
             "ChecksumAlgorithm": "CRC32",
-            "ChecksumType": "FULL_OBJECT",
             "ContentType": "application/gzip",
         }
-        sent = SentBytes(artifact)
+        sent = SentBytes(artifact, self.connection.tuning.part_size)
         where = (self.destination.bucket, key)
         self.connection.sending[where] = sent
         try:
