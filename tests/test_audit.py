@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.audit import audit_artifact, require_audit
+from mmetools import audit
+from mmetools.audit import audit_artifact, require_audit, require_audit_of
 from mmetools.cli import main
 from mmetools.errors import ArtifactError
 from mmetools.targets import ServingTarget, resolve_target
@@ -195,3 +196,36 @@ def test_publish_refuses_a_2409_artifact_for_a_2412_target_writing_nothing(
     assert "publish: demo_1.tar.gz fails the audit" in err
     assert "env is for Python 3.10, but target" in err and "runs Python 3.12" in err
     assert not staging.exists() and not (tmp_path / "production").exists()
+
+
+def test_a_pass_is_remembered_for_these_bytes_and_this_target_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishing what `package` just audited does not decompress it again; other bytes, another
+    target or a failing artifact are audited every time."""
+    cache = tmp_path / "cache"
+    good = artifact(tmp_path, env_bytes())
+    digest = hashlib.sha256(good.read_bytes()).hexdigest()
+    calls: list[str] = []
+    real = audit.audit_artifact
+
+    def counting(path: Path, target: ServingTarget, **kwargs: object) -> audit.AuditReport:
+        calls.append(target.image)
+        return real(path, target, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(audit, "audit_artifact", counting)
+    for _ in range(2):
+        require_audit_of(good, TARGET_2412, "publish", sha256=digest, cache_dir=cache)
+    assert calls == [TARGET_2412.image]
+    # The same bytes for another target: audited, and refused there (an env for 3.12).
+    with pytest.raises(ArtifactError, match="fails the audit for target"):
+        require_audit_of(good, TARGET_2409, "publish", sha256=digest, cache_dir=cache)
+    with pytest.raises(ArtifactError, match="fails the audit for target"):
+        require_audit_of(good, TARGET_2409, "publish", sha256=digest, cache_dir=cache)
+    assert calls == [TARGET_2412.image] + [TARGET_2409.image] * 2
+    # Other bytes under the same name: audited again.
+    bad = artifact(tmp_path, env_bytes("3.11", "/usr/bin/python3.11"))
+    other = hashlib.sha256(bad.read_bytes()).hexdigest()
+    with pytest.raises(ArtifactError, match="env is for Python 3.11"):
+        require_audit_of(bad, TARGET_2412, "publish", sha256=other, cache_dir=cache)
+    assert len(calls) == 4

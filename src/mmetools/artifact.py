@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from mmetools.audit import audit_artifact, require_audit
+from mmetools.audit import require_audit_of
 from mmetools.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.errors import ArtifactError, MmetoolsError, ValidationFailed
 from mmetools.atomic import move_set_into_place, temporary_path_beside
@@ -524,7 +524,8 @@ def write_artifact(
         seconds = time.perf_counter() - started
         # The audit gate: an artifact that would not load in the target image is not written.
         logger.info("%s: auditing against the serving target", model.name)
-        require_audit(audit_artifact(temporary, settings.target, name=final.name), "package")
+        require_audit_of(temporary, settings.target, "package", sha256=result.sha256,
+                         cache_dir=settings.cache_dir, name=final.name)  # fmt: skip
         manifest = Manifest(
             model=ref.name,
             version=ref.version,

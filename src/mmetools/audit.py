@@ -12,7 +12,9 @@ that break unpacking, build-machine paths, numpy against the target's python bac
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import posixpath
 import re
 import tarfile
@@ -24,6 +26,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
+from mmetools.atomic import write_text_atomically
 from mmetools.errors import ArtifactError
 from mmetools.model_folder import ENV_ARCHIVE
 from mmetools.targets import ServingTarget, version_tuple
@@ -41,6 +44,8 @@ _STDLIB_DIR = re.compile(r"^lib/python(3\.[0-9]+)$")
 _BUILD_PATH = re.compile(rb"(/home/|/root/|/tmp/|/Users/|/private/var/)[^\s\"']*")
 _X86_64 = "EM_X86_64"
 _ELF_MAGIC = b"\x7fELF"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,42 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
             )
         )
     return AuditReport(path, artifact_name, target, tuple(envs), tuple(findings))
+
+
+def require_audit_of(
+    path: Path,
+    target: ServingTarget,
+    step: str,
+    *,
+    sha256: str,
+    cache_dir: Path,
+    name: str | None = None,
+) -> None:
+    """The gate on the artifact at ``path`` whose bytes have ``sha256``.
+
+    A pass is remembered under ``cache_dir`` for these bytes, this target and these audit rules
+    (the source of this module and of targets.py are in the key), so publishing what `package`
+    just audited does not decompress it again. A failure is never remembered.
+    """
+    marker = _audit_marker(cache_dir, sha256, target)
+    if marker.is_file():
+        logger.info("%s: passed the audit for %s before", name or path.name, target.image)
+        return
+    require_audit(audit_artifact(path, target, name=name), step)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(marker, f"{name or path.name} {sha256} {target.image}\n")
+    except OSError as e:  # a cache is an optimisation: never fail the step over it
+        logger.debug("could not remember the audit of %s: %s", path, e)
+
+
+def _audit_marker(cache_dir: Path, sha256: str, target: ServingTarget) -> Path:
+    from mmetools import targets
+
+    key = hashlib.sha256(f"{sha256}\n{target!r}\n".encode())
+    for module in (__file__, targets.__file__):
+        key.update(Path(module).read_bytes())
+    return cache_dir / "audits" / key.hexdigest()
 
 
 def require_audit(report: AuditReport, step: str) -> None:

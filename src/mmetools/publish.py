@@ -27,7 +27,7 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from mmetools.audit import audit_artifact, require_audit
+from mmetools.audit import require_audit_of
 from mmetools.atomic import write_text_atomically
 from mmetools.jsontext import parse_json
 from mmetools.errors import ArtifactError, MmetoolsError, PublishError, UsageError
@@ -380,8 +380,9 @@ def publish(
     # The audit gate, before anything is written: an artifact the serving target cannot load
     # (env for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
     serving_target = settings.target
-    for path in artifacts:
-        require_audit(audit_artifact(path, serving_target), "publish")
+    for local in verified:
+        require_audit_of(local.path, serving_target, "publish", sha256=local.sha256,
+                         cache_dir=settings.cache_dir)  # fmt: skip
     # The evidence gate: every artifact, before anything is written anywhere.
     evidence = [require_passing(local.path, local.sha256) for local in verified]
     environ = os.environ if environ is None else environ
