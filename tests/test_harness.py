@@ -527,3 +527,14 @@ def test_missing_weight_file_is_named(examples_run: CliRun) -> None:
         f"model 'screen_detector': weight file missing: "
         f"{source}/screen_detector_inferencer/1/model.onnx (tracked by DVC: run `dvc pull`)"
     ) in block
+
+
+def test_junit_xml_that_cannot_be_written_after_the_run_is_a_message(tmp_path: Path) -> None:
+    """A --junit-xml path the early check lets through (to root, /proc looks writable) but
+    where the write after the tests fails: a message naming the path, not a traceback. (The CLI
+    prints the run's summary line before it writes the report.)"""
+    from mmetools.errors import MmetoolsError
+
+    path = Path("/proc/mmetools-report.xml")
+    with pytest.raises(MmetoolsError, match=r"^/proc/mmetools-report.xml: cannot write the JUnit"):
+        write_test_junit(_reports(tmp_path / "model"), path)
