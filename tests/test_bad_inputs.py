@@ -1279,6 +1279,10 @@ LOW_ROWS = [
         change=_artifact(_write(PUBLISHED_MANIFEST, '{"version": ' + "9" * 5000 + "}")),
         err=(f"error: {PUBLISHED_MANIFEST}: not a readable JSON manifest: an integer with 5000 "
              "digits (max 100)",)),
+    Row("publish_manifest_is_an_empty_object", PUBLISH, 1,
+        change=_artifact(_write(PUBLISHED_MANIFEST, "{}")),
+        err=(f"error: {PUBLISHED_MANIFEST}: field 'format' is missing (not a manifest written by "
+             "`mmetools build`; rebuild the artifact)",)),
     Row("publish_manifest_is_a_folder", PUBLISH, 1,
         change=_artifact(_folder_instead_of(PUBLISHED_MANIFEST)),
         err=(f"error: {PUBLISHED_MANIFEST}: a folder, not a manifest file",)),
