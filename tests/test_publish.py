@@ -298,22 +298,30 @@ def test_missing_artifact_and_duplicates_are_usage_errors(tmp_path: Path) -> Non
 def test_verified_sha256_is_remembered_until_the_file_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    artifact = make_artifact(tmp_path / "dist")
-    real = hashlib.file_digest
-    reads: list[object] = []
+    import mmetools.publish as publish_module
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        reads.append(args)
-        return real(*args, **kwargs)
+    artifact = make_artifact(tmp_path / "dist", size=3 * MiB)
+    real = publish_module.read_checksums
+    reads: list[int] = []
 
-    monkeypatch.setattr(hashlib, "file_digest", counting)
+    def counting(path: Path, part_size: int) -> tuple[str, tuple[int, ...]]:
+        reads.append(part_size)
+        return real(path, part_size)
+
+    monkeypatch.setattr(publish_module, "read_checksums", counting)
     cache = tmp_path / "cache"
-    load_local_artifact(artifact, cache)
-    load_local_artifact(artifact, cache)
-    assert len(reads) == 1
+    first = load_local_artifact(artifact, cache, part_size=MiB)
+    again = load_local_artifact(artifact, cache, part_size=MiB)
+    assert reads == [MiB] and again == first
+    data = artifact.read_bytes()
+    assert first.part_crc32s == tuple(
+        zlib.crc32(data[at : at + MiB]) for at in range(0, len(data), MiB)
+    )
+    assert len(first.part_crc32s) == 4  # 3 MiB of weights plus the tar and gzip framing
+    load_local_artifact(artifact, cache, part_size=2 * MiB)  # other parts: read again
     os.utime(artifact, ns=(1, 1))  # same bytes, new stat: read again
-    load_local_artifact(artifact, cache)
-    assert len(reads) == 2
+    load_local_artifact(artifact, cache, part_size=2 * MiB)
+    assert reads == [MiB, 2 * MiB, 2 * MiB]
 
 
 # ---------------------------------------------------------------------------------------------

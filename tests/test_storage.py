@@ -9,6 +9,7 @@ on 127.0.0.1 for S3. Races between two publishers are ordered with SIGSTOP/SIGCO
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ import boto3
 import pytest
 from publish_support import MiB, keys, make_artifact, new_bucket, s3_client, settings_for, sha256_of
 
-from mmetools.errors import PublishError
+from mmetools.errors import ArtifactError, PublishError
 from mmetools.publish import PublishOptions, PublishReport, publish
 from mmetools.settings import Settings
 from mmetools.storage import LocalArtifact, S3Tuning, SentBytes, redact_credentials
@@ -158,7 +159,9 @@ def test_sent_bytes_checksums_each_part_whatever_the_read_sizes(tmp_path: Path) 
     data = os.urandom(10 * 1000 + 7)
     path = tmp_path / "demo_1.tar.gz"
     path.write_bytes(data)
-    local = LocalArtifact(path, "demo", 1, hashlib.sha256(data).hexdigest(), len(data), path)
+    crcs = [zlib.crc32(data[at : at + 1000]) for at in range(0, len(data), 1000)]
+    local = LocalArtifact(path, "demo", 1, hashlib.sha256(data).hexdigest(), len(data), path,
+                          part_size=1000, part_crc32s=tuple(crcs))  # fmt: skip
     sent = SentBytes(local, part_size=1000)
     read = []
     for size in (1, 999, 1500, 3, 497, 4000, 9999):
@@ -167,12 +170,21 @@ def test_sent_bytes_checksums_each_part_whatever_the_read_sizes(tmp_path: Path) 
             assert sent.part_crc32(2) is None  # not all of part 2 was read yet
     sent.check()
     assert b"".join(read) == data
-    crcs = [zlib.crc32(data[at : at + 1000]) for at in range(0, len(data), 1000)]
     b64 = [base64.b64encode(crc.to_bytes(4, "big")).decode() for crc in crcs]
     assert sent.part_crc32s == b64 and sent.part_crc32(11) == b64[-1]
     composite = zlib.crc32(b"".join(crc.to_bytes(4, "big") for crc in crcs))
     assert sent.stored_checksum == base64.b64encode(composite.to_bytes(4, "big")).decode() + "-11"
     sent.close()
+    # The broken case: the same bytes against a build whose part 3 was different.
+    other = replace(local, part_crc32s=(*crcs[:2], crcs[2] ^ 1, *crcs[3:]))
+    sent = SentBytes(other, part_size=1000)
+    while sent.read(4096):
+        pass
+    with pytest.raises(ArtifactError, match=r"changed while it was being published \(part 3 of 11"):
+        sent.check()
+    sent.close()
+    with pytest.raises(ValueError, match="verified for 1000-byte parts"):
+        SentBytes(local, part_size=500)
 
 
 @pytest.mark.integration

@@ -49,6 +49,7 @@ from mmetools.storage import (
     Destination,
     LocalArtifact,
     ObjectExists,
+    PartChecksums,
     RemoteObject,
     S3Connection,
     S3Tuning,
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     import boto3
 
 logger = logging.getLogger(__name__)
+
+CHECKSUM_BLOCK = 1 << 20  # bytes per read when verifying an artifact
 
 _SLUG_KEPT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.")
 _SLUG_MAX = 100
@@ -239,11 +242,15 @@ def plan_targets(artifact_name: str, branch: str, settings: Settings) -> tuple[P
 # Local artifacts
 
 
-def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtifact:
+def load_local_artifact(
+    path: Path, cache_dir: Path | None = None, part_size: int = S3Tuning.part_size
+) -> LocalArtifact:
     """Check an artifact and its siblings; its sha256 must equal its ``.sha256`` file.
 
-    Hashing a large tarball takes seconds, so a verified (path, size, mtime, inode) is remembered
-    under ``cache_dir`` and a re-publish of an untouched file does not read it again.
+    The same pass computes the CRC32 of each ``part_size`` piece: an upload in parts of that
+    size must read exactly these (storage.SentBytes). Hashing a large tarball takes seconds, so a
+    verified (path, size, mtime, inode) is remembered under ``cache_dir`` with both, and a
+    re-publish of an untouched file does not read it again.
     """
     model, version = astuple(parse_artifact_name(path))
     try:
@@ -271,12 +278,13 @@ def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtif
         raise ArtifactError(f"{sha_path}: holds the sha256 of {named[0]!r}, not of {path.name}")
     _check_manifest(manifest_path, model, version, expected)
 
-    actual = _cached_sha256(path, stat, cache_dir, expected)
-    if actual is None:
-        with path.open("rb") as f:
-            actual = hashlib.file_digest(f, "sha256").hexdigest()
+    remembered = _cached_checksums(path, stat, cache_dir, expected, part_size)
+    if remembered is None:
+        actual, part_crc32s = read_checksums(path, part_size)
         if actual == expected:
-            _remember_sha256(path, stat, cache_dir, actual)
+            _remember_checksums(path, stat, cache_dir, actual, part_size, part_crc32s)
+    else:
+        actual, part_crc32s = expected, remembered
     if actual != expected:
         raise ArtifactError(
             f"{path}: sha256 is {actual} but {sha_path.name} says {expected}; the file changed "
@@ -284,8 +292,18 @@ def load_local_artifact(path: Path, cache_dir: Path | None = None) -> LocalArtif
         )
     return LocalArtifact(
         path=path, model=model, version=version, sha256=actual, size=stat.st_size,
-        manifest_path=manifest_path,
+        manifest_path=manifest_path, part_size=part_size, part_crc32s=part_crc32s,
     )  # fmt: skip
+
+
+def read_checksums(path: Path, part_size: int) -> tuple[str, tuple[int, ...]]:
+    """(sha256, CRC32 of each part) of the file at ``path``, in one read."""
+    digest, parts = hashlib.sha256(), PartChecksums(part_size)
+    with path.open("rb", buffering=0) as f:
+        while chunk := f.read(CHECKSUM_BLOCK):
+            digest.update(chunk)
+            parts.update(chunk)
+    return digest.hexdigest(), tuple(parts.crc32s)
 
 
 def _check_manifest(path: Path, model: str, version: int, sha256: str) -> Manifest:
@@ -313,28 +331,43 @@ def _fingerprint(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
-def _cached_sha256(
-    path: Path, stat: os.stat_result, cache_dir: Path | None, expected: str
-) -> str | None:
+def _cached_checksums(
+    path: Path, stat: os.stat_result, cache_dir: Path | None, expected: str, part_size: int
+) -> tuple[int, ...] | None:
+    """The part CRC32s remembered for this file's stat, if its sha256 was verified as
+    ``expected`` with parts of ``part_size``."""
     if cache_dir is None:
         return None
     try:
         data = json.loads(_cache_file(path, cache_dir).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if isinstance(data, dict) and data.get("stat") == _fingerprint(stat):
-        sha = data.get("sha256")
-        return sha if sha == expected else None
-    return None
+    if not isinstance(data, dict) or data.get("stat") != _fingerprint(stat):
+        return None
+    crc32s = data.get("part_crc32s")
+    if data.get("sha256") != expected or data.get("part_size") != part_size:
+        return None
+    if not isinstance(crc32s, list) or not all(isinstance(c, int) for c in crc32s):
+        return None
+    return tuple(crc32s) if len(crc32s) == max(1, -(-stat.st_size // part_size)) else None
 
 
-def _remember_sha256(path: Path, stat: os.stat_result, cache_dir: Path | None, sha: str) -> None:
+def _remember_checksums(
+    path: Path,
+    stat: os.stat_result,
+    cache_dir: Path | None,
+    sha: str,
+    part_size: int,
+    part_crc32s: tuple[int, ...],
+) -> None:
     if cache_dir is None:
         return
     target = _cache_file(path, cache_dir)
+    record = {"stat": _fingerprint(stat), "sha256": sha, "part_size": part_size,
+              "part_crc32s": list(part_crc32s)}  # fmt: skip
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomically(target, json.dumps({"stat": _fingerprint(stat), "sha256": sha}))
+        write_text_atomically(target, json.dumps(record))
     except OSError as e:  # a cache is an optimisation: never fail a publish over it
         logger.debug("could not record the verified sha256 of %s: %s", path, e)
 
@@ -376,7 +409,8 @@ def publish(
     names = [path.name for path in artifacts]
     if len(set(names)) != len(names):
         raise UsageError("the same artifact name is given twice: " + ", ".join(sorted(names)))
-    verified = [load_local_artifact(path, settings.cache_dir) for path in artifacts]
+    part_size = options.s3.part_size
+    verified = [load_local_artifact(path, settings.cache_dir, part_size) for path in artifacts]
     # The audit gate, before anything is written: an artifact the serving target cannot load
     # (env for another Python, interpreter outside the image, newer glibc, numpy 2 on an old stub).
     serving_target = settings.target

@@ -32,7 +32,7 @@ import time
 import urllib.parse
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,6 +140,10 @@ class LocalArtifact:
     sha256: str
     size: int
     manifest_path: Path
+    # CRC32 of each part_size piece of the verified bytes (computed in the pass that checked the
+    # sha256): what an upload reads must have exactly these, part by part.
+    part_size: int = 0
+    part_crc32s: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -263,25 +267,59 @@ def _error_code(error: Exception) -> str:
     return type(error).__name__
 
 
+class PartChecksums:
+    """The CRC32 of each ``part_size`` piece of a byte stream, whatever the sizes fed in."""
+
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self.crc32s: list[int] = []  # the last one may still grow
+        self._last_size = part_size
+        self.size = 0
+
+    def update(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._last_size == self.part_size:
+                self.crc32s.append(0)
+                self._last_size = 0
+            chunk = view[: self.part_size - self._last_size]
+            self.crc32s[-1] = zlib.crc32(chunk, self.crc32s[-1])
+            self._last_size += len(chunk)
+            view = view[len(chunk) :]
+        self.size += len(data)
+
+    @property
+    def complete(self) -> int:
+        """How many parts are whole (the last one counts once the stream ended)."""
+        return len(self.crc32s) - (self._last_size < self.part_size)
+
+
 class SentBytes:
-    """The artifact as s3transfer reads it: one open handle, hashed while it is read.
+    """The artifact as s3transfer reads it: one open handle, checksummed while it is read.
 
     Not seekable on purpose: s3transfer then reads every byte exactly once, in order, into the
-    part bodies it sends (and re-sends on a retry), so the SHA-256 here is the SHA-256 of what
-    S3 receives. The same pass computes the CRC32 of each part: it goes with the part (botocore
-    then does not compute it again) and S3's composite checksum of the stored object must equal
-    the one of these parts (``stored_checksum``).
+    part bodies it sends (and re-sends on a retry). Each part's CRC32 is computed in that pass
+    and must equal the verified build's for the same part (``LocalArtifact.part_crc32s``, from
+    the pass that checked its SHA-256), or the upload is never completed. The CRC32 goes with the
+    part (S3 checks the body against it; botocore does not read the part again to compute it),
+    and S3's composite checksum of the stored object must be the one of these parts.
     """
 
     def __init__(self, artifact: LocalArtifact, part_size: int) -> None:
+        if artifact.part_size != part_size or not artifact.part_crc32s:
+            raise ValueError(f"{artifact.path}: verified for {artifact.part_size}-byte parts")
         self.artifact = artifact
-        self.part_size = part_size
         self._file = artifact.path.open("rb")
         self._opened = os.fstat(self._file.fileno())
-        self._sha256 = hashlib.sha256()
-        self._parts: list[int] = []  # CRC32 of each part read so far (the last one may grow)
-        self._last_part_size = part_size
-        self.size = 0
+        self._parts = PartChecksums(part_size)
+
+    @property
+    def size(self) -> int:
+        return self._parts.size
+
+    @property
+    def part_size(self) -> int:
+        return self._parts.part_size
 
     def readable(self) -> bool:
         return True
@@ -291,17 +329,7 @@ class SentBytes:
 
     def read(self, amount: int = -1) -> bytes:
         data = self._file.read(amount)
-        self._sha256.update(data)
-        view = memoryview(data)
-        while view:  # split at part boundaries, whatever the read sizes
-            if self._last_part_size == self.part_size:
-                self._parts.append(0)
-                self._last_part_size = 0
-            chunk = view[: self.part_size - self._last_part_size]
-            self._parts[-1] = zlib.crc32(chunk, self._parts[-1])
-            self._last_part_size += len(chunk)
-            view = view[len(chunk) :]
-        self.size += len(data)
+        self._parts.update(data)
         return data
 
     def close(self) -> None:
@@ -309,9 +337,9 @@ class SentBytes:
 
     def part_crc32(self, number: int) -> str | None:
         """CRC32 (base64) of part ``number`` (from 1) once all its bytes were read, else None."""
-        complete = len(self._parts) - (self._last_part_size < self.part_size)
-        if number <= complete or (number == len(self._parts) and self._eof):
-            return _crc32_base64(self._parts[number - 1])
+        crc32s = self._parts.crc32s
+        if number <= self._parts.complete or (number == len(crc32s) and self._eof):
+            return _crc32_base64(crc32s[number - 1])
         return None
 
     @property
@@ -320,28 +348,28 @@ class SentBytes:
 
     @property
     def part_crc32s(self) -> list[str]:
-        return [_crc32_base64(crc) for crc in self._parts]
+        return [_crc32_base64(crc) for crc in self._parts.crc32s]
 
     @property
     def stored_checksum(self) -> str:
         """What S3 reports as ChecksumCRC32 for these bytes: the CRC32 of a single-request
         upload, or of a multipart upload the CRC32 of its parts' CRC32s, then -<parts>."""
-        if self.size < self.part_size:  # s3transfer's multipart_threshold is the part size
-            return self.part_crc32s[0] if self._parts else _crc32_base64(0)
-        joined = b"".join(crc.to_bytes(4, "big") for crc in self._parts)
-        return f"{_crc32_base64(zlib.crc32(joined))}-{len(self._parts)}"
+        return composite_crc32(self._parts.crc32s, self.size, self.part_size)
 
     def check(self) -> None:
         """Raise unless the bytes read are exactly the verified build, still under its name."""
         path = self.artifact.path
         if self._file.read(1):
             raise ArtifactError(f"{path}: grew while it was being published; nothing was stored")
-        sha256 = self._sha256.hexdigest()
-        if self.size != self.artifact.size or sha256 != self.artifact.sha256:
+        read, verified = self._parts.crc32s, list(self.artifact.part_crc32s)
+        if self.size != self.artifact.size or read != verified:
+            differs = next((i for i, (a, b) in enumerate(zip(read, verified)) if a != b), None)
+            where = f"part {differs + 1} of {len(verified)} differs" if differs is not None else (
+                f"{self.size} bytes read, {self.artifact.size} verified"
+            )  # fmt: skip
             raise ArtifactError(
-                f"{path}: changed while it was being published (sent {self.size} bytes with "
-                f"sha256 {sha256}, expected {self.artifact.size} bytes with sha256 "
-                f"{self.artifact.sha256}); nothing was stored: rebuild and publish again"
+                f"{path}: changed while it was being published ({where} from the build with "
+                f"sha256 {self.artifact.sha256}); nothing was stored: rebuild and publish again"
             )
         try:
             now = os.stat(path)
@@ -352,6 +380,14 @@ class SentBytes:
                 f"{path}: was replaced while it was being published (a rebuild?); nothing was "
                 "stored: publish the new build once it is complete"
             )
+
+
+def composite_crc32(crc32s: Sequence[int], size: int, part_size: int) -> str:
+    """S3's ChecksumCRC32 of an object uploaded in ``part_size`` parts with these CRC32s."""
+    if size < part_size:  # one request (s3transfer's multipart_threshold is the part size)
+        return _crc32_base64(crc32s[0] if crc32s else 0)
+    joined = b"".join(crc.to_bytes(4, "big") for crc in crc32s)
+    return f"{_crc32_base64(zlib.crc32(joined))}-{len(crc32s)}"
 
 
 def _crc32_base64(crc: int) -> str:
