@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO_ROOT / "tests"))
 from remote_cache_support import (  # noqa: E402
     artifacts,
     buildgrid,
+    cas_bytes,
     clone_env,
     git_clone,
     run_pants,
@@ -60,7 +61,9 @@ def make_repo(work: Path, count: int) -> Path:
 
 def bench_count(work: Path, count: int) -> dict[str, Any]:
     origin = make_repo(work, count)
-    with buildgrid(work) as remote:
+    server = work / f"buildgrid-{count}"
+    server.mkdir()
+    with buildgrid(server) as remote:
         clone_a = git_clone(origin, work / f"a-{count}" / "mmetools")
         clone_b = git_clone(origin, work / f"elsewhere-{count}" / "b" / "checkout")
         run_a = run_pants(
@@ -69,6 +72,7 @@ def bench_count(work: Path, count: int) -> dict[str, Any]:
         )  # fmt: skip
         if run_a.returncode != 0:
             raise SystemExit(f"clone A failed:\n{run_a.output[-4000:]}")
+        stored = cas_bytes(server)
         run_b = run_pants(
             clone_b, *SPECS, remote=remote, write=False,
             env=clone_env(work / f"home-b-{count}", "AKIAFAKEROTATEDBBBB"),
@@ -84,6 +88,10 @@ def bench_count(work: Path, count: int) -> dict[str, Any]:
         "b_model_processes": run_b.model_processes,
         "b_processes_run": dict(run_b.spawned),
         "b_remote_cache_hits": run_b.counters.get("remote_cache_requests_cached", 0),
+        # Pants' remote cache counters: writes lost by A, lookups B gave up on.
+        "a_counters": {k: v for k, v in run_a.counters.items() if k.startswith("remote_")},
+        "b_counters": {k: v for k, v in run_b.counters.items() if k.startswith("remote_")},
+        "cas_bytes_after_a": stored,
         "artifacts": len([n for n in built_a if n.endswith(".tar.gz")]),
         "artifacts_identical": built_a == built_b,
     }
@@ -108,13 +116,14 @@ def main() -> int:
             f"{r['b_seconds'] / r['a_seconds']:.2f}",
             str(r["b_remote_cache_hits"]),
             "yes" if r["artifacts_identical"] else "NO",
+            f"{r['cas_bytes_after_a'] / 2**30:.2f} GiB",
         ]
         for r in results
     ]
     print(
         table(
             ["models", "A time", "A model processes", "B time", "B model processes",
-             "B/A time", "B remote hits", "artifacts identical"],
+             "B/A time", "B remote hits", "artifacts identical", "CAS after A"],
             rows,
         )
     )  # fmt: skip

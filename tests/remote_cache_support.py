@@ -23,8 +23,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BGD = REPO_ROOT / ".venv-buildgrid" / "bin" / "bgd"
 
-# CAS, ByteStream and an LRU action cache in memory: what Pants' remote cache needs.
+# CAS and ByteStream on disk (not bounded by the server's memory), and an LRU action cache in
+# memory: what Pants' remote cache needs. thread-pool-size is also gRPC's limit on concurrent
+# RPCs; BuildGrid's default (5 per core: 10 here) answered ResourceExhausted to clone B's parallel
+# output downloads at 20 models, and Pants then ran those processes locally. 128 is Pants' own
+# default concurrency ([GLOBAL].remote_store_rpc_concurrency).
 BUILDGRID_CONFIG = """\
+thread-pool-size: 128
 server:
   - !channel
     address: "127.0.0.1:{port}"
@@ -32,8 +37,8 @@ server:
 authorization:
   method: none
 storages:
-  - !lru-storage &cas-storage
-    size: 4096M
+  - !disk-storage &cas-storage
+    path: {cas}
 caches:
   - !lru-action-cache &action-cache
     storage: *cas-storage
@@ -70,7 +75,7 @@ def buildgrid(work: Path, timeout: float = 180.0) -> Iterator[str]:
         raise RuntimeError(f"{BGD.relative_to(REPO_ROOT)} is missing: run ci/bootstrap")
     port = _free_port()
     config = work / "buildgrid.yml"
-    config.write_text(BUILDGRID_CONFIG.format(port=port))
+    config.write_text(BUILDGRID_CONFIG.format(port=port, cas=cas_folder(work)))
     log = (work / "buildgrid.log").open("wb")
     server = subprocess.Popen(
         [str(BGD), "server", "start", str(config)],
@@ -103,6 +108,16 @@ def buildgrid(work: Path, timeout: float = 180.0) -> Iterator[str]:
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
         log.close()
+
+
+def cas_folder(work: Path) -> Path:
+    """Where the BuildGrid started by ``buildgrid(work)`` keeps its CAS."""
+    return work / "buildgrid-cas"
+
+
+def cas_bytes(work: Path) -> int:
+    """How many bytes that CAS holds."""
+    return sum(p.stat().st_size for p in cas_folder(work).rglob("*") if p.is_file())
 
 
 def git_clone(source: Path, destination: Path) -> Path:
