@@ -580,6 +580,31 @@ def test_full_disk_is_a_clear_error_and_leaves_the_old_artifact(
 # Manifest and sidecars
 
 
+def test_package_leaves_its_artifact_verified_for_publish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """package hashed the bytes as it wrote them: publishing from this machine does not read
+    the file for its sha256 again, and gets the same part CRC32s as a fresh check."""
+    import mmetools.publish as publish_module
+    from mmetools.storage import S3Tuning
+
+    built = build(make_demo_model(tmp_path), tmp_path / "dist")
+    fresh = publish_module.read_checksums(built.path, S3Tuning.part_size)
+    reads: list[Path] = []
+
+    def counting(path: Path, part_size: int) -> tuple[str, tuple[int, ...]]:
+        reads.append(path)
+        return fresh
+
+    monkeypatch.setattr(publish_module, "read_checksums", counting)
+    local = publish_module.load_local_artifact(built.path, tmp_path / "cache")
+    assert reads == [] and (local.sha256, local.part_crc32s) == fresh
+    # The broken case: the file changes after package; the memo no longer applies.
+    os.utime(built.path, ns=(1, 1))
+    publish_module.load_local_artifact(built.path, tmp_path / "cache")
+    assert reads == [built.path]
+
+
 def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
     model = make_demo_model(tmp_path)
     built = build(model, tmp_path / "dist")

@@ -50,6 +50,7 @@ from mmetools.manifest import (
 )
 from mmetools.model_config import RepositoryModel
 from mmetools.model_folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
+from mmetools.publish import remember_verified
 from mmetools.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, DEFLATE_LIBRARY, ParallelGzipWriter
 from mmetools.settings import Settings
 
@@ -555,6 +556,7 @@ def write_artifact(
         move_set_into_place(sidecars, (temporary, final))
         sidecars.clear()
         temporary = None
+        remember_verified(final, result.sha256, settings.cache_dir)
     except MmetoolsError:
         raise
     except OSError as e:

@@ -296,6 +296,24 @@ def load_local_artifact(
     )  # fmt: skip
 
 
+def remember_verified(
+    path: Path, sha256: str, cache_dir: Path, part_size: int = S3Tuning.part_size
+) -> None:
+    """For the writer of ``path``, who hashed its bytes as it wrote them: remember them as
+    verified, so that publishing the file from this machine does not hash it again. Reads the
+    file once for its part CRC32s (cheap next to a SHA-256)."""
+    try:
+        stat = path.stat()
+        parts = PartChecksums(part_size)
+        with path.open("rb", buffering=0) as f:
+            while chunk := f.read(CHECKSUM_BLOCK):
+                parts.update(chunk)
+    except OSError as e:  # a cache is an optimisation: never fail the writer over it
+        logger.debug("could not remember %s as verified: %s", path, e)
+        return
+    _remember_checksums(path, stat, cache_dir, sha256, part_size, tuple(parts.crc32s))
+
+
 def read_checksums(path: Path, part_size: int) -> tuple[str, tuple[int, ...]]:
     """(sha256, CRC32 of each part) of the file at ``path``, in one read."""
     digest, parts = hashlib.sha256(), PartChecksums(part_size)
@@ -756,6 +774,7 @@ __all__ = [
     "branch_slug",
     "destinations",
     "load_local_artifact",
+    "remember_verified",
     "plan_targets",
     "publish",
 ]
