@@ -9,7 +9,6 @@ on 127.0.0.1 for S3. Races between two publishers are ordered with SIGSTOP/SIGCO
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -22,7 +22,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -305,9 +305,8 @@ def remember_verified(
     try:
         stat = path.stat()
         parts = PartChecksums(part_size)
-        with path.open("rb", buffering=0) as f:
-            while chunk := f.read(CHECKSUM_BLOCK):
-                parts.update(chunk)
+        for block in _blocks(path):
+            parts.update(block)
     except OSError as e:  # a cache is an optimisation: never fail the writer over it
         logger.debug("could not remember %s as verified: %s", path, e)
         return
@@ -317,11 +316,17 @@ def remember_verified(
 def read_checksums(path: Path, part_size: int) -> tuple[str, tuple[int, ...]]:
     """(sha256, CRC32 of each part) of the file at ``path``, in one read."""
     digest, parts = hashlib.sha256(), PartChecksums(part_size)
-    with path.open("rb", buffering=0) as f:
-        while chunk := f.read(CHECKSUM_BLOCK):
-            digest.update(chunk)
-            parts.update(chunk)
+    for block in _blocks(path):
+        digest.update(block)
+        parts.update(block)
     return digest.hexdigest(), tuple(parts.crc32s)
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """The file's bytes in CHECKSUM_BLOCK pieces, read once."""
+    with path.open("rb", buffering=0) as f:
+        while block := f.read(CHECKSUM_BLOCK):
+            yield block
 
 
 def _check_manifest(path: Path, model: str, version: int, sha256: str) -> Manifest:

@@ -635,8 +635,9 @@ class S3Store(Store):
         if head.get("Metadata", {}).get(SHA256_METADATA) != sent.artifact.sha256:
             problems.append("its x-amz-meta-sha256 is not the build's")
         # S3 appends -<parts> to a composite checksum; moto does not.
-        if stored_crc and stored_crc not in (sent.stored_checksum, sent.stored_checksum[:8]):
-            problems.append(f"CRC32 {stored_crc} instead of {sent.stored_checksum}")
+        expected = sent.stored_checksum
+        if stored_crc and stored_crc not in (expected, expected.split("-")[0]):
+            problems.append(f"CRC32 {stored_crc} instead of {expected}")
         if not problems:
             return
         self.client.delete_object(Bucket=self.destination.bucket, Key=key)
