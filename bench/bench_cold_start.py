@@ -32,11 +32,11 @@ from pathlib import Path
 
 from benchlib import load_note, median, seconds, table, write_results
 
-from mmetools.model_folder import ENV_ARCHIVE
-from mmetools.sagemaker import MmeClient, place_target_stub, target_python
-from mmetools.serving_env import ensure_serving_env
-from mmetools.settings import load_settings
-from mmetools.triton import BUNDLED, SAGEMAKER, TritonServer
+from mmetools.model.folder import ENV_ARCHIVE
+from mmetools.testing.artifact_test import MmeClient, place_target_stub, target_python
+from mmetools.testing.serving_env import ensure_serving_env
+from mmetools.core.settings import load_settings
+from mmetools.testing.triton import BUNDLED, SAGEMAKER, TritonServer
 
 FOLDER_ENV = "python_env"
 

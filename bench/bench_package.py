@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mmetools.artifact import Member, write_tarball  # noqa: E402
-from mmetools.parallel_gzip import DEFLATE_LIBRARY  # noqa: E402
+from mmetools.build.package import Member, write_tarball  # noqa: E402
+from mmetools.build.parallel_gzip import DEFLATE_LIBRARY  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHUNK = 64 << 20

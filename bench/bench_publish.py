@@ -116,9 +116,9 @@ def run(args: argparse.Namespace, work: Path, endpoint: str) -> int:
     import boto3
     from boto3.s3.transfer import TransferConfig
 
-    from mmetools.publish import PublishOptions, publish
-    from mmetools.settings import load_settings
-    from mmetools.storage import S3Tuning
+    from mmetools.release.publish import PublishOptions, publish
+    from mmetools.core.settings import load_settings
+    from mmetools.release.storage import S3Tuning
 
     print(f"writing a {args.size_mb} MB artifact ...", flush=True)
     artifact = make_artifact(work / "dist", args.size_mb)
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace, work: Path, endpoint: str) -> int:
         )
 
     # Cold local check: what the first publish of a fresh build pays to hash the file.
-    from mmetools.publish import load_local_artifact
+    from mmetools.release.publish import load_local_artifact
 
     verify = []
     for _ in range(args.reps):

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Benchmark: the local Triton behind `mmetools test`: server start, per-model load, and the
-latency of the examples' fixture cases, through mmetools.harness (the code `mmetools test` runs).
+latency of the examples' fixture cases, through mmetools.testing.source_test (the code `mmetools test` runs).
 
 For each example (copies of models/screen_detector and models/intent_classifier in a temporary
 folder, weights fetched through DVC, caches in a temporary folder):
@@ -45,14 +45,14 @@ from benchlib import (
     write_results,
 )
 
-from mmetools.dvc import fetch_weights
-from mmetools.envpack import ENV_ARCHIVE, STEP_RECORD, pack_env
-from mmetools.fixtures import load_fixtures
-from mmetools.harness import ModelReport, prepare_model, run_model_on_server
-from mmetools.model_folder import ModelFolder, model_folder
-from mmetools.reference import run_cases
-from mmetools.settings import Settings, load_settings
-from mmetools.triton import BUNDLED, TritonServer
+from mmetools.model.dvc import fetch_weights
+from mmetools.build.envpack import ENV_ARCHIVE, STEP_RECORD, pack_env
+from mmetools.model.cases import load_fixtures
+from mmetools.testing.source_test import ModelReport, prepare_model, run_model_on_server
+from mmetools.model.folder import ModelFolder, model_folder
+from mmetools.model.reference import run_cases
+from mmetools.core.settings import Settings, load_settings
+from mmetools.testing.triton import BUNDLED, TritonServer
 
 EXAMPLES = ("screen_detector", "intent_classifier")
 

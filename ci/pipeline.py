@@ -43,7 +43,7 @@ from xml.etree import ElementTree
 from rich.console import Console
 from rich.table import Table
 
-from mmetools.reporting import StepRow, step_line, steps_table, write_steps_junit
+from mmetools.rendering.console import StepRow, step_line, steps_table, write_steps_junit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = "models"
@@ -247,7 +247,7 @@ def diff_report(options: PipelineOptions, model: str, suffix: str) -> str:
 
 def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step:
     """Compare this build with the published previous version before publishing (`mmetools diff`,
-    i.e. `mmetools.diff.diff_against_published`): exit 1 over a threshold."""
+    i.e. `mmetools.release.diff.diff_against_published`): exit 1 over a threshold."""
     return Step(model, "diff", (options.mmetools, "diff", f"{MODELS_DIR}/{model}", "--artifact",
                                 artifact, "--branch", options.branch,
                                 "--markdown", diff_report(options, model, ".md"),
@@ -428,7 +428,7 @@ def write_junit(results: Sequence[StepResult], path: Path) -> None:
 
 def _production_branch(repo: Path) -> str:
     # The settings module is the one place that knows the production branch (mmetools.toml + env).
-    from mmetools.settings import load_settings
+    from mmetools.core.settings import load_settings
 
     return load_settings(repo).publish.production_branch
 
@@ -575,7 +575,7 @@ def main(
 
 def new_run_dir(repo: Path, environ: Mapping[str, str]) -> str:
     """A new, empty folder for this run's artifacts: dist/runs/<CI run id or 'local'>-<random>."""
-    from mmetools.provenance import ci_run_id
+    from mmetools.release.provenance import ci_run_id
 
     runs = repo / "dist" / "runs"
     runs.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.provenance import CI_RUN_VARIABLES
+from mmetools.release.provenance import CI_RUN_VARIABLES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
@@ -102,8 +102,8 @@ EXAMPLE_MODELS = ("screen_detector", "intent_classifier")
 def example_weights() -> None:
     """The example models' weight files in the working tree: pulled from the repository's DVC
     remote (.dvc/example-remote) when missing; no dvc process when they already match."""
-    from mmetools.dvc import fetch_weights
-    from mmetools.model_folder import model_folder
+    from mmetools.model.dvc import fetch_weights
+    from mmetools.model.folder import model_folder
 
     for name in EXAMPLE_MODELS:
         fetch_weights(model_folder(MODELS_DIR / name))

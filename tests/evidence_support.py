@@ -7,11 +7,17 @@ from pathlib import Path
 
 from conftest import MODELS_DIR
 
-from mmetools.artifact import package_model
-from mmetools.evidence import ARTIFACT_TEST, Evidence, RecordedTest, evidence_path, write_evidence
-from mmetools.manifest import file_sha256
-from mmetools.model_folder import ModelFolder
-from mmetools.settings import Settings
+from mmetools.build.package import package_model
+from mmetools.release.evidence import (
+    ARTIFACT_TEST,
+    Evidence,
+    RecordedTest,
+    evidence_path,
+    write_evidence,
+)
+from mmetools.build.manifest import file_sha256
+from mmetools.model.folder import ModelFolder
+from mmetools.core.settings import Settings
 
 # The deliberate preprocessing change: screen_detector's normalisation mean.
 ORIGINAL_MEAN = "MEAN = np.array([0.485, 0.456, 0.406]"

@@ -16,9 +16,15 @@ from pathlib import Path
 import boto3
 from mypy_boto3_s3 import S3Client
 
-from mmetools.evidence import ARTIFACT_TEST, Evidence, RecordedTest, evidence_path, write_evidence
-from mmetools.manifest import Manifest, ManifestMember, write_manifest
-from mmetools.settings import Settings, load_settings
+from mmetools.release.evidence import (
+    ARTIFACT_TEST,
+    Evidence,
+    RecordedTest,
+    evidence_path,
+    write_evidence,
+)
+from mmetools.build.manifest import Manifest, ManifestMember, write_manifest
+from mmetools.core.settings import Settings, load_settings
 
 MiB = 1024 * 1024
 

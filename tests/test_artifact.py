@@ -21,18 +21,18 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS_DIR
-from mmetools import artifact as artifact_module
-from mmetools import atomic as atomic_module
-from mmetools.artifact import Member, collect_members, package_model, write_tarball
+from mmetools.build import package as artifact_module
+from mmetools.core import atomic as atomic_module
+from mmetools.build.package import Member, collect_members, package_model, write_tarball
 from mmetools.cli import main
-from mmetools.envpack import EnvBackend, Progress
-from mmetools.errors import ArtifactError, DvcError, ValidationFailed
-from mmetools.model_folder import ModelFolder, weight_paths
-from mmetools.parallel_gzip import ParallelGzipWriter
-from mmetools.process import find_tool
-from mmetools.publish import load_local_artifact
-from mmetools.settings import CacheSettings, Settings, load_settings
-from mmetools.targets import ServingTarget
+from mmetools.build.envpack import EnvBackend, Progress
+from mmetools.core.errors import ArtifactError, DvcError, ValidationFailed
+from mmetools.model.folder import ModelFolder, weight_paths
+from mmetools.build.parallel_gzip import ParallelGzipWriter
+from mmetools.core.process import find_tool
+from mmetools.release.publish import load_local_artifact
+from mmetools.core.settings import CacheSettings, Settings, load_settings
+from mmetools.core.targets import ServingTarget
 
 PREPROCESSING_CONFIG = """\
 # Python step: bytes in, floats out.
@@ -585,8 +585,8 @@ def test_package_leaves_its_artifact_verified_for_publish(
 ) -> None:
     """package hashed the bytes as it wrote them: publishing from this machine does not read
     the file for its sha256 again, and gets the same part CRC32s as a fresh check."""
-    import mmetools.publish as publish_module
-    from mmetools.storage import S3Tuning
+    import mmetools.release.publish as publish_module
+    from mmetools.release.storage import S3Tuning
 
     built = build(make_demo_model(tmp_path), tmp_path / "dist")
     fresh = publish_module.read_checksums(built.path, S3Tuning.part_size)

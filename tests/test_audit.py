@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mmetools import audit
-from mmetools.audit import audit_artifact, require_audit, require_audit_of
+from mmetools.build import audit
+from mmetools.build.audit import audit_artifact, require_audit, require_audit_of
 from mmetools.cli import main
-from mmetools.errors import ArtifactError
-from mmetools.targets import ServingTarget, resolve_target
+from mmetools.core.errors import ArtifactError
+from mmetools.core.targets import ServingTarget, resolve_target
 
 TARGET_2412 = resolve_target("nvcr.io/nvidia/tritonserver:24.12-py3")
 TARGET_2409 = resolve_target(
@@ -178,7 +178,7 @@ def test_publish_refuses_a_2409_artifact_for_a_2412_target_writing_nothing(
     path = artifact(dist, env_bytes("3.10", "/usr/bin/python3.10"))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     (dist / "demo_1.tar.gz.sha256").write_text(f"{digest}  demo_1.tar.gz\n")
-    from mmetools.manifest import Manifest, ManifestMember, write_manifest
+    from mmetools.build.manifest import Manifest, ManifestMember, write_manifest
 
     size = path.stat().st_size
     write_manifest(dist / "demo_1.manifest.json", Manifest(

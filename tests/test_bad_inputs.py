@@ -28,7 +28,7 @@ import pytest
 
 from conftest import MODELS_DIR
 from mmetools.cli import main
-from mmetools.fixtures.values import KSERVE_DTYPES
+from mmetools.model.cases.values import KSERVE_DTYPES
 
 # Each row runs in well under a second; a hang (a tool waiting on the network) fails instead.
 pytestmark = pytest.mark.timeout(60)

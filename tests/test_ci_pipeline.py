@@ -88,7 +88,7 @@ def test_uncommitted_and_untracked_changes_count(repo: Path) -> None:
 
 
 def test_a_toolkit_change_selects_every_model(repo: Path) -> None:
-    _write(repo, {"src/mmetools/harness.py": "X = 1\n"})
+    _write(repo, {"src/mmetools/testing/source_test.py": "X = 1\n"})
     _commit(repo, "toolkit")
     assert pipeline.changed_models_git(repo, _base(repo)) == ["alpha", "beta", "gamma"]
 
@@ -322,7 +322,7 @@ def test_failed_code_quality_publishes_nothing(repo: Path) -> None:
 def test_summary_table_shows_each_model_and_the_builds_own_steps(repo: Path) -> None:
     junit = repo / "dist/reports/alpha-build.xml"
     junit.parent.mkdir(parents=True)
-    from mmetools.reporting import StepRow, write_steps_junit
+    from mmetools.rendering.console import StepRow, write_steps_junit
 
     write_steps_junit([StepRow("alpha", "validate", "passed", 0.1),
                        StepRow("alpha", "test", "failed", 2.0, "1 of 2 case(s) failed")],

@@ -22,7 +22,7 @@ from evidence_support import build, copy_model
 from publish_support import new_bucket, s3_client, settings_for
 
 from mmetools import cli
-from mmetools.diff import (
+from mmetools.release.diff import (
     DiffReport,
     OutputThresholds,
     compare_output,
@@ -32,12 +32,12 @@ from mmetools.diff import (
     markdown_report,
     write_junit_xml,
 )
-from mmetools.errors import ConfigError, FixtureError, UsageError
-from mmetools.fixtures import EnsembleSignature, load_fixtures
-from mmetools.model_folder import ModelFolder, model_folder
-from mmetools.publish import publish
-from mmetools.published import PublishedVersion
-from mmetools.reference import run_reference
+from mmetools.core.errors import ConfigError, FixtureError, UsageError
+from mmetools.model.cases import EnsembleSignature, load_fixtures
+from mmetools.model.folder import ModelFolder, model_folder
+from mmetools.release.publish import publish
+from mmetools.release.published import PublishedVersion
+from mmetools.model.reference import run_reference
 
 LABELS = np.array([[b"screen"], [b"not_screen"], [b"screen"]], dtype=object)
 

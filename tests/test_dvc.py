@@ -1,4 +1,4 @@
-"""mmetools.dvc: weights checked against their .dvc pointers, fetched with the real dvc.
+"""mmetools.model.dvc: weights checked against their .dvc pointers, fetched with the real dvc.
 
 The fetch tests work on a scratch copy of the repository's DVC setup (.dvc/config, the local
 remote .dvc/example-remote) and example models, with the weight files left out, the way a fresh
@@ -18,9 +18,9 @@ import pytest
 from dvc_data.hashfile.hash import file_md5 as dvc_data_file_md5
 
 from conftest import EXAMPLE_MODELS, MODELS_DIR, REPO_ROOT
-from mmetools import process
+from mmetools.core import process
 from mmetools.cli import main
-from mmetools.dvc import (
+from mmetools.model.dvc import (
     LEGACY_MD5,
     MD5,
     Md5Memo,
@@ -32,9 +32,9 @@ from mmetools.dvc import (
     tracked_files,
     weight_status,
 )
-from mmetools.errors import DvcError
-from mmetools.model_folder import ModelFolder
-from mmetools.settings import load_settings
+from mmetools.core.errors import DvcError
+from mmetools.model.folder import ModelFolder
+from mmetools.core.settings import load_settings
 
 ONNX = "models/screen_detector/screen_detector_inferencer/1/model.onnx"
 TORCHSCRIPT = "models/intent_classifier/intent_classifier_inferencer/1/model.pt"
@@ -75,7 +75,7 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def no_subprocess() -> Iterator[list[Sequence[str]]]:
-    """Fail any command but git run through mmetools.process: proves a code path never calls
+    """Fail any command but git run through mmetools.core.process: proves a code path never calls
     dvc. (git may run: fetch asks it whether committed pointers have committed objects.)"""
     calls: list[Sequence[str]] = []
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from mmetools import process
+from mmetools.core import process
 from mmetools.cli import main
-from mmetools.envpack import (
+from mmetools.build.envpack import (
     _PROBE_VERSION,
     CondaPackBackend,
     EnvBackend,
@@ -30,14 +30,20 @@ from mmetools.envpack import (
     pack_env,
     select_backend,
 )
-from mmetools.errors import ConfigError, EnvPackError
-from mmetools.interpreters import LocalPython, find_python
-from mmetools.lock import REQUIREMENTS_DIGEST, requirements_digest
-from mmetools.model_folder import ModelFolder
-from mmetools.process import CompletedCommand
-from mmetools.settings import CacheSettings, EnvSettings, Settings, TargetSettings, load_settings
-from mmetools.targets import resolve_target
-from mmetools.triton import TargetPython, emulation_argv
+from mmetools.core.errors import ConfigError, EnvPackError
+from mmetools.core.interpreters import LocalPython, find_python
+from mmetools.build.lock import REQUIREMENTS_DIGEST, requirements_digest
+from mmetools.model.folder import ModelFolder
+from mmetools.core.process import CompletedCommand
+from mmetools.core.settings import (
+    CacheSettings,
+    EnvSettings,
+    Settings,
+    TargetSettings,
+    load_settings,
+)
+from mmetools.core.targets import resolve_target
+from mmetools.testing.triton import TargetPython, emulation_argv
 
 IMAGE_2412 = "nvcr.io/nvidia/tritonserver:24.12-py3"
 IMAGE_2409 = "nvcr.io/nvidia/tritonserver:24.09-py3"
@@ -535,7 +541,7 @@ def test_cli_env_reports_the_env(
     monkeypatch.setenv("MMETOOLS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     find_python.cache_clear()
-    monkeypatch.setattr("mmetools.envpack.find_python", lambda version: LOCAL_312)
+    monkeypatch.setattr("mmetools.build.envpack.find_python", lambda version: LOCAL_312)
     assert main(["env", "models/demo"]) == 0
     first = capsys.readouterr().out
     assert "demo: env " in first and "(venv, Python 3.12, built) in demo_postprocessing, " \

@@ -10,8 +10,8 @@ import pytest
 from publish_support import make_artifact, settings_for, sha256_of
 
 from mmetools.cli import main
-from mmetools.errors import PublishError
-from mmetools.evidence import (
+from mmetools.core.errors import PublishError
+from mmetools.release.evidence import (
     ARTIFACT_TEST,
     SOURCE_TEST,
     Evidence,
@@ -22,7 +22,7 @@ from mmetools.evidence import (
     require_passing,
     write_evidence,
 )
-from mmetools.publish import publish
+from mmetools.release.publish import publish
 
 
 def _record(kind: str = ARTIFACT_TEST, passed: bool = True) -> RecordedTest:

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmetools.errors import FixtureError
-from mmetools.fixtures import (
+from mmetools.core.errors import FixtureError
+from mmetools.model.cases import (
     CaseResult,
     Expected,
     FixtureCase,
@@ -25,8 +25,8 @@ from mmetools.fixtures import (
     update_expected,
     write_fixture,
 )
-from mmetools.model_config import DataType
-from mmetools.model_folder import ModelFolder
+from mmetools.model.config import DataType
+from mmetools.model.folder import ModelFolder
 
 ENSEMBLE_CONFIG = """
 name: "demo_pipeline"

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from conftest import MODELS_DIR
 from mmetools.cli import main
-from mmetools.errors import ArtifactError
-from mmetools.sagemaker import check_artifact, unpack_artifact
+from mmetools.core.errors import ArtifactError
+from mmetools.testing.artifact_test import check_artifact, unpack_artifact
 
 MODEL = "screen_detector"
 CASE = f"{MODEL}/tests/fixtures/screen_photo_png.json"

@@ -1,4 +1,4 @@
-"""mmetools.harness and ``mmetools test``: staging, reports (unit) and real Triton runs on the
+"""mmetools.testing.source_test and ``mmetools test``: staging, reports (unit) and real Triton runs on the
 examples and on broken copies of them (integration)."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from tiny_models import write_case, write_tiny_model
 
 from conftest import MODELS_DIR
 from mmetools.cli import main
-from mmetools.errors import TritonError
-from mmetools.fixtures import compare_case, load_fixtures
-from mmetools.harness import (
+from mmetools.core.errors import TritonError
+from mmetools.model.cases import compare_case, load_fixtures
+from mmetools.testing.source_test import (
     ModelReport,
     RunResult,
     explain_inference_error,
@@ -31,10 +31,10 @@ from mmetools.harness import (
     stage_repository,
     unstage,
 )
-from mmetools.memory import MemorySample
-from mmetools.model_folder import ModelFolder
-from mmetools.reporting import report_renderable, write_test_junit
-from mmetools.settings import load_settings
+from mmetools.testing.memory import MemorySample
+from mmetools.model.folder import ModelFolder
+from mmetools.rendering.console import report_renderable, write_test_junit
+from mmetools.core.settings import load_settings
 
 ENV_PARAMETER = (
     '\nparameters: { key: "EXECUTION_ENV_PATH" value: { string_value: '
@@ -533,7 +533,7 @@ def test_junit_xml_that_cannot_be_written_after_the_run_is_a_message(tmp_path: P
     """A --junit-xml path the early check lets through (to root, /proc looks writable) but
     where the write after the tests fails: a message naming the path, not a traceback. (The CLI
     prints the run's summary line before it writes the report.)"""
-    from mmetools.errors import MmetoolsError
+    from mmetools.core.errors import MmetoolsError
 
     path = Path("/proc/mmetools-report.xml")
     with pytest.raises(MmetoolsError, match=r"^/proc/mmetools-report.xml: cannot write the JUnit"):

@@ -34,9 +34,9 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT
-from mmetools.manifest import MANIFEST_SUFFIX
-from mmetools.publish import branch_slug
-from mmetools.scaffold import FRAMEWORKS, next_steps
+from mmetools.build.manifest import MANIFEST_SUFFIX
+from mmetools.release.publish import branch_slug
+from mmetools.model.scaffold import FRAMEWORKS, next_steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -242,7 +242,7 @@ def test_two_new_models_reach_staging_then_production_on_a_clean_tree(
 def test_journey_copy_carries_the_working_tree(tmp_path: Path) -> None:
     """The repository the journey starts from is this checkout's tracked files, byte for byte."""
     repo = make_repository(tmp_path / "copy")
-    for relative in ("pants.toml", "ci/pipeline.py", "src/mmetools/scaffold.py"):
+    for relative in ("pants.toml", "ci/pipeline.py", "src/mmetools/model/scaffold.py"):
         assert (repo / relative).read_bytes() == (REPO_ROOT / relative).read_bytes()
     assert (repo / ".venv").resolve() == (REPO_ROOT / ".venv").resolve()
     assert not (repo / ".published").exists() and not (repo / "dist").exists()
@@ -267,7 +267,7 @@ def bare_venv_commands(text: str) -> list[str]:
 
 def readmes() -> list[Path]:
     paths = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "models").rglob("README.md"))]
-    return [*paths, REPO_ROOT / "src/mmetools/templates/common/README.md.tmpl"]
+    return [*paths, REPO_ROOT / "src/mmetools/model/templates/common/README.md.tmpl"]
 
 
 def test_every_readme_that_runs_venv_tools_by_name_says_to_activate_the_venv() -> None:

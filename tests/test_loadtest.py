@@ -20,16 +20,16 @@ from conftest import MODELS_DIR, free_port
 from evidence_support import copy_model
 
 from mmetools import cli
-from mmetools.errors import LoadTestError
-from mmetools.fixtures import load_fixtures
-from mmetools.loadtest import (
+from mmetools.core.errors import LoadTestError
+from mmetools.model.cases import load_fixtures
+from mmetools.release.loadtest import (
     LoadStep,
     encoded_requests,
     loadtest_endpoint,
     parse_locust_stats,
     suggest_target,
 )
-from mmetools.model_folder import model_folder
+from mmetools.model.folder import model_folder
 
 HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.errors import ArtifactError
-from mmetools.manifest import Manifest, ManifestMember, member_differences, read_manifest
-from mmetools.manifest import write_manifest
-from mmetools.publish import explain_difference
+from mmetools.core.errors import ArtifactError
+from mmetools.build.manifest import Manifest, ManifestMember, member_differences, read_manifest
+from mmetools.build.manifest import write_manifest
+from mmetools.release.publish import explain_difference
 
 SHA = "a" * 64
 MANIFEST = Manifest(

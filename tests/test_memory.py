@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from mmetools.memory import (
+from mmetools.testing.memory import (
     GiB,
     GpuMemory,
     MemorySample,

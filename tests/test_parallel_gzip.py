@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.parallel_gzip import DICTIONARY_SIZE, ParallelGzipWriter
+from mmetools.build.parallel_gzip import DICTIONARY_SIZE, ParallelGzipWriter
 
 BLOCK = 64 * 1024  # small blocks so a few hundred KiB cross many block boundaries
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS_DIR
-from mmetools import model_config
+from mmetools.model import config as model_config
 from mmetools.cli import main
-from mmetools.errors import UsageError
-from mmetools.evidence import ARTIFACT_TEST, SOURCE_TEST, evidence_path, read_evidence
-from mmetools.manifest import read_manifest
-from mmetools.memo import StatMemo
-from mmetools.model_folder import ModelFolder, model_folder
+from mmetools.core.errors import UsageError
+from mmetools.release.evidence import ARTIFACT_TEST, SOURCE_TEST, evidence_path, read_evidence
+from mmetools.build.manifest import read_manifest
+from mmetools.core.memo import StatMemo
+from mmetools.model.folder import ModelFolder, model_folder
 from mmetools.pipeline import STEP_NAMES, build
-from mmetools.settings import load_settings
+from mmetools.core.settings import load_settings
 
 
 def _copy_model(name: str, destination: Path) -> Path:
@@ -190,7 +190,7 @@ def test_same_inputs_give_the_same_bytes_from_any_path_and_home(
     two checkouts at different paths, built under different HOMEs, give identical bytes."""
     from test_artifact import make_demo_model
 
-    from mmetools.artifact import write_artifact
+    from mmetools.build.package import write_artifact
 
     env_archive = _target_env_archive()  # the same archive for both
     results = []

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from publish_support import make_artifact, settings_for
 
-from mmetools.errors import PublishError
-from mmetools.provenance import UNKNOWN, ci_run_id, git_info
-from mmetools.publish import publish
+from mmetools.core.errors import PublishError
+from mmetools.release.provenance import UNKNOWN, ci_run_id, git_info
+from mmetools.release.publish import publish
 
 
 def _git(root: Path, *args: str) -> str:

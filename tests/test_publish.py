@@ -22,9 +22,9 @@ import pytest
 from publish_support import MiB, keys, make_artifact, new_bucket, s3_client, settings_for, sha256_of
 
 from mmetools import cli
-from mmetools.errors import ArtifactError, ConfigError, PublishError, UsageError
-from mmetools.model_folder import ModelRef, parse_artifact_name
-from mmetools.publish import (
+from mmetools.core.errors import ArtifactError, ConfigError, PublishError, UsageError
+from mmetools.model.folder import ModelRef, parse_artifact_name
+from mmetools.release.publish import (
     PublishOptions,
     PublishReport,
     branch_from_slug,
@@ -33,8 +33,8 @@ from mmetools.publish import (
     plan_targets,
     publish,
 )
-from mmetools.settings import Settings
-from mmetools.storage import S3Tuning, describe_size, parse_destination, stale_uploads
+from mmetools.core.settings import Settings
+from mmetools.release.storage import S3Tuning, describe_size, parse_destination, stale_uploads
 
 SMALL_PARTS = S3Tuning(part_size=5 * MiB, max_concurrency=4)
 
@@ -298,7 +298,7 @@ def test_missing_artifact_and_duplicates_are_usage_errors(tmp_path: Path) -> Non
 def test_verified_sha256_is_remembered_until_the_file_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mmetools.publish as publish_module
+    import mmetools.release.publish as publish_module
 
     artifact = make_artifact(tmp_path / "dist", size=3 * MiB)
     real = publish_module.read_checksums
@@ -413,7 +413,7 @@ def test_file_concurrent_publisher_cannot_be_overwritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other publisher links the final name between our check and our link."""
-    import mmetools.storage as storage
+    import mmetools.release.storage as storage
 
     ours = make_artifact(tmp_path / "ours", seed=1)
     theirs = make_artifact(tmp_path / "theirs", seed=2)

@@ -21,9 +21,9 @@ import pytest
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, upload_parts
 from publish_support import MiB, make_artifact, new_bucket, s3_client, settings_for, sha256_of
 
-from mmetools.publish import PublishOptions, PublishReport, publish
-from mmetools.settings import Settings
-from mmetools.storage import S3Tuning
+from mmetools.release.publish import PublishOptions, PublishReport, publish
+from mmetools.core.settings import Settings
+from mmetools.release.storage import S3Tuning
 
 # Bounded: a retry loop that never ends fails the test instead of hanging CI.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from publish_support import make_artifact, new_bucket, s3_client, settings_for
 
-from mmetools.errors import ArtifactError, UsageError
-from mmetools.publish import publish
-from mmetools.published import fetch_published, find_previous
+from mmetools.core.errors import ArtifactError, UsageError
+from mmetools.release.publish import publish
+from mmetools.release.published import fetch_published, find_previous
 
 
 def _publish(

@@ -13,7 +13,7 @@ MODEL_TESTS = """
 import numpy as np
 import pytest
 
-from mmetools.errors import TritonError
+from mmetools.core.errors import TritonError
 
 
 def test_doubles(triton_model, triton_infer):

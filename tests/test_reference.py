@@ -15,13 +15,13 @@ import pytest
 
 from conftest import MODELS_DIR
 from mmetools.cli import main
-from mmetools.errors import ConfigError, FixtureError, ModelRunError
-from mmetools.dvc import fetch_weights
-from mmetools.fixtures import load_fixtures, read_fixture_document
-from mmetools.model_config import load_config
-from mmetools.model_folder import ModelFolder
-from mmetools.pb_utils_standin import PB_UTILS_MODULE, triton_config_json
-from mmetools.reference import (
+from mmetools.core.errors import ConfigError, FixtureError, ModelRunError
+from mmetools.model.dvc import fetch_weights
+from mmetools.model.cases import load_fixtures, read_fixture_document
+from mmetools.model.config import load_config
+from mmetools.model.folder import ModelFolder
+from mmetools.model.reference.pb_utils_standin import PB_UTILS_MODULE, triton_config_json
+from mmetools.model.reference import (
     ReferenceRunner,
     plan_steps,
     regenerate_fixtures,
@@ -384,7 +384,10 @@ def test_runner_keeps_steps_loaded_across_runs(toy: ModelFolder) -> None:
         assert [t.kind for t in runner.timings] == ["python", "onnx", "python"]
         first = runner.run({"RAW": np.ones((1, 2), dtype=np.float32)})
         second = runner.run({"RAW": np.full((3, 2), 2, dtype=np.float32)})
-        assert sys.modules[PB_UTILS_MODULE].Tensor.__module__ == "mmetools.pb_utils_standin"
+        assert (
+            sys.modules[PB_UTILS_MODULE].Tensor.__module__
+            == "mmetools.model.reference.pb_utils_standin"
+        )
     assert first["TOTAL"].tolist() == [[6.0]]
     assert second["TOTAL"].tolist() == [[10.0]] * 3
 

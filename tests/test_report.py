@@ -6,9 +6,9 @@ import base64
 import re
 from pathlib import Path
 
-from mmetools.loadtest import ColdStart, LoadStep, LoadTestResult, Suggestion
-from mmetools.memory import MemorySample
-from mmetools.report import render_html, write_html
+from mmetools.release.loadtest import ColdStart, LoadStep, LoadTestResult, Suggestion
+from mmetools.testing.memory import MemorySample
+from mmetools.rendering.html import render_html, write_html
 
 MiB = 1024 * 1024
 

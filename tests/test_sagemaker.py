@@ -1,4 +1,4 @@
-"""mmetools.sagemaker: artifact names, unsafe tarballs (unit) and the MME emulation on tarballs of
+"""mmetools.testing.artifact_test: artifact names, unsafe tarballs (unit) and the MME emulation on tarballs of
 the examples (integration)."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS_DIR
-from mmetools.artifact import package_model
+from mmetools.build.package import package_model
 from mmetools.cli import main
-from mmetools.errors import ArtifactError, UsageError
-from mmetools.model_folder import ModelFolder, ModelRef
-from mmetools.model_folder import parse_artifact_name
-from mmetools.sagemaker import check_artifact, run_artifacts, unpack_artifact
-from mmetools.settings import load_settings
+from mmetools.core.errors import ArtifactError, UsageError
+from mmetools.model.folder import ModelFolder, ModelRef
+from mmetools.model.folder import parse_artifact_name
+from mmetools.testing.artifact_test import check_artifact, run_artifacts, unpack_artifact
+from mmetools.core.settings import load_settings
 
 
 def test_parse_artifact_name() -> None:
@@ -184,7 +184,7 @@ def test_artifact_for_a_3_10_target_is_built_and_served_as_24_09_would(
     at /usr/bin/python3.10, served by the 3.10 stub with the image's /usr emulated."""
     import dataclasses
 
-    from mmetools.settings import TargetSettings
+    from mmetools.core.settings import TargetSettings
 
     settings = dataclasses.replace(
         load_settings(),
@@ -217,8 +217,8 @@ def test_without_the_target_emulation_a_target_env_fails_with_the_stub_error(
 ) -> None:
     """The broken case of the emulation: the target's stub and the same correct artifact, but
     /usr is this machine's (no Python 3.12 there, as in a wrong image): the step does not load."""
-    import mmetools.sagemaker as sagemaker_module
-    import mmetools.triton as triton_module
+    import mmetools.testing.artifact_test as sagemaker_module
+    import mmetools.testing.triton as triton_module
 
     version = load_settings().target.python_version
     if list(Path("/usr/lib").glob(f"*/libpython{version}.so.1.0")):
@@ -268,7 +268,9 @@ def test_unpacking_beyond_the_free_space_is_refused_disk_usage_mocked(
     )
     usage = shutil.disk_usage(tmp_path)
     # 3 bytes are needed, 2 are free.
-    monkeypatch.setattr("mmetools.sagemaker.shutil.disk_usage", lambda _: usage._replace(free=2))
+    monkeypatch.setattr(
+        "mmetools.testing.artifact_test.shutil.disk_usage", lambda _: usage._replace(free=2)
+    )
     with pytest.raises(ArtifactError) as error:
         unpack_artifact(artifact, tmp_path / "out" / "model")
     assert str(error.value) == (

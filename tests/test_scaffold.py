@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from mmetools import scaffold
+from mmetools.model import scaffold
 from mmetools.cli import main
-from mmetools.errors import ScaffoldError
-from mmetools.model_folder import ModelFolder, model_folder
-from mmetools.reference import regenerate_fixtures, run_cases
-from mmetools.scaffold import FRAMEWORKS, git_add_paths, next_steps, scaffold_model
+from mmetools.core.errors import ScaffoldError
+from mmetools.model.folder import ModelFolder, model_folder
+from mmetools.model.reference import regenerate_fixtures, run_cases
+from mmetools.model.scaffold import FRAMEWORKS, git_add_paths, next_steps, scaffold_model
 
 from conftest import MODELS_DIR, REPO_ROOT
 
@@ -149,7 +149,7 @@ def test_scaffold_trains_and_passes_its_own_fixtures(tmp_path: Path, framework: 
     assert run_cases(model)[0].passed
 
     try:
-        from mmetools.validation import validate_path
+        from mmetools.model.validation import validate_path
     except ImportError:  # pragma: no cover - validate.py belongs to another module's work
         return
     problems = [str(p) for p in validate_path(folder)]

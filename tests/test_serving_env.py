@@ -1,4 +1,4 @@
-"""mmetools.serving_env: the cached venv the Python steps of an unpacked model run in."""
+"""mmetools.testing.serving_env: the cached venv the Python steps of an unpacked model run in."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from mmetools import process
-from mmetools.errors import EnvPackError
-from mmetools.process import CompletedCommand
-from mmetools.serving_env import COMPLETE_MARKER, ensure_serving_env, env_key
+from mmetools.core import process
+from mmetools.core.errors import EnvPackError
+from mmetools.core.process import CompletedCommand
+from mmetools.testing.serving_env import COMPLETE_MARKER, ensure_serving_env, env_key
 
 
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
-    """Commands run through mmetools.process, recorded instead of run; uv is on PATH."""
+    """Commands run through mmetools.core.process, recorded instead of run; uv is on PATH."""
     commands: list[list[str]] = []
 
     def runner(
@@ -27,7 +27,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
             Path(argv[-1]).mkdir(parents=True)
         return CompletedCommand(tuple(argv), 0, "")
 
-    monkeypatch.setattr("mmetools.serving_env._uv", lambda: ["uv"])
+    monkeypatch.setattr("mmetools.testing.serving_env._uv", lambda: ["uv"])
     previous = process.set_runner(runner)
     try:
         yield commands
@@ -86,7 +86,7 @@ def test_failed_build_names_the_requirements_and_leaves_no_env(
             return CompletedCommand(tuple(argv), 0, "")
         return CompletedCommand(tuple(argv), 1, "No solution found: no-such-package-mmetools")
 
-    monkeypatch.setattr("mmetools.serving_env._uv", lambda: ["uv"])
+    monkeypatch.setattr("mmetools.testing.serving_env._uv", lambda: ["uv"])
     previous = process.set_runner(runner)
     try:
         with pytest.raises(EnvPackError) as error:

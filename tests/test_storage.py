@@ -25,10 +25,10 @@ import boto3
 import pytest
 from publish_support import MiB, keys, make_artifact, new_bucket, s3_client, settings_for, sha256_of
 
-from mmetools.errors import ArtifactError, PublishError
-from mmetools.publish import PublishOptions, PublishReport, publish
-from mmetools.settings import Settings
-from mmetools.storage import LocalArtifact, S3Tuning, SentBytes, redact_credentials
+from mmetools.core.errors import ArtifactError, PublishError
+from mmetools.release.publish import PublishOptions, PublishReport, publish
+from mmetools.core.settings import Settings
+from mmetools.release.storage import LocalArtifact, S3Tuning, SentBytes, redact_credentials
 
 pytestmark = pytest.mark.timeout(180)
 

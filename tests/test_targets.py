@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from mmetools.cli import main
-from mmetools.errors import ConfigError
-from mmetools.settings import load_settings
-from mmetools.targets import DEFAULT_IMAGE, RELEASES, release_of, resolve_target
+from mmetools.core.errors import ConfigError
+from mmetools.core.settings import load_settings
+from mmetools.core.targets import DEFAULT_IMAGE, RELEASES, release_of, resolve_target
 
 
 def test_ngc_and_sagemaker_images_of_one_release_are_the_same_target() -> None:

@@ -1,4 +1,4 @@
-"""mmetools.triton: modes and command lines (unit) and the real bundled server (integration)."""
+"""mmetools.testing.triton: modes and command lines (unit) and the real bundled server (integration)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from tiny_models import write_tiny_model
 
-from mmetools import triton
-from mmetools.errors import TritonError, UsageError
-from mmetools.harness import stage_repository, unstage
-from mmetools.model_folder import ModelFolder
-from mmetools.serving_env import ServingEnv, current_environment
-from mmetools.triton import (
+from mmetools.testing import triton
+from mmetools.core.errors import TritonError, UsageError
+from mmetools.testing.source_test import stage_repository, unstage
+from mmetools.model.folder import ModelFolder
+from mmetools.testing.serving_env import ServingEnv, current_environment
+from mmetools.testing.triton import (
     BUNDLED,
     DOCKER,
     KSERVE,
@@ -345,7 +345,7 @@ def test_native_mode_runs_the_tritonserver_on_path(
 
 SIGTERM_SCRIPT = """\
 import sys
-from mmetools.triton import TritonServer
+from mmetools.testing.triton import TritonServer
 with TritonServer() as server:
     print(server.pid, server.workdir, flush=True)
     sys.stdin.read()  # until the test sends SIGTERM
@@ -421,8 +421,8 @@ def test_output_that_does_not_fill_its_shape_names_output_and_shapes() -> None:
 
     import tritonclient.http as httpclient
 
-    from mmetools.errors import TritonError
-    from mmetools.triton.server import output_arrays
+    from mmetools.core.errors import TritonError
+    from mmetools.testing.triton.server import output_arrays
 
     body = json_module.dumps(
         {"outputs": [{"name": "EMBEDDING", "datatype": "FP32", "shape": [1, 16], "data": []}]}

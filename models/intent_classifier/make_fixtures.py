@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from mmetools.fixtures import json_values, write_fixture
+from mmetools.model.cases import json_values, write_fixture
 
 import train  # this folder's train.py: the same generators, paths and step modules
 

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from mmetools.fixtures import json_values, write_fixture
+from mmetools.model.cases import json_values, write_fixture
 
 import train  # this folder's train.py: the same generators, paths and step modules
 

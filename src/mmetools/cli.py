@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from mmetools.errors import MmetoolsError, ValidationFailed
+from mmetools.core.errors import MmetoolsError, ValidationFailed
 
 app = typer.Typer(
     name="mmetools",
@@ -65,8 +65,8 @@ def fixtures_regen(
     """
     from rich.table import Table
 
-    from mmetools.model_folder import model_folder
-    from mmetools.reference import regenerate_fixtures
+    from mmetools.model.folder import model_folder
+    from mmetools.model.reference import regenerate_fixtures
 
     folder = model_folder(model)
     results = regenerate_fixtures(folder, case or (), write=not dry_run)
@@ -105,8 +105,8 @@ def fixtures_check(
     """
     from rich.table import Table
 
-    from mmetools.fixtures import load_fixtures, regen_hint
-    from mmetools.reference import run_cases
+    from mmetools.model.cases import load_fixtures, regen_hint
+    from mmetools.model.reference import run_cases
 
     failed = 0
     wrong_values: list[str] = []
@@ -170,7 +170,7 @@ def new_model(
     ] = Path("models"),
 ) -> None:
     """Create a complete model folder: configs, pre/post-processing, train/export script, fixtures."""
-    from mmetools.scaffold import next_steps, scaffold_model
+    from mmetools.model.scaffold import next_steps, scaffold_model
 
     folder = scaffold_model(name, framework, models_dir)
     console.print(f"created {folder} and its BUILD")
@@ -192,7 +192,7 @@ def validate(
 ) -> None:
     """Check configs statically: everything Triton rejects when loading the ensembles, plus the
     project's layout rules for model folders. Exit 1 when there is an error (warnings pass)."""
-    from mmetools.validation import summary_line, validate_paths
+    from mmetools.model.validation import summary_line, validate_paths
 
     problems = validate_paths(paths)
     for problem in problems:
@@ -240,8 +240,8 @@ def publish_command(
     from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TransferSpeedColumn
     from rich.table import Table
 
-    from mmetools.publish import PublishOptions, PublishResult, PublishTarget, publish
-    from mmetools.storage import MiB, LocalArtifact, S3Tuning, describe_size
+    from mmetools.release.publish import PublishOptions, PublishResult, PublishTarget, publish
+    from mmetools.release.storage import MiB, LocalArtifact, S3Tuning, describe_size
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # boto3's INFO lines ("Found credentials in environment variables") are noise here;
@@ -316,13 +316,13 @@ def publish_command(
 import typing  # noqa: E402  (kept beside its only use: other commands edit the imports above)
 
 if typing.TYPE_CHECKING:
-    from mmetools.model_folder import ModelFolder
+    from mmetools.model.folder import ModelFolder
 
 
 def _model_folders_of(paths: Sequence[Path]) -> list[ModelFolder]:
     """The model folders among ``paths`` (plain files such as models/BUILD are skipped with a
     note; anything else that is no model folder is an error)."""
-    from mmetools.model_folder import resolve_model_args
+    from mmetools.model.folder import resolve_model_args
 
     folders, skipped = resolve_model_args(paths)
     for path in skipped:
@@ -336,8 +336,8 @@ def env_command(
 ) -> None:
     """Build each model's python_env.tar.gz (or reuse it from the cache), copy it into its Python
     steps and point their EXECUTION_ENV_PATH at it."""
-    from mmetools.envpack import pack_env
-    from mmetools.settings import load_settings
+    from mmetools.build.envpack import pack_env
+    from mmetools.core.settings import load_settings
 
     settings = load_settings()
     for folder in _model_folders_of(models):
@@ -374,8 +374,8 @@ def package_command(
     its manifest into --out. The same inputs always give the same bytes."""
     import time
 
-    from mmetools.artifact import package_model
-    from mmetools.settings import load_settings
+    from mmetools.build.package import package_model
+    from mmetools.core.settings import load_settings
 
     settings = load_settings()
     for folder in _model_folders_of(models):
@@ -416,9 +416,9 @@ def fetch_command(
     Files that match their .dvc pointers are left alone, without running dvc at all."""
     import time
 
-    from mmetools.dvc import fetch_weights, tracked_files
-    from mmetools.errors import DvcError
-    from mmetools.settings import load_settings
+    from mmetools.model.dvc import fetch_weights, tracked_files
+    from mmetools.core.errors import DvcError
+    from mmetools.core.settings import load_settings
 
     settings = load_settings()
     folders = _model_folders_of(models)
@@ -482,16 +482,16 @@ def test_command(
 ) -> None:
     """Send every fixture case through each model's ensemble on a real Triton server and compare
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
-    from mmetools.errors import UsageError
-    from mmetools.harness import ModelReport, RunResult, run_models
-    from mmetools.reporting import (
+    from mmetools.core.errors import UsageError
+    from mmetools.testing.source_test import ModelReport, RunResult, run_models
+    from mmetools.rendering.console import (
         check_report_path,
         report_renderable,
         summary_text,
         write_test_junit,
     )
-    from mmetools.sagemaker import run_artifacts
-    from mmetools.settings import load_settings
+    from mmetools.testing.artifact_test import run_artifacts
+    from mmetools.core.settings import load_settings
 
     folders = [folder.path for folder in _model_folders_of(models or [])]
     if not folders and not artifact:
@@ -503,7 +503,7 @@ def test_command(
     def show(report: ModelReport) -> None:
         console.print(report_renderable(report), soft_wrap=True)  # paths and log lines stay whole
         if instance_memory is not None and report.memory_before and report.memory_after:
-            from mmetools.memory import models_per_instance
+            from mmetools.testing.memory import models_per_instance
 
             fit = models_per_instance(report.memory_before, report.memory_after, instance_memory)
             console.print(
@@ -519,10 +519,10 @@ def test_command(
             )
         )
     if artifact:
-        from mmetools.evidence import ARTIFACT_TEST, evidence_path, record_test
+        from mmetools.release.evidence import ARTIFACT_TEST, evidence_path, record_test
         from mmetools.pipeline import record_of_report
-        from mmetools.manifest import file_sha256
-        from mmetools.triton import resolve_mode
+        from mmetools.build.manifest import file_sha256
+        from mmetools.testing.triton import resolve_mode
 
         tested = run_artifacts(
             artifact,
@@ -595,9 +595,9 @@ def diff_command(
     (models/<name>/regression.toml); the first version has nothing to compare and passes."""
     from rich.progress import Progress
 
-    from mmetools.diff import diff_against_published, markdown_report, write_outputs
-    from mmetools.model_folder import model_folder
-    from mmetools.settings import load_settings
+    from mmetools.release.diff import diff_against_published, markdown_report, write_outputs
+    from mmetools.model.folder import model_folder
+    from mmetools.core.settings import load_settings
 
     folder = model_folder(model)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
@@ -623,7 +623,7 @@ def diff_command(
 
 
 def _numbers(text: str, what: str) -> list[float]:
-    from mmetools.errors import UsageError
+    from mmetools.core.errors import UsageError
 
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
@@ -681,12 +681,12 @@ def loadtest_command(
 
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
-    from mmetools.errors import UsageError
-    from mmetools.loadtest import loadtest_endpoint, loadtest_local, result_json
-    from mmetools.memory import describe_bytes
-    from mmetools.model_folder import model_folder, parse_artifact_name
-    from mmetools.report import write_html
-    from mmetools.settings import load_settings
+    from mmetools.core.errors import UsageError
+    from mmetools.release.loadtest import loadtest_endpoint, loadtest_local, result_json
+    from mmetools.testing.memory import describe_bytes
+    from mmetools.model.folder import model_folder, parse_artifact_name
+    from mmetools.rendering.html import write_html
+    from mmetools.core.settings import load_settings
 
     levels = [int(v) for v in _numbers(concurrency, "--concurrency")]
     paced = _numbers(rates, "--rates")
@@ -781,8 +781,8 @@ def targets_command() -> None:
     the target this repository builds for ([target] image, MMETOOLS_TARGET_IMAGE)."""
     from rich.table import Table
 
-    from mmetools.settings import load_settings
-    from mmetools.targets import RELEASES, SOURCE_FRAMEWORK_MATRIX, SOURCE_NUMPY2
+    from mmetools.core.settings import load_settings
+    from mmetools.core.targets import RELEASES, SOURCE_FRAMEWORK_MATRIX, SOURCE_NUMPY2
 
     target = load_settings().target
     table = Table(title="NGC / SageMaker Triton releases (tag YY.MM-py3)")
@@ -824,8 +824,8 @@ def lock_command(
 ) -> None:
     """Write models/<name>/requirements-<python>.lock: requirements.txt resolved with hashes by
     uv for the serving target's Python and platform (the env step installs from it)."""
-    from mmetools.lock import lock_model
-    from mmetools.settings import load_settings
+    from mmetools.build.lock import lock_model
+    from mmetools.core.settings import load_settings
 
     target = load_settings().target
     bad = 0
@@ -862,9 +862,9 @@ def inspect_command(
 
     from rich.table import Table
 
-    from mmetools.audit import audit_artifact
-    from mmetools.settings import load_settings
-    from mmetools.targets import EXPLICIT_KEYS, resolve_target
+    from mmetools.build.audit import audit_artifact
+    from mmetools.core.settings import load_settings
+    from mmetools.core.targets import EXPLICIT_KEYS, resolve_target
 
     settings = load_settings()
     target = settings.target
@@ -925,14 +925,14 @@ def build_command(
     passed every step, <name>_<version>.tar.gz, .tar.gz.sha256, .manifest.json and
     .evidence.json (what `mmetools publish` requires); nothing of a model that failed."""
     from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
-    from mmetools.reporting import (
+    from mmetools.rendering.console import (
         StepRow,
         check_report_path,
         step_line,
         steps_table,
         write_steps_junit,
     )
-    from mmetools.settings import load_settings
+    from mmetools.core.settings import load_settings
 
     if junit_xml is not None:
         check_report_path(junit_xml)

@@ -22,17 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mmetools.artifact import (
+from mmetools.build.package import (
     Artifact,
     ensure_weights,
     prepare_env,
     validate_model,
     write_artifact,
 )
-from mmetools.atomic import move_set_into_place
-from mmetools.envpack import PackedEnv
-from mmetools.errors import MmetoolsError, UsageError, ValidationFailed
-from mmetools.evidence import (
+from mmetools.core.atomic import move_set_into_place
+from mmetools.build.envpack import PackedEnv
+from mmetools.core.errors import MmetoolsError, UsageError, ValidationFailed
+from mmetools.release.evidence import (
     ARTIFACT_TEST,
     SOURCE_TEST,
     CaseOutcome,
@@ -42,13 +42,13 @@ from mmetools.evidence import (
     evidence_path,
     write_evidence,
 )
-from mmetools.harness import ModelReport, run_models
-from mmetools.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
-from mmetools.model_folder import ModelFolder, ModelRef
-from mmetools.parallel_gzip import DEFAULT_LEVEL
-from mmetools.sagemaker import run_artifacts
-from mmetools.settings import Settings
-from mmetools.triton import resolve_mode
+from mmetools.testing.source_test import ModelReport, run_models
+from mmetools.build.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
+from mmetools.model.folder import ModelFolder, ModelRef
+from mmetools.build.parallel_gzip import DEFAULT_LEVEL
+from mmetools.testing.artifact_test import run_artifacts
+from mmetools.core.settings import Settings
+from mmetools.testing.triton import resolve_mode
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def validate(folder: ModelFolder) -> ValidModel:
 
 def fetch(model: ValidModel) -> FetchedModel:
     before = time.perf_counter()
-    from mmetools.dvc import fetch_weights
+    from mmetools.model.dvc import fetch_weights
 
     pulled = fetch_weights(model.folder)
     ensure_weights(model.folder)  # every inferencer's weight file present (pulled or not tracked)

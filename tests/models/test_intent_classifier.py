@@ -21,7 +21,7 @@ from model_support import (
     request,
     triton_args,
 )
-from mmetools.model_config import load_config
+from mmetools.model.config import load_config
 
 MODEL = "intent_classifier"
 FOLDER = MODELS_DIR / MODEL

@@ -1,1 +1,1 @@
-"""Tests of mmetools.validation, split like the package, plus the command and the example models."""
+"""Tests of mmetools.model.validation, split like the package, plus the command and the example models."""

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmetools.validation import Problem, validate_repository
+from mmetools.model.validation import Problem, validate_repository
 from validation.triton_seam import TritonServer
 
 Dims = Sequence[int]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmetools.validation import Problem, validate_repository
+from mmetools.model.validation import Problem, validate_repository
 
 PRE = """\
 name: "foo_preprocessing"

@@ -1,4 +1,4 @@
-"""mmetools.validation.bls: models a Python step requests through BLS must ship beside it."""
+"""mmetools.model.validation.bls: models a Python step requests through BLS must ship beside it."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.validation import validate_repository
+from mmetools.model.validation import validate_repository
 from validation.support import BASE, lines, write_repository
 
 PRE_MODEL = "repo/foo_preprocessing/1/model.py"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.validation import validate_repository
+from mmetools.model.validation import validate_repository
 from validation import differential
 from validation.triton_seam import TritonServer
 

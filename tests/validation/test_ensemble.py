@@ -1,4 +1,4 @@
-"""mmetools.validation.ensemble: the steps of an ensemble (model, version, batch size, map names)
+"""mmetools.model.validation.ensemble: the steps of an ensemble (model, version, batch size, map names)
 and ensembles that contain themselves, each asserting the exact messages."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.validation import validate_repository
+from mmetools.model.validation import validate_repository
 from validation.support import (
     BASE,
     INF_PATH,

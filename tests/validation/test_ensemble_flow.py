@@ -1,4 +1,4 @@
-"""mmetools.validation.ensemble_flow: data flow between the steps (producers and consumers, data
+"""mmetools.model.validation.ensemble_flow: data flow between the steps (producers and consumers, data
 types and shapes, cycles among steps, decoupled models), each asserting the exact messages."""
 
 from __future__ import annotations

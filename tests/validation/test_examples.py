@@ -10,7 +10,7 @@ import pytest
 
 from conftest import MODELS_DIR
 from mmetools.cli import main
-from mmetools.validation import validate_path
+from mmetools.model.validation import validate_path
 from validation.support import ENV, lines
 
 EXAMPLES = ["screen_detector", "intent_classifier"]

@@ -1,4 +1,4 @@
-"""mmetools.validation.paths: what a PATH may be, and folders of model folders."""
+"""mmetools.model.validation.paths: what a PATH may be, and folders of model folders."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mmetools.cli import main
-from mmetools.errors import UsageError
-from mmetools.validation import validate_path, validate_paths
+from mmetools.core.errors import UsageError
+from mmetools.model.validation import validate_path, validate_paths
 from validation.support import BASE, lines, write_model_folder, write_repository
 
 

@@ -1,10 +1,10 @@
-"""mmetools.validation.problems: how a problem shows its place, and the summary line."""
+"""mmetools.model.validation.problems: how a problem shows its place, and the summary line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mmetools.validation import Problem, display_path, summary_line, validate_repository
+from mmetools.model.validation import Problem, display_path, summary_line, validate_repository
 from validation.support import BASE, write_repository
 
 

@@ -1,4 +1,4 @@
-"""mmetools.validation.project_rules: the project's rules on models/<name>/, on top of Triton's."""
+"""mmetools.model.validation.project_rules: the project's rules on models/<name>/, on top of Triton's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.validation import validate_model_folder, validate_path
+from mmetools.model.validation import validate_model_folder, validate_path
 from validation.support import (
     BASE,
     ENV,

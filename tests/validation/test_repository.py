@@ -1,4 +1,4 @@
-"""mmetools.validation.repository: configs that do not parse or are not UTF-8, and version
+"""mmetools.model.validation.repository: configs that do not parse or are not UTF-8, and version
 folders Triton ignores; validation goes on with the other models."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmetools.validation import validate_repository
+from mmetools.model.validation import validate_repository
 from validation.support import (
     BASE,
     INF_PATH,

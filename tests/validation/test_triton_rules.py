@@ -1,4 +1,4 @@
-"""mmetools.validation.triton_rules: one broken config per rule Triton applies to a model on its
+"""mmetools.model.validation.triton_rules: one broken config per rule Triton applies to a model on its
 own, each asserting the exact messages (and that nothing else is reported)."""
 
 from __future__ import annotations

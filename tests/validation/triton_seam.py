@@ -1,11 +1,11 @@
 """The one place the differential tests reach into mmetools' Triton launch code.
 
-The launch code may move between modules (src/mmetools/triton.py is being split); only this seam
+The launch code may move between modules (src/mmetools/testing/triton.py is being split); only this seam
 needs to follow it.
 """
 
 from __future__ import annotations
 
-from mmetools.triton import LoadResult, TritonServer
+from mmetools.testing.triton import LoadResult, TritonServer
 
 __all__ = ["LoadResult", "TritonServer"]

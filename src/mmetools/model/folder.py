@@ -1,0 +1,248 @@
+"""The project's layout of one model: ``models/<name>/`` holding a Triton ensemble and its files.
+
+models/<name>/
+  model_version.txt            positive integer; the artifact is <name>_<version>.tar.gz
+  requirements.txt             pip requirements of the Python steps
+  <name>_preprocessing/        Python backend step: config.pbtxt, 1/model.py
+  <name>_inferencer/           onnxruntime_onnx (1/model.onnx) or pytorch_libtorch (1/model.pt),
+                               the weight file tracked by DVC (1/model.onnx.dvc in git)
+  <name>_postprocessing/       optional Python backend step
+  <name>_pipeline/             platform: "ensemble", wiring the steps
+  tests/fixtures/<case>.json   fixture cases: inputs and expected outputs with tolerances
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from mmetools.core.errors import ConfigError, UsageError
+from mmetools.model.config import (
+    CONFIG_FILE,
+    DEFAULT_MODEL_FILENAMES,
+    PYTHON_BACKEND,
+    RepositoryModel,
+    backend_of,
+    is_ensemble,
+    load_repository,
+)
+
+VERSION_FILE = "model_version.txt"
+MAX_VERSION_DIGITS = 18  # fits an int64, as Triton's model versions must
+REQUIREMENTS_FILE = "requirements.txt"
+TESTS_DIR = "tests"
+FIXTURES_DIR = "tests/fixtures"
+ENV_ARCHIVE = "python_env.tar.gz"
+EXECUTION_ENV_KEY = "EXECUTION_ENV_PATH"
+MODEL_DIRECTORY_TOKEN = "$$TRITON_MODEL_DIRECTORY"
+EXECUTION_ENV_VALUE = f"{MODEL_DIRECTORY_TOKEN}/{ENV_ARCHIVE}"
+
+MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
+# Step folders are <name>_postprocessing and temp names add a prefix and suffix: 64 keeps every
+# derived file name far below the 255-byte limit of file systems.
+MAX_MODEL_NAME_LENGTH = 64
+ARTIFACT_NAME_PATTERN = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
+_VERSION_TEXT = re.compile(r"^[1-9][0-9]*$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model of the monorepo and the version it would ship as."""
+
+    name: str
+    version: int
+
+    @property
+    def artifact_name(self) -> str:
+        return f"{self.name}_{self.version}.tar.gz"
+
+
+def parse_artifact_name(path: Path) -> ModelRef:
+    """``dist/screen_detector_3.tar.gz`` -> ModelRef("screen_detector", 3); the version is the
+    number after the last underscore. UsageError for any other name."""
+    match = ARTIFACT_NAME_PATTERN.match(path.name)
+    if match is None:
+        raise UsageError(
+            f"{path}: not an artifact name: expected <name>_<version>.tar.gz with a lowercase "
+            "name (letters, digits, _) and a positive integer version, e.g. screen_detector_3.tar.gz"
+        )
+    return ModelRef(match["name"], int(match["version"]))
+
+
+def read_model_version(path: Path) -> int:
+    """Read model_version.txt: one positive integer (surrounding whitespace allowed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: missing; it must hold the model's version, e.g. 1") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text") from e
+    value = text.strip()
+    if len(value) > MAX_VERSION_DIGITS:
+        raise ConfigError(
+            f"{path}: version must be a positive integer such as 1 or 12, got "
+            f"{len(value)} characters (max {MAX_VERSION_DIGITS} digits)"
+        )
+    if not _VERSION_TEXT.match(value):
+        shown = repr(value) if value else "empty"
+        raise ConfigError(
+            f"{path}: version must be a positive integer such as 1 or 12, got {shown}"
+        )
+    return int(value)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A monorepo model folder has a model_version.txt; a plain Triton repository does not."""
+    return (path / VERSION_FILE).is_file()
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """``models/<name>/`` of the monorepo. Its Triton models are the subfolders with a config."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def version_file(self) -> Path:
+        return self.path / VERSION_FILE
+
+    @property
+    def requirements_file(self) -> Path:
+        return self.path / REQUIREMENTS_FILE
+
+    @property
+    def fixtures_dir(self) -> Path:
+        return self.path / FIXTURES_DIR
+
+    def version(self) -> int:
+        return read_model_version(self.version_file)
+
+    def ref(self) -> ModelRef:
+        return ModelRef(self.name, self.version())
+
+    def repository(self) -> dict[str, RepositoryModel]:
+        """The Triton models of this folder; raises ConfigError when a config does not parse."""
+        models, errors = load_repository(self.path)
+        if errors:
+            raise ConfigError("\n".join(errors))
+        return models
+
+    def ensemble(self) -> RepositoryModel:
+        ensembles = [m for m in self.repository().values() if is_ensemble(m.config)]
+        if len(ensembles) != 1:
+            found = ", ".join(m.name for m in ensembles) or "none"
+            raise ConfigError(
+                f"{self.path}: model '{self.name}' needs exactly one ensemble "
+                f'(platform: "ensemble"), found {found}'
+            )
+        return ensembles[0]
+
+    def python_steps(self) -> list[RepositoryModel]:
+        return [m for m in self.repository().values() if backend_of(m.config) == PYTHON_BACKEND]
+
+
+def execution_env_problem(value: str) -> str | None:
+    """The one rule for a Python step's EXECUTION_ENV_PATH (validate, env and package all apply
+    it): why ``value`` cannot name the step's packed env, or None when it does."""
+    prefix = f"{MODEL_DIRECTORY_TOKEN}/"
+    if not value.startswith(prefix):
+        reason = (
+            "an absolute path does not travel with the artifact"
+            if value.startswith("/")
+            else "Triton does not resolve a relative path against the step folder"
+        )
+        return f"must start with {prefix} ({reason}), e.g. {EXECUTION_ENV_VALUE}"
+    rest = value[len(prefix) :]
+    if ".." in PurePosixPath(rest).parts:
+        return (
+            f"leaves the step folder through '..'; mmetools places the env at {EXECUTION_ENV_VALUE}"
+        )
+    if posixpath.normpath(rest.strip("/") or ".") != ENV_ARCHIVE:
+        return f"must name the step's packed env: mmetools places it at {EXECUTION_ENV_VALUE}"
+    return None
+
+
+def weight_filename(model: RepositoryModel) -> str | None:
+    """The weight file a non-Python, non-ensemble step loads, or None for Python/ensembles."""
+    backend = backend_of(model.config)
+    if is_ensemble(model.config) or backend == PYTHON_BACKEND:
+        return None
+    return model.config.default_model_filename or DEFAULT_MODEL_FILENAMES.get(backend)
+
+
+def weight_paths(model: RepositoryModel) -> list[Path]:
+    """Every version's weight file path (present or not) for an inferencer step."""
+    filename = weight_filename(model)
+    if filename is None:
+        return []
+    return [model.path / str(version) / filename for version in model.versions]
+
+
+def model_folder(path: Path) -> ModelFolder:
+    """``path`` as a monorepo model folder; UsageError when it is not one."""
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such folder")
+    if not is_model_folder(path):
+        raise UsageError(
+            f"{path}: not a model folder (expected {VERSION_FILE} and the model's step folders)"
+        )
+    if not any(path.glob(f"*/{CONFIG_FILE}")):
+        raise UsageError(f"{path}: no Triton model folders (subfolders with {CONFIG_FILE})")
+    return ModelFolder(path)
+
+
+def missing_step_output_message(
+    step: RepositoryModel, output: str, tensor: str, returned: Sequence[str] | None = None
+) -> str:
+    """A step did not return an output its config declares (the ensemble needed it as
+    ``tensor``): said against that step, with what it returned when known."""
+    what = "Python step" if backend_of(step.config) == PYTHON_BACKEND else "step"
+    got = "" if returned is None else f" (it returned: {', '.join(returned) or 'nothing'})"
+    hint = (
+        ": the names model.py gives pb_utils.Tensor must be the output names of its config.pbtxt"
+        if what == "Python step"
+        else ""
+    )
+    return (
+        f"{step.config_path}: {what} '{step.name}' did not return output '{output}' that its "
+        f"config declares and the ensemble reads as '{tensor}'{got}{hint}"
+    )
+
+
+def producer_of(model: ModelFolder, tensor: str) -> tuple[RepositoryModel, str] | None:
+    """The ensemble step that writes ensemble tensor ``tensor``, and its output name."""
+    repository = model.repository()
+    for step in model.ensemble().config.ensemble_scheduling.step:
+        for output, written in step.output_map.items():
+            if written == tensor and step.model_name in repository:
+                return repository[step.model_name], output
+    return None
+
+
+def consumer_tensor(model: ModelFolder, step_name: str, step_input: str) -> str | None:
+    """The ensemble tensor that feeds input ``step_input`` of step ``step_name``."""
+    for step in model.ensemble().config.ensemble_scheduling.step:
+        if step.model_name == step_name and step_input in step.input_map:
+            return str(step.input_map[step_input])
+    return None
+
+
+def resolve_model_args(paths: Sequence[Path]) -> tuple[list[ModelFolder], list[Path]]:
+    """The one ``models/*`` argument resolver of every command: the model folders among
+    ``paths``, and the plain files skipped (a glob like models/* also matches models/BUILD).
+    Anything else that is no model folder is a UsageError naming it."""
+    folders: list[ModelFolder] = []
+    skipped: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            skipped.append(path)
+            continue
+        folders.append(model_folder(path))
+    return folders, skipped

@@ -1,0 +1,47 @@
+"""Static validation of Triton model repositories and of the monorepo's model folders.
+
+Two layers of rules, both checked without starting a server:
+
+* What Triton itself rejects when it loads a repository holding ensembles: triton_rules (each
+  model's config on its own), ensemble (each step's model, version and maps; ensembles that
+  contain themselves) and ensemble_flow (the data flow between the steps). Triton stops at the
+  first problem of a model; this package reports all of them.
+* What this project requires of ``models/<name>/`` (see model_folder.py) and what SageMaker's
+  multi-model frontend needs of an artifact (docs/mme-contract.md): project_rules.
+
+repository reads a folder once for all rules; paths holds the entry points; problems the
+reported values. Steps are numbered from 1, in the order the ensemble config lists them. Every
+problem names the file and the offending step, tensor or field.
+"""
+
+from __future__ import annotations
+
+from mmetools.model.validation.paths import (
+    validate_model_folder,
+    validate_path,
+    validate_paths,
+    validate_repository,
+)
+from mmetools.model.validation.problems import (
+    ERROR,
+    WARNING,
+    Problem,
+    Severity,
+    count,
+    display_path,
+    summary_line,
+)
+
+__all__ = [
+    "ERROR",
+    "WARNING",
+    "Problem",
+    "Severity",
+    "count",
+    "display_path",
+    "summary_line",
+    "validate_model_folder",
+    "validate_path",
+    "validate_paths",
+    "validate_repository",
+]

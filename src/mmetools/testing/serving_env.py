@@ -1,0 +1,143 @@
+"""The Python environment a model's Python steps run in when the model ships no packed env.
+
+In production a step either carries ``python_env.tar.gz`` (EXECUTION_ENV_PATH) or runs in the
+Python of the Triton image. Locally, mmetools builds a venv from the model's ``requirements.txt``
+with the interpreter mmetools runs on (the bundled server has a stub for it), caches it under
+``<cache>/serving-envs/<key>`` (key = hash of the requirements and the interpreter) and puts its
+``bin`` first on the server's PATH, which is how the stub picks its ``sys.prefix``.
+
+The env holds only the requirements (plus numpy, which Triton's python backend utilities import
+and Triton's images provide), so a step that imports a package the model forgot to list fails here
+as it would in production. The onnxruntime/pytorch Python-based backends find their packages
+through a variable mmetools sets instead (see :mod:`mmetools.testing.triton`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import re
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmetools.core import process
+from mmetools.core.errors import EnvPackError, ProcessError
+
+logger = logging.getLogger(__name__)
+
+# Bump when the way envs are built changes, so old cached envs are not reused.
+ENV_FORMAT = "1"
+COMPLETE_MARKER = ".mmetools-complete"
+_NUMPY_REQUIREMENT = re.compile(r"^\s*numpy\b", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    """A Python environment (a venv or the current interpreter's prefix) and its Python."""
+
+    path: Path
+    python_version: str  # "3.11": picks the python backend stub
+    key: str  # equal keys mean the same packages: models that share one can share a server
+
+    @property
+    def python(self) -> Path:
+        return self.path / "bin" / "python3"
+
+
+def python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def current_environment() -> ServingEnv:
+    """The environment mmetools itself runs in (used by the pytest plugin's server)."""
+    return ServingEnv(Path(sys.prefix), python_version(), f"current-{python_version()}")
+
+
+def env_key(requirements: str, interpreter: Path | None = None) -> str:
+    """Cache key of a serving env: its requirements text and the exact interpreter."""
+    interpreter = interpreter or Path(sys.executable)
+    digest = hashlib.sha256()
+    for part in (ENV_FORMAT, sys.version, str(interpreter.resolve()), requirements.strip()):
+        digest.update(part.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def read_requirements(path: Path) -> str:
+    """The text of a requirements file, or "" when the model has none."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise EnvPackError(f"{path}: cannot read the requirements: {e}") from e
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock file: two runs building the same env wait for each other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _uv() -> list[str] | None:
+    found = process.find_tool("uv")
+    return [found] if found else None
+
+
+def ensure_serving_env(
+    requirements_file: Path, cache_dir: Path, interpreter: Path | None = None
+) -> ServingEnv:
+    """The cached serving env for ``requirements_file`` (missing file: no requirements),
+    built on first use with ``uv`` (or ``python -m venv`` + pip when uv is absent)."""
+    interpreter = interpreter or Path(sys.executable)
+    requirements = read_requirements(requirements_file)
+    key = env_key(requirements, interpreter)
+    env = ServingEnv(cache_dir / "serving-envs" / key, python_version(), key)
+    if (env.path / COMPLETE_MARKER).exists():
+        return env
+    with _locked(env.path.with_name(f"{key}.lock")):
+        if (env.path / COMPLETE_MARKER).exists():
+            return env
+        shutil.rmtree(env.path, ignore_errors=True)  # a build interrupted earlier
+        logger.info("building the serving env for %s (cached afterwards)", requirements_file)
+        try:
+            _build(env.path, requirements_file if requirements else None, requirements, interpreter)
+        except ProcessError as e:
+            shutil.rmtree(env.path, ignore_errors=True)
+            raise EnvPackError(
+                f"{requirements_file}: could not build the serving environment:\n{e}"
+            ) from e
+        except BaseException:
+            shutil.rmtree(env.path, ignore_errors=True)
+            raise
+        (env.path / COMPLETE_MARKER).write_text(requirements, encoding="utf-8")
+    return env
+
+
+def _build(path: Path, requirements_file: Path | None, text: str, interpreter: Path) -> None:
+    # numpy: triton_python_backend_utils imports it, and Triton's images ship it.
+    extra = [] if _NUMPY_REQUIREMENT.search(text) else ["numpy"]
+    files = ["-r", requirements_file.name] if requirements_file is not None else []
+    cwd = requirements_file.parent if requirements_file is not None else None
+    uv = _uv()
+    if uv is not None:
+        process.run([*uv, "venv", "--quiet", "--python", str(interpreter), str(path)])
+        python = str(path / "bin" / "python")
+        process.run([*uv, "pip", "install", "--quiet", "--python", python, *files, *extra], cwd=cwd)
+        return
+    process.run([str(interpreter), "-m", "venv", str(path)])
+    python = str(path / "bin" / "python")
+    process.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *files, *extra],
+        cwd=cwd,
+    )
