@@ -18,7 +18,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmetools.model.folder import ARTIFACT_SUFFIX, ModelRef, parse_artifact_name
+from mmetools.model.folder import (
+    ARTIFACT_SUFFIX,
+    ModelRef,
+    artifact_file_name,
+    parse_artifact_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +144,7 @@ __all__ = [
     "ArtifactFiles",
     "LocalFiles",
     "StoredFiles",
+    "artifact_file_name",
     "evidence_name",
     "manifest_name",
     "sha256_name",

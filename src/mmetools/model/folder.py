@@ -60,7 +60,13 @@ class ModelRef:
 
     @property
     def artifact_name(self) -> str:
-        return f"{self.name}_{self.version}{ARTIFACT_SUFFIX}"
+        return artifact_file_name(self.name, self.version)
+
+
+def artifact_file_name(name: str, version: int | str) -> str:
+    """``<name>_<version>.tar.gz``: the one rule for an artifact's name (``version`` as written
+    in model_version.txt, or parsed); its sidecars are named by build/files.py."""
+    return f"{name}_{version}{ARTIFACT_SUFFIX}"
 
 
 def parse_artifact_name(path: Path) -> ModelRef:
