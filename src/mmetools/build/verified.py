@@ -189,7 +189,8 @@ def _check_manifest(path: Path, model: str, version: int, sha256: str) -> Manife
     manifest = read_manifest(path)
     if manifest.model != model or manifest.version != version:
         raise ArtifactError(
-            f"{path}: manifest is for {manifest.artifact}, not {ArtifactFiles(model, version).tarball}"
+            f"{path}: manifest is for {manifest.artifact}, "
+            f"not {ArtifactFiles(model, version).tarball}"
         )
     if manifest.sha256 != sha256:
         raise ArtifactError(

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 
 def open_store(destination: Destination, connection: Callable[[], S3Connection]) -> Store:
-    """The store of ``destination``; ``connection`` is only called for S3 (boto3 is slow to load)."""
+    """The store of ``destination``; ``connection`` is called for S3 only (boto3 loads slowly)."""
     if destination.kind == "s3":
         return S3Store(destination, connection())
     return FileStore(destination)
