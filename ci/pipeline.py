@@ -43,6 +43,7 @@ from xml.etree import ElementTree
 from rich.console import Console
 from rich.table import Table
 
+from mmetools.build.files import artifact_file_name, evidence_name
 from mmetools.rendering.console import StepRow, step_line, steps_table, write_steps_junit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -219,11 +220,11 @@ class PipelineOptions:
 def artifact_path(options: PipelineOptions, model: str) -> str:
     """Where this run's build of ``model`` leaves its artifact (relative to the repository)."""
     version = (options.repo / MODELS_DIR / model / VERSION_FILE).read_text(encoding="utf-8")
-    return f"{options.run_dir}/{model}_{version.strip()}.tar.gz"
+    return f"{options.run_dir}/{artifact_file_name(model, version.strip())}"
 
 
 def evidence_of(artifact: str) -> str:
-    return artifact.removesuffix(".tar.gz") + ".evidence.json"
+    return evidence_name(artifact)
 
 
 def quality_step(options: PipelineOptions) -> Step:

@@ -80,7 +80,7 @@ def make_artifact(
         mmetools_version="0",
         model_folder=f"models/{model}",
     )
-    write_manifest(path.with_name(f"{model}_{version}.manifest.json"), manifest)
+    write_manifest(path.with_name(f"{model}_{version}.tar.gz.manifest.json"), manifest)
     if evidence:
         record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
         write_evidence(evidence_path(path), Evidence(name, digest, (record,)))

@@ -484,8 +484,8 @@ def test_failure_mid_write_leaves_nothing_and_keeps_the_old_artifact(
         f"{out}: cannot write demo_3.tar.gz: no space left on the device; nothing was written"
     )
     assert sorted(p.name for p in out.iterdir()) == [
-        "demo_3.manifest.json",
         "demo_3.tar.gz",
+        "demo_3.tar.gz.manifest.json",
         "demo_3.tar.gz.sha256",
     ]
     assert old.path.read_bytes() == old_bytes
@@ -556,7 +556,7 @@ def test_full_disk_is_a_clear_error_and_leaves_the_old_artifact(
     argv = ["package", "models/demo", "--out", "dist", "--no-env"]
     assert main(argv) == 0
     capsys.readouterr()
-    names = ["demo_3.manifest.json", "demo_3.tar.gz", "demo_3.tar.gz.sha256"]
+    names = ["demo_3.tar.gz", "demo_3.tar.gz.manifest.json", "demo_3.tar.gz.sha256"]
     assert sorted(p.name for p in one_megabyte_disk.iterdir()) == names
     before = {name: (one_megabyte_disk / name).read_bytes() for name in names}
 
@@ -585,7 +585,7 @@ def test_package_leaves_its_artifact_verified_for_publish(
 ) -> None:
     """package hashed the bytes as it wrote them: publishing from this machine does not read
     the file for its sha256 again, and gets the same part CRC32s as a fresh check."""
-    import mmetools.release.publish as publish_module
+    import mmetools.build.verified as publish_module
     from mmetools.release.storage import S3Tuning
 
     built = build(make_demo_model(tmp_path), tmp_path / "dist")
@@ -615,7 +615,7 @@ def test_manifest_and_sha256_sidecar(tmp_path: Path) -> None:
         subprocess.run(["sha256sum", "-c", built.sha256_path.name], cwd=built.path.parent,
                        check=True, capture_output=True)  # fmt: skip
     manifest = json.loads(built.manifest_path.read_text())
-    assert built.manifest_path.name == "demo_3.manifest.json"
+    assert built.manifest_path.name == "demo_3.tar.gz.manifest.json"
     assert {k: manifest[k] for k in ("model", "version", "artifact", "sha256", "size")} == {
         "model": "demo", "version": 3, "artifact": "demo_3.tar.gz",
         "sha256": built.sha256, "size": built.size,
@@ -875,7 +875,7 @@ def _artifact_set(out: Path) -> tuple[str | None, str | None, str | None]:
     """(tarball sha256, .sha256 file's sha256, manifest's sha256); None for a missing file."""
     tarball = out / "demo_3.tar.gz"
     sha_file = out / "demo_3.tar.gz.sha256"
-    manifest = out / "demo_3.manifest.json"
+    manifest = out / "demo_3.tar.gz.manifest.json"
     return (
         hashlib.sha256(tarball.read_bytes()).hexdigest() if tarball.exists() else None,
         sha_file.read_text().split()[0] if sha_file.exists() else None,

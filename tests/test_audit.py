@@ -181,7 +181,7 @@ def test_publish_refuses_a_2409_artifact_for_a_2412_target_writing_nothing(
     from mmetools.build.manifest import Manifest, ManifestMember, write_manifest
 
     size = path.stat().st_size
-    write_manifest(dist / "demo_1.manifest.json", Manifest(
+    write_manifest(dist / "demo_1.tar.gz.manifest.json", Manifest(
         model="demo", version=1, sha256=digest, size=size, uncompressed_size=size,
         members=(ManifestMember(STEP, "dir"),),
         triton_version="2.51.0", mmetools_version="0", model_folder="models/demo",

@@ -1187,7 +1187,7 @@ def test_tarball_that_is_no_gzip_or_missing(
 
 CASE_MESSAGE = f"error: {CASE}: model '{MODEL}'"
 PUBLISHED = "dist/demo_1.tar.gz"
-PUBLISHED_MANIFEST = "dist/demo_1.manifest.json"
+PUBLISHED_MANIFEST = "dist/demo_1.tar.gz.manifest.json"
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 
 

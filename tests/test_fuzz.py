@@ -165,7 +165,7 @@ def manifest_property(template: Path, path: list[int], value: Any) -> None:
             '[publish]\nstaging_uri = "file:pub/staging"\nproduction_uri = "file:pub/prod"\n'
         )
         artifact = make_artifact(root / "dist")
-        manifest = artifact.with_name("demo_1.manifest.json")
+        manifest = artifact.with_name("demo_1.tar.gz.manifest.json")
         document = json.loads(manifest.read_text())
         manifest.write_text(json.dumps(replace_somewhere(document, path, value)))
         code, text = run_cli(["publish", "dist/demo_1.tar.gz", "--branch", "feature/x"])

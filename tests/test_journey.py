@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from conftest import REPO_ROOT
-from mmetools.build.manifest import MANIFEST_SUFFIX
+from mmetools.build.files import MANIFEST_SUFFIX
 from mmetools.release.publish import branch_slug
 from mmetools.model.scaffold import FRAMEWORKS, next_steps
 

@@ -106,8 +106,8 @@ def test_build_leaves_exactly_the_passing_artifacts_with_their_evidence(
     assert not report.passed and report.failed_models == ("screen_detector",)
     assert sorted(p.name for p in out.iterdir()) == [
         "intent_classifier_1.evidence.json",
-        "intent_classifier_1.manifest.json",
         "intent_classifier_1.tar.gz",
+        "intent_classifier_1.tar.gz.manifest.json",
         "intent_classifier_1.tar.gz.sha256",
     ]
 
@@ -120,9 +120,9 @@ def test_build_leaves_exactly_the_passing_artifacts_with_their_evidence(
 
     artifact = out / "intent_classifier_1.tar.gz"
     sha = hashlib.sha256(artifact.read_bytes()).hexdigest()
-    manifest = read_manifest(out / "intent_classifier_1.manifest.json")
+    manifest = read_manifest(out / "intent_classifier_1.tar.gz.manifest.json")
     assert manifest.sha256 == sha and manifest.provenance is None
-    assert "git" not in json.loads((out / "intent_classifier_1.manifest.json").read_text())
+    assert "git" not in json.loads((out / "intent_classifier_1.tar.gz.manifest.json").read_text())
     evidence = read_evidence(evidence_path(artifact))
     assert evidence is not None and evidence.sha256 == sha
     source, mme = evidence.test(SOURCE_TEST), evidence.test(ARTIFACT_TEST)
@@ -135,8 +135,8 @@ def test_build_leaves_exactly_the_passing_artifacts_with_their_evidence(
     assert main(["package", str(good.path), "--out", str(tmp_path / "package")]) == 0
     packaged = tmp_path / "package" / "intent_classifier_1.tar.gz"
     assert hashlib.sha256(packaged.read_bytes()).hexdigest() == sha
-    assert (tmp_path / "package" / "intent_classifier_1.manifest.json").read_bytes() == (
-        out / "intent_classifier_1.manifest.json"
+    assert (tmp_path / "package" / "intent_classifier_1.tar.gz.manifest.json").read_bytes() == (
+        out / "intent_classifier_1.tar.gz.manifest.json"
     ).read_bytes()
 
     # `mmetools test --artifact` writes the evidence again when it is lost, and publish accepts.

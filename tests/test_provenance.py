@@ -32,7 +32,7 @@ def _repository(root: Path) -> Path:
 
 def test_published_manifest_names_commit_branch_dirty_and_ci_run(tmp_path: Path) -> None:
     artifact = _repository(tmp_path)
-    built = artifact.with_name("demo_1.manifest.json").read_bytes()
+    built = artifact.with_name("demo_1.tar.gz.manifest.json").read_bytes()
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
     environ = {"CI": "true", "GITHUB_RUN_ID": "4242"}
     report = publish([artifact], "feature/x", settings=settings, environ=environ)
@@ -48,7 +48,7 @@ def test_published_manifest_names_commit_branch_dirty_and_ci_run(tmp_path: Path)
     }  # fmt: skip
     assert published["evidence"]["sha256"] == published["sha256"]
     # The build's own manifest is untouched: provenance never goes into the build's files.
-    assert artifact.with_name("demo_1.manifest.json").read_bytes() == built
+    assert artifact.with_name("demo_1.tar.gz.manifest.json").read_bytes() == built
 
 
 def test_ci_outside_git_is_refused_before_anything_is_written(tmp_path: Path) -> None:

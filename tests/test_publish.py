@@ -250,11 +250,11 @@ def test_sha256_mismatch_is_refused_before_anything(tmp_path: Path) -> None:
 
 def test_missing_sidecars_are_refused(tmp_path: Path) -> None:
     artifact = make_artifact(tmp_path / "dist")
-    (tmp_path / "dist" / "demo_1.manifest.json").unlink()
+    (tmp_path / "dist" / "demo_1.tar.gz.manifest.json").unlink()
     with pytest.raises(ArtifactError) as error:
         load_local_artifact(artifact)
     assert str(error.value) == (
-        f"{tmp_path}/dist/demo_1.manifest.json: manifest not found (build it with `mmetools build`)"
+        f"{tmp_path}/dist/demo_1.tar.gz.manifest.json: manifest not found (build it with `mmetools build`)"
     )
     (tmp_path / "dist" / "demo_1.tar.gz.sha256").unlink()
     with pytest.raises(ArtifactError) as error:
@@ -268,8 +268,8 @@ def test_missing_sidecars_are_refused(tmp_path: Path) -> None:
 def test_manifest_of_another_build_is_refused(tmp_path: Path) -> None:
     artifact = make_artifact(tmp_path / "dist", seed=1)
     other = make_artifact(tmp_path / "other", seed=2)
-    manifest = tmp_path / "dist" / "demo_1.manifest.json"
-    manifest.write_bytes((tmp_path / "other" / "demo_1.manifest.json").read_bytes())
+    manifest = tmp_path / "dist" / "demo_1.tar.gz.manifest.json"
+    manifest.write_bytes((tmp_path / "other" / "demo_1.tar.gz.manifest.json").read_bytes())
     with pytest.raises(ArtifactError) as error:
         load_local_artifact(artifact)
     assert str(error.value) == (
@@ -298,7 +298,7 @@ def test_missing_artifact_and_duplicates_are_usage_errors(tmp_path: Path) -> Non
 def test_verified_sha256_is_remembered_until_the_file_changes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mmetools.release.publish as publish_module
+    import mmetools.build.verified as publish_module
 
     artifact = make_artifact(tmp_path / "dist", size=3 * MiB)
     real = publish_module.read_checksums
@@ -413,19 +413,19 @@ def test_file_concurrent_publisher_cannot_be_overwritten(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other publisher links the final name between our check and our link."""
-    import mmetools.release.storage as storage
+    import mmetools.release.storage.folder as storage
 
     ours = make_artifact(tmp_path / "ours", seed=1)
     theirs = make_artifact(tmp_path / "theirs", seed=2)
     settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
     final = tmp_path / "pub/staging/feature~x/demo_1.tar.gz"
-    real_link = storage._link_create_only
+    real_link = storage.link_create_only
 
     def other_publisher_links_first(temp: Path, target: Path) -> None:
         target.write_bytes(theirs.read_bytes())  # it wins the name ...
         real_link(temp, target)  # ... so our create-only link must fail
 
-    monkeypatch.setattr(storage, "_link_create_only", other_publisher_links_first)
+    monkeypatch.setattr(storage, "link_create_only", other_publisher_links_first)
     report = run([ours], "feature/x", settings)
     assert [f.message for f in report.failures] == [
         f"{final.as_uri()} already holds different bytes (sha256 {sha256_of(theirs)}, local "
@@ -511,7 +511,7 @@ def test_s3_feature_branch_goes_to_staging_only(
     # The build's manifest plus provenance and evidence, added at publish time.
     sent = json.loads(manifest["Body"].read())
     assert {k: v for k, v in sent.items() if k not in ("provenance", "evidence")} == json.loads(
-        (tmp_path / "dist/demo_1.manifest.json").read_text()
+        (tmp_path / "dist/demo_1.tar.gz.manifest.json").read_text()
     )
     assert sent["evidence"]["sha256"] == sent["sha256"] and sent["provenance"]["git"]
     assert report.results[0].destination == f"s3://{staging}/mme/feature~x/demo_1.tar.gz"

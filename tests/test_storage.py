@@ -228,7 +228,7 @@ def test_file_stale_sidecar_is_not_trusted(tmp_path: Path) -> None:
     # What the old sidecars-first order left: A's bytes with C's sidecars.
     Path(f"{final}.sha256").write_bytes(Path(f"{build_c}.sha256").read_bytes())
     Path(f"{final}.manifest.json").write_bytes(
-        (build_c.parent / "demo_1.manifest.json").read_bytes()
+        (build_c.parent / "demo_1.tar.gz.manifest.json").read_bytes()
     )
     report = run(build_c, settings)
     [failure] = report.failures

@@ -87,6 +87,13 @@ from pants.util.logging import LogLevel
 from pants.vcs.git import GitWorktreeRequest, MaybeGitWorktree
 
 from mmetools_pants import sandbox_runner
+from mmetools_pants.artifact_names import (
+    ARTIFACT_SUFFIX,
+    EVIDENCE_SUFFIX,
+    SHA256_SUFFIX,
+    evidence_name,
+    sha256_name,
+)
 from mmetools_pants.target_types import (
     SkipTritonModelPublishField,
     SkipTritonModelTestsField,
@@ -111,8 +118,6 @@ MODEL_CACHE_DIR = ".mmetools-cache"
 SYSTEM_PATH = "/usr/bin:/bin"
 # The files that define the mmetools environment (ci/bootstrap holds the torch pin).
 TOOL_DEFINITION_FILES = ("pyproject.toml", "uv.lock", "ci/bootstrap")
-# The evidence `mmetools test --artifact X` writes beside X on a pass (the pipeline's interface).
-EVIDENCE_SUFFIX = ".evidence.json"
 
 # Settings overrides that change what a model process does or builds: passed to model processes
 # and so part of their keys (mmetools.toml, in the sandbox, holds the rest).
@@ -633,9 +638,9 @@ async def package_triton_model(
     # The command writes the artifacts under dist/ itself.
     digest = await Get(Digest, RemovePrefix(result.output_digest, DIST_DIR))
     snapshot = await Get(Snapshot, Digest, digest)
-    if not any(f.endswith(".tar.gz") for f in snapshot.files):
+    if not any(f.endswith(ARTIFACT_SUFFIX) for f in snapshot.files):
         raise ValueError(
-            f"mmetools package {field_set.model_dir} produced no .tar.gz (got: "
+            f"mmetools package {field_set.model_dir} produced no {ARTIFACT_SUFFIX} (got: "
             f"{', '.join(snapshot.files) or 'nothing'})"
         )
     return BuiltPackage(digest, tuple(BuiltPackageArtifact(f) for f in snapshot.files))
@@ -674,8 +679,8 @@ def _mentions(value: object, text: str) -> bool:
 def check_evidence(files: Mapping[str, bytes], artifact: str) -> None:
     """Refuse ``artifact`` unless its evidence file is there and names its sha256. What the
     evidence must show (cases passed, target) is `mmetools publish`'s gate, checked again there."""
-    evidence_path = artifact[: -len(".tar.gz")] + EVIDENCE_SUFFIX
-    sha256 = files.get(f"{artifact}.sha256", b"").decode().split()[:1]
+    evidence_path = evidence_name(artifact)
+    sha256 = files.get(sha256_name(artifact), b"").decode().split()[:1]
     fix = "run `./pants package` again (it tests the tarball and writes the evidence)"
     if evidence_path not in files:
         raise MissingEvidenceError(f"{artifact}: no {evidence_path} beside it; {fix}")
@@ -698,7 +703,7 @@ async def publish_triton_model(
         artifact.relpath
         for package in request.packages
         for artifact in package.artifacts
-        if artifact.relpath and artifact.relpath.endswith(".tar.gz")
+        if artifact.relpath and artifact.relpath.endswith(ARTIFACT_SUFFIX)
     )
     if request.field_set.skip_publish.value:
         return PublishProcesses(
@@ -720,7 +725,7 @@ async def publish_triton_model(
     input_digest = await Get(Digest, MergeDigests(p.digest for p in request.packages))
     sidecars = await Get(
         DigestContents,
-        DigestSubset(input_digest, PathGlobs(["*.sha256", f"*{EVIDENCE_SUFFIX}"])),
+        DigestSubset(input_digest, PathGlobs([f"*{SHA256_SUFFIX}", f"*{EVIDENCE_SUFFIX}"])),
     )
     files = {c.path: c.content for c in sidecars}
     for artifact in artifacts:

@@ -91,7 +91,7 @@ elif command == "package":
     tarball.write_text("\\n".join(members))
     sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
     (out / f"{model.name}_{version}.tar.gz.sha256").write_text(f"{sha256}  {tarball.name}\\n")
-    (out / f"{model.name}_{version}.manifest.json").write_text("{}")
+    (out / f"{model.name}_{version}.tar.gz.manifest.json").write_text("{}")
 elif command == "publish":
     sys.exit(0)
 """
@@ -304,8 +304,8 @@ def test_package_tests_the_artifact_and_returns_it_with_its_evidence(
     built = _package(rule_runner)
     assert [a.relpath for a in built.artifacts] == [
         "demo_3.evidence.json",
-        "demo_3.manifest.json",
         "demo_3.tar.gz",
+        "demo_3.tar.gz.manifest.json",
         "demo_3.tar.gz.sha256",
     ]
     assert [c["argv"] for c in _sandbox_calls(rule_runner)][-2:] == [

@@ -43,7 +43,7 @@ from mmetools.release.evidence import (
     write_evidence,
 )
 from mmetools.testing.source_test import ModelReport, run_models
-from mmetools.build.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
+from mmetools.build.files import ArtifactFiles, LocalFiles
 from mmetools.model.folder import ModelFolder, ModelRef
 from mmetools.build.parallel_gzip import DEFAULT_LEVEL
 from mmetools.testing.artifact_test import run_artifacts
@@ -440,29 +440,16 @@ def _artifact_step(
 def _move_into(artifact: Artifact, evidence: Evidence, out: Path, ref: ModelRef) -> BuiltArtifact:
     """Move the four files into ``out`` as one set (see ``move_set_into_place``): an artifact
     under its final name always has its own sidecars, never those of another build."""
-    stem = ref.artifact_name.removesuffix(".tar.gz")
-    sources = {
-        "manifest": artifact.manifest_path,
-        "sha256": artifact.sha256_path,
-        "evidence": evidence_path(artifact.path),
-        "tarball": artifact.path,
-    }
-    targets = {
-        "manifest": out / f"{stem}{MANIFEST_SUFFIX}",
-        "sha256": out / f"{ref.artifact_name}{SHA256_SUFFIX}",
-        "evidence": evidence_path(out / ref.artifact_name),
-        "tarball": out / ref.artifact_name,
-    }
+    sources, targets = LocalFiles(artifact.path), ArtifactFiles.of(ref).local(out)
     move_set_into_place(
-        {sources[key]: targets[key] for key in ("manifest", "sha256", "evidence")},
-        (sources["tarball"], targets["tarball"]),
+        dict(zip(sources.sidecars, targets.sidecars)), (sources.tarball, targets.tarball)
     )
     return BuiltArtifact(
         ref=ref,
-        path=targets["tarball"],
+        path=targets.tarball,
         sha256=artifact.sha256,
-        manifest_path=targets["manifest"],
-        sha256_path=targets["sha256"],
-        evidence_path=targets["evidence"],
+        manifest_path=targets.manifest,
+        sha256_path=targets.sha256,
+        evidence_path=targets.evidence,
         evidence=evidence,
     )

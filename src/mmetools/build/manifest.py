@@ -1,5 +1,6 @@
-"""The JSON manifest beside every artifact: ``<name>_<version>.manifest.json``; one typed value,
-read, written and validated here only.
+"""The JSON manifest beside every artifact: ``<name>_<version>.tar.gz.manifest.json`` (the name
+comes from build/files.py, locally and in a store); one typed value, read, written and validated
+here only.
 
 The packaged manifest says what is in the tarball: the model and version, the sha256 and size of
 the artifact and of every member, the packed env's hash, the serving target and the tool versions.
@@ -17,19 +18,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from mmetools.build.files import ArtifactFiles
 from mmetools.core.atomic import write_bytes_atomically
 from mmetools.core.errors import ArtifactError
 from mmetools.core.jsontext import parse_json
 
 MANIFEST_FORMAT = 2
-MANIFEST_SUFFIX = ".manifest.json"
-SHA256_SUFFIX = ".sha256"
 UNKNOWN = "unknown"
 
 __all__ = [
     "MANIFEST_FORMAT",
-    "MANIFEST_SUFFIX",
-    "SHA256_SUFFIX",
     "Manifest",
     "file_sha256",
     "ManifestMember",
@@ -77,7 +75,7 @@ class Manifest:
 
     @property
     def artifact(self) -> str:
-        return f"{self.model}_{self.version}.tar.gz"
+        return ArtifactFiles(self.model, self.version).tarball
 
     def published(self, provenance: dict[str, Any], evidence: dict[str, Any]) -> Manifest:
         return replace(self, provenance=provenance, evidence=evidence)

@@ -14,8 +14,8 @@ stream with a fixed header written by ``parallel_gzip`` (same bytes for any numb
 Built from the same files, the artifact has the same sha256.
 
 The tarball is streamed (no file is ever held in memory) into a temp file in the output folder,
-fsynced and renamed into place; its ``.sha256`` and ``.manifest.json`` are renamed into place
-just before it, so an artifact under its final name always has its sidecars.
+fsynced and renamed into place; its ``.sha256`` and manifest (named by build/files.py) are
+renamed into place just before it, so an artifact under its final name always has its sidecars.
 """
 
 from __future__ import annotations
@@ -39,9 +39,8 @@ from mmetools.build.audit import require_audit_of
 from mmetools.build.envpack import EnvBackend, PackedEnv, pack_env
 from mmetools.core.errors import ArtifactError, MmetoolsError, ValidationFailed
 from mmetools.core.atomic import move_set_into_place, temporary_path_beside
+from mmetools.build.files import ArtifactFiles
 from mmetools.build.manifest import (
-    MANIFEST_SUFFIX,
-    SHA256_SUFFIX,
     Manifest,
     ManifestMember,
     mmetools_version,
@@ -50,7 +49,7 @@ from mmetools.build.manifest import (
 )
 from mmetools.model.config import RepositoryModel
 from mmetools.model.folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
-from mmetools.release.publish import remember_verified
+from mmetools.build.verified import remember_verified
 from mmetools.build.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, DEFLATE_LIBRARY, ParallelGzipWriter
 from mmetools.core.settings import Settings
 
@@ -505,10 +504,8 @@ def write_artifact(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise _output_error(out_dir, ref.artifact_name, e) from e
-    final = out_dir / ref.artifact_name
-    stem = ref.artifact_name.removesuffix(".tar.gz")
-    sha256_path = out_dir / f"{ref.artifact_name}{SHA256_SUFFIX}"
-    manifest_path = out_dir / f"{stem}{MANIFEST_SUFFIX}"
+    files = ArtifactFiles.of(ref).local(out_dir)
+    final, sha256_path, manifest_path = files.tarball, files.sha256, files.manifest
 
     report(f"writing {final.name} ({len(members)} members)")
     started = time.perf_counter()

@@ -1,19 +1,33 @@
 """The one way mmetools replaces a file: write a temp file beside it, fsync, rename over it.
 
 A reader sees the old file or the new one, never half of either; a failed write leaves no temp.
+Also here: a set of files moved into place together (``move_set_into_place``), a create-only
+rename that never overwrites (``link_create_only``), temp names that record their writer's pid so
+a later run can remove what a killed writer left (``owned_temp_path``, ``remove_orphaned_temps``)
+and the folder fsync that makes renames durable (``fsync_folder``).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import re
 import tempfile
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 KEEP_MODE = -1  # ``mode=KEEP_MODE``: an existing file keeps its permissions (new ones get 0644)
 
 
-def write_bytes_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``."""
+def write_bytes_atomically(
+    path: Path, data: bytes, mode: int = 0o644, *, parents: bool = False
+) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over ``path``
+    (``parents``: create the folder first)."""
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if mode == KEEP_MODE:
         try:
             mode = path.stat().st_mode & 0o7777
@@ -34,8 +48,10 @@ def write_bytes_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
-def write_text_atomically(path: Path, text: str, mode: int = 0o644) -> None:
-    write_bytes_atomically(path, text.encode("utf-8"), mode)
+def write_text_atomically(
+    path: Path, text: str, mode: int = 0o644, *, parents: bool = False
+) -> None:
+    write_bytes_atomically(path, text.encode("utf-8"), mode, parents=parents)
 
 
 def temporary_path_beside(path: Path) -> Path:
@@ -63,6 +79,64 @@ def move_set_into_place(sidecars: dict[Path, Path], primary: tuple[Path, Path]) 
     _fsync_folder(target.parent)
 
 
+def link_create_only(temporary: Path, final: Path) -> None:
+    """Give ``temporary`` the name ``final`` unless ``final`` exists (FileExistsError): a hard
+    link never overwrites. On a file system without hard links: check, then rename (a small race
+    window remains)."""
+    try:
+        os.link(temporary, final)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        if final.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(final)) from e
+        os.replace(temporary, final)
+
+
+def owned_temp_path(final: Path) -> Path:
+    """``.<name>.tmp-<pid>-<random>`` beside ``final``: the pid lets a later run recognise the
+    temps of writers that died (``remove_orphaned_temps``). Not created: open it with "xb"."""
+    return final.parent / f".{final.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def remove_orphaned_temps(final: Path) -> None:
+    """Delete the ``owned_temp_path`` temps of ``final`` whose writer is gone (its pid)."""
+    pattern = re.compile(rf"^\.{re.escape(final.name)}\.tmp-(\d+)-[0-9a-f]+$")
+    for entry in final.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and not _pid_alive(pid):
+            logger.info("removing %s, left by an interrupted publish", entry)
+            entry.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fsync_folder(folder: Path, *, best_effort: bool = True) -> None:
+    """Make renames in ``folder`` durable; ``best_effort=False`` raises when the file system
+    refuses (a store must know its write is durable)."""
+    if best_effort:
+        _fsync_folder(folder)
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _fsync_folder(folder: Path) -> None:
     """Make renames in ``folder`` durable (best effort: some file systems refuse a folder fsync)."""
     try:
@@ -75,3 +149,16 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+__all__ = [
+    "KEEP_MODE",
+    "fsync_folder",
+    "link_create_only",
+    "move_set_into_place",
+    "owned_temp_path",
+    "remove_orphaned_temps",
+    "temporary_path_beside",
+    "write_bytes_atomically",
+    "write_text_atomically",
+]

@@ -44,7 +44,10 @@ MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
 # Step folders are <name>_postprocessing and temp names add a prefix and suffix: 64 keeps every
 # derived file name far below the 255-byte limit of file systems.
 MAX_MODEL_NAME_LENGTH = 64
-ARTIFACT_NAME_PATTERN = re.compile(r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)\.tar\.gz$")
+ARTIFACT_SUFFIX = ".tar.gz"  # the artifact's name; its sidecars' names: build/files.py
+ARTIFACT_NAME_PATTERN = re.compile(
+    r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)" + re.escape(ARTIFACT_SUFFIX) + "$"
+)
 _VERSION_TEXT = re.compile(r"^[1-9][0-9]*$")
 
 
@@ -57,7 +60,13 @@ class ModelRef:
 
     @property
     def artifact_name(self) -> str:
-        return f"{self.name}_{self.version}.tar.gz"
+        return artifact_file_name(self.name, self.version)
+
+
+def artifact_file_name(name: str, version: int | str) -> str:
+    """``<name>_<version>.tar.gz``: the one rule for an artifact's name (``version`` as written
+    in model_version.txt, or parsed); its sidecars are named by build/files.py."""
+    return f"{name}_{version}{ARTIFACT_SUFFIX}"
 
 
 def parse_artifact_name(path: Path) -> ModelRef:

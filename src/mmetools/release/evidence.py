@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from mmetools.build.files import LocalFiles
 from mmetools.core.atomic import write_text_atomically
 from mmetools.core.jsontext import parse_json
 from mmetools.core.errors import PublishError
 
 EVIDENCE_FORMAT = 1
-EVIDENCE_SUFFIX = ".evidence.json"
 SOURCE_TEST: Final = "source"  # the model folder on Triton (KServe HTTP), before packaging
 ARTIFACT_TEST: Final = "mme_artifact"  # the tarball through Triton's SageMaker MME frontend
 
@@ -96,7 +96,8 @@ def _order(record: RecordedTest) -> int:
 
 
 def evidence_path(artifact: Path) -> Path:
-    return artifact.with_name(artifact.name.removesuffix(".tar.gz") + EVIDENCE_SUFFIX)
+    """The evidence beside the tarball ``artifact`` (build/files.py names it)."""
+    return LocalFiles(artifact).evidence
 
 
 def read_evidence(path: Path) -> Evidence | None:

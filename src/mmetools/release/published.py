@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from mmetools.core.errors import ArtifactError, PublishError, UsageError
-from mmetools.build.manifest import SHA256_SUFFIX
+from mmetools.build.files import ARTIFACT_SUFFIX, ArtifactFiles, StoredFiles
 from mmetools.model.folder import ARTIFACT_NAME_PATTERN, parse_artifact_name
 from mmetools.release.publish import branch_slug, destinations
 from mmetools.core.settings import Settings
-from mmetools.release.storage import ARTIFACT_SUFFIX, Destination, S3Connection, S3Tuning
+from mmetools.release.storage import Destination, S3Connection, S3Tuning
 from mmetools.release.storage import parse_sha256_text
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class PublishedVersion:
 
     @property
     def artifact_name(self) -> str:
-        return f"{self.model}_{self.version}{ARTIFACT_SUFFIX}"
+        return ArtifactFiles(self.model, self.version).tarball
 
 
 def _client(session: boto3.session.Session | None) -> S3Client:
@@ -163,16 +163,16 @@ def fetch_published(
         assert destination.path is not None
         source = destination.path / version.key
         shutil.copyfile(source, target)
-        sidecar = (destination.path / (version.key + SHA256_SUFFIX)).read_text(encoding="utf-8")
+        sidecar = (destination.path / StoredFiles(version.key).sha256).read_text(encoding="utf-8")
     else:
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = _client(session)
         try:
             client.download_file(destination.bucket, version.key, str(target))
-            body = client.get_object(Bucket=destination.bucket, Key=version.key + SHA256_SUFFIX)[
-                "Body"
-            ].read()
+            body = client.get_object(
+                Bucket=destination.bucket, Key=StoredFiles(version.key).sha256
+            )["Body"].read()
         except (BotoCoreError, ClientError) as e:
             raise PublishError(f"{version.uri}: cannot fetch: {e}") from e
         sidecar = body.decode("utf-8", "replace")
