@@ -5,7 +5,7 @@ Uses the real venv backend (python3.X -m venv, uv pip install, venv-pack) on a c
 models/intent_classifier (requirements.txt: numpy) with an env cache in a temporary folder,
 interleaving the methods in every repetition:
 
-- first build                mmetools.build.envpack.pack_env with an empty env cache (uv's download
+- first build                mmetools.build.env.pack_env with an empty env cache (uv's download
                              cache stays warm, as on a CI runner that keeps it)
 - cache hit, fresh checkout  the env is cached, the Python steps hold no copy yet: it is copied
                              into each step (what a new CI checkout with a restored cache does)
@@ -31,8 +31,8 @@ from pathlib import Path
 
 from benchlib import REPO_ROOT, load_note, median, seconds, table, timed, write_results
 
-from mmetools.build.envpack import ENV_ARCHIVE, STEP_RECORD, pack_env, select_backend
-from mmetools.model.folder import ModelFolder
+from mmetools.build.env import STEP_RECORD, pack_env, select_backend
+from mmetools.model.folder import ENV_ARCHIVE, ModelFolder
 from mmetools.core.settings import Settings, load_settings
 
 MODEL = "intent_classifier"

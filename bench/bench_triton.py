@@ -46,10 +46,10 @@ from benchlib import (
 )
 
 from mmetools.model.dvc import fetch_weights
-from mmetools.build.envpack import ENV_ARCHIVE, STEP_RECORD, pack_env
+from mmetools.build.env import STEP_RECORD, pack_env
 from mmetools.model.cases import load_fixtures
 from mmetools.testing.source_test import ModelReport, prepare_model, run_model_on_server
-from mmetools.model.folder import ModelFolder, model_folder
+from mmetools.model.folder import ENV_ARCHIVE, ModelFolder, model_folder
 from mmetools.model.reference import run_cases
 from mmetools.core.settings import Settings, load_settings
 from mmetools.testing.triton import BUNDLED, TritonServer

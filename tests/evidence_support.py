@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import MODELS_DIR
 
-from mmetools.build.package import package_model
+from mmetools.pipeline import package_model
 from mmetools.release.evidence import (
     ARTIFACT_TEST,
     Evidence,

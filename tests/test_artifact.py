@@ -23,9 +23,11 @@ import pytest
 from conftest import MODELS_DIR
 from mmetools.build import package as artifact_module
 from mmetools.core import atomic as atomic_module
-from mmetools.build.package import Member, collect_members, package_model, write_tarball
+from mmetools.build.package import Member, collect_members, write_tarball
+from mmetools.build.secrets import SECRET_RULES
+from mmetools.pipeline import package_model
 from mmetools.cli import main
-from mmetools.build.envpack import EnvBackend, Progress
+from mmetools.build.env import EnvBackend, Progress
 from mmetools.core.errors import ArtifactError, DvcError, ValidationFailed
 from mmetools.model.folder import ModelFolder, weight_paths
 from mmetools.build.parallel_gzip import ParallelGzipWriter
@@ -296,7 +298,7 @@ def test_secrets_are_refused_and_named(tmp_path: Path) -> None:
     assert not (tmp_path / "dist").exists()
 
 
-# One row per rule of artifact.SECRET_RULES: (rule id, file below demo_preprocessing/1/, content).
+# One row per rule of secrets.SECRET_RULES: (rule id, file below demo_preprocessing/1/, content).
 SECRET_ROWS = [
     ("dotenv", ".env", "TOKEN=1\n"),
     ("dotenv-variant", ".env.production", "TOKEN=1\n"),
@@ -327,9 +329,7 @@ SECRET_ROWS = [
 
 
 def test_every_secret_rule_has_a_row() -> None:
-    assert sorted(rule.id for rule in artifact_module.SECRET_RULES) == sorted(
-        row[0] for row in SECRET_ROWS
-    )
+    assert sorted(rule.id for rule in SECRET_RULES) == sorted(row[0] for row in SECRET_ROWS)
 
 
 @pytest.mark.parametrize(("rule", "name", "content"), SECRET_ROWS, ids=[r[0] for r in SECRET_ROWS])
@@ -340,7 +340,7 @@ def test_secret_rule_refuses(tmp_path: Path, rule: str, name: str, content: str)
     path.write_text(content)
     top = name.split("/")[0]
     named = f"demo_preprocessing/1/{top}"
-    if next(r for r in artifact_module.SECRET_RULES if r.id == rule).content is not None:
+    if next(r for r in SECRET_RULES if r.id == rule).content is not None:
         named += " (content)"
     with pytest.raises(ArtifactError) as error:
         build(model, tmp_path / "dist")

@@ -20,8 +20,7 @@ import pytest
 
 from mmetools.core import process
 from mmetools.cli import main
-from mmetools.build.envpack import (
-    _PROBE_VERSION,
+from mmetools.build.env import (
     CondaPackBackend,
     EnvBackend,
     VenvPackBackend,
@@ -30,9 +29,10 @@ from mmetools.build.envpack import (
     pack_env,
     select_backend,
 )
+from mmetools.build.env.backends import _PROBE_VERSION
 from mmetools.core.errors import ConfigError, EnvPackError
 from mmetools.core.interpreters import LocalPython, find_python
-from mmetools.build.lock import REQUIREMENTS_DIGEST, requirements_digest
+from mmetools.build.env import REQUIREMENTS_DIGEST, requirements_digest
 from mmetools.model.folder import ModelFolder
 from mmetools.core.process import CompletedCommand
 from mmetools.core.settings import (
@@ -541,7 +541,7 @@ def test_cli_env_reports_the_env(
     monkeypatch.setenv("MMETOOLS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     find_python.cache_clear()
-    monkeypatch.setattr("mmetools.build.envpack.find_python", lambda version: LOCAL_312)
+    monkeypatch.setattr("mmetools.build.env.backends.find_python", lambda version: LOCAL_312)
     assert main(["env", "models/demo"]) == 0
     first = capsys.readouterr().out
     assert "demo: env " in first and "(venv, Python 3.12, built) in demo_postprocessing, " \

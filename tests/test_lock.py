@@ -21,7 +21,7 @@ def _model(tmp_path: Path) -> Path:
 
 def test_committed_locks_are_current_for_the_default_target() -> None:
     """What CI's `mmetools lock --check` guards, for the examples (read only, no resolver)."""
-    from mmetools.build.lock import locked_digest, lock_path, requirements_digest
+    from mmetools.build.env import locked_digest, lock_path, requirements_digest
 
     target = load_settings().target
     for folder in sorted(p for p in MODELS_DIR.iterdir() if (p / "requirements.txt").is_file()):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MODELS_DIR
-from mmetools.build.package import package_model
+from mmetools.pipeline import package_model
 from mmetools.cli import main
 from mmetools.core.errors import ArtifactError, UsageError
 from mmetools.model.folder import ModelFolder, ModelRef

@@ -422,7 +422,7 @@ def test_output_that_does_not_fill_its_shape_names_output_and_shapes() -> None:
     import tritonclient.http as httpclient
 
     from mmetools.core.errors import TritonError
-    from mmetools.testing.triton.server import output_arrays
+    from mmetools.testing.triton.client import output_arrays
 
     body = json_module.dumps(
         {"outputs": [{"name": "EMBEDDING", "datatype": "FP32", "shape": [1, 16], "data": []}]}

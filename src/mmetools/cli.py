@@ -336,7 +336,7 @@ def env_command(
 ) -> None:
     """Build each model's python_env.tar.gz (or reuse it from the cache), copy it into its Python
     steps and point their EXECUTION_ENV_PATH at it."""
-    from mmetools.build.envpack import pack_env
+    from mmetools.build.env import pack_env
     from mmetools.core.settings import load_settings
 
     settings = load_settings()
@@ -374,7 +374,7 @@ def package_command(
     its manifest into --out. The same inputs always give the same bytes."""
     import time
 
-    from mmetools.build.package import package_model
+    from mmetools.pipeline import package_model
     from mmetools.core.settings import load_settings
 
     settings = load_settings()
@@ -824,7 +824,7 @@ def lock_command(
 ) -> None:
     """Write models/<name>/requirements-<python>.lock: requirements.txt resolved with hashes by
     uv for the serving target's Python and platform (the env step installs from it)."""
-    from mmetools.build.lock import lock_model
+    from mmetools.build.env.lock import lock_model
     from mmetools.core.settings import load_settings
 
     target = load_settings().target

@@ -9,6 +9,8 @@ then requires the evidence the last step writes.
 ``out`` only after its artifact test passed, so ``out`` never holds an artifact that did not pass
 (or half of one). Steps that start a Triton server run for all models at once (one server per
 serving env), every other step per model; a model that fails stops there, the others go on.
+``package_model`` (``mmetools package``) is the same route without the Triton tests: validate ->
+fetch -> env -> package, each step's module called once (weights are fetched once).
 """
 
 from __future__ import annotations
@@ -22,15 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mmetools.build.package import (
-    Artifact,
-    ensure_weights,
-    prepare_env,
-    validate_model,
-    write_artifact,
-)
+from mmetools.build.env import EnvBackend, PackedEnv, Progress, prepare_env
+from mmetools.build.package import Artifact, write_artifact
 from mmetools.core.atomic import move_set_into_place
-from mmetools.build.envpack import PackedEnv
 from mmetools.core.errors import MmetoolsError, UsageError, ValidationFailed
 from mmetools.release.evidence import (
     ARTIFACT_TEST,
@@ -44,7 +40,9 @@ from mmetools.release.evidence import (
 )
 from mmetools.testing.source_test import ModelReport, run_models
 from mmetools.build.files import ArtifactFiles, LocalFiles
+from mmetools.model.dvc import ensure_weights
 from mmetools.model.folder import ModelFolder, ModelRef
+from mmetools.model.validation import validate_model
 from mmetools.build.parallel_gzip import DEFAULT_LEVEL
 from mmetools.testing.artifact_test import run_artifacts
 from mmetools.core.settings import Settings
@@ -193,11 +191,9 @@ def validate(folder: ModelFolder) -> ValidModel:
 
 
 def fetch(model: ValidModel) -> FetchedModel:
+    """DVC-tracked weights pulled when absent (once), every inferencer's weight file present."""
     before = time.perf_counter()
-    from mmetools.model.dvc import fetch_weights
-
-    pulled = fetch_weights(model.folder)
-    ensure_weights(model.folder)  # every inferencer's weight file present (pulled or not tracked)
+    pulled = ensure_weights(model.folder)
     logger.debug("%s: weights checked in %.2f s", model.name, time.perf_counter() - before)
     return FetchedModel(model, len(pulled))
 
@@ -205,6 +201,53 @@ def fetch(model: ValidModel) -> FetchedModel:
 def env(fetched: FetchedModel, settings: Settings, *, with_env: bool = True) -> ReadyModel:
     packed = prepare_env(fetched.model.folder, settings, with_env=with_env)
     return ReadyModel(fetched.model, packed)
+
+
+def package(
+    folder: ModelFolder,
+    packed: PackedEnv | None,
+    out_dir: Path,
+    settings: Settings,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Artifact:
+    """The artifact of a ready model folder (``packed``: the env in its Python steps, if any)."""
+    env_hash, backend = (packed.env_hash, packed.backend) if packed is not None else (None, None)
+    return write_artifact(folder, out_dir, settings, env_hash=env_hash, env_backend=backend,
+                          level=level, threads=threads, progress=progress)  # fmt: skip
+
+
+def package_model(
+    model: ModelFolder,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    with_env: bool = True,
+    level: int = DEFAULT_LEVEL,
+    threads: int | None = None,
+    validate: bool = True,
+    fetch_weights: bool = True,
+    progress: Progress | None = None,
+    env_backend: EnvBackend | None = None,
+) -> Artifact:
+    """``mmetools package``: validate -> fetch -> env -> package for one model, without the
+    Triton tests; the artifact and its sidecars are written straight into ``out_dir``."""
+
+    def report(message: str) -> None:
+        logger.info("%s: %s", model.name, message)
+        if progress is not None:
+            progress(message)
+
+    model.ref()  # a bad model_version.txt is the first thing to say
+    if validate:
+        report("validating")
+        validate_model(model)
+    if fetch_weights:
+        report("checking weights")
+        ensure_weights(model)
+    packed = prepare_env(model, settings, with_env=with_env, progress=progress, backend=env_backend)
+    return package(model, packed, out_dir, settings, level, threads, progress)
 
 
 def record_of_report(
@@ -219,15 +262,6 @@ def record_of_report(
         cases=tuple(CaseOutcome(r.case.name, r.passed) for r in report.results),
         error=report.error,
     )
-
-
-def _failure_detail(report: ModelReport) -> str:
-    if report.error:
-        return report.error.splitlines()[0]
-    if not report.results:
-        return "no fixture cases ran"
-    failed = [r.case.name for r in report.results if not r.passed]
-    return f"{len(failed)} of {len(report.results)} case(s) failed: {', '.join(failed)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +388,7 @@ def _test_step(
                 TestedModel(item, record_of_report(SOURCE_TEST, report, settings, mode, image))
             )
         else:
-            run.record(item.model.name, "test", "failed", seconds, _failure_detail(report))
+            run.record(item.model.name, "test", "failed", seconds, report.failure_summary)
             run.skip_rest(item.model.name, "test")
     return tested
 
@@ -369,15 +403,8 @@ def _package_step(
         folder = staging / model.name  # one folder per model: its files are moved as a set
         try:
             folder.mkdir()
-            env_ = item.ready.env
-            artifact = write_artifact(
-                model.folder,
-                folder,
-                settings,
-                env_hash=env_.env_hash if env_ is not None else None,
-                env_backend=env_.backend if env_ is not None else None,
-                level=options.level,
-                threads=options.threads,
+            artifact = package(
+                model.folder, item.ready.env, folder, settings, options.level, options.threads
             )
         except MmetoolsError as e:
             run.record(model.name, "package", "failed", time.perf_counter() - started, str(e))
@@ -421,7 +448,7 @@ def _artifact_step(
             report = ModelReport(name, str(item.artifact.path), error="not run")
         reports.append(report)
         if not report.passed:
-            run.record(name, "artifact", "failed", seconds, _failure_detail(report))
+            run.record(name, "artifact", "failed", seconds, report.failure_summary)
             continue
         evidence = Evidence(
             item.artifact.path.name,

@@ -16,19 +16,20 @@ Built from the same files, the artifact has the same sha256.
 The tarball is streamed (no file is ever held in memory) into a temp file in the output folder,
 fsynced and renamed into place; its ``.sha256`` and manifest (named by build/files.py) are
 renamed into place just before it, so an artifact under its final name always has its sidecars.
+
+This module only writes: the model folder given is ready (validated, weights fetched, env packed
+into its Python steps by the earlier steps of :mod:`mmetools.pipeline`). Which files count as
+secrets lives in :mod:`mmetools.build.secrets`.
 """
 
 from __future__ import annotations
 
 import errno
-import fnmatch
 import hashlib
 import logging
 import os
-import re
 import stat
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,8 +37,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from mmetools.build.audit import require_audit_of
-from mmetools.build.envpack import EnvBackend, PackedEnv, pack_env
-from mmetools.core.errors import ArtifactError, MmetoolsError, ValidationFailed
+from mmetools.core.errors import ArtifactError, MmetoolsError
 from mmetools.core.atomic import move_set_into_place, temporary_path_beside
 from mmetools.build.files import ArtifactFiles
 from mmetools.build.manifest import (
@@ -47,10 +47,10 @@ from mmetools.build.manifest import (
     sha256_line,
     write_manifest,
 )
-from mmetools.model.config import RepositoryModel
-from mmetools.model.folder import ENV_ARCHIVE, EXECUTION_ENV_KEY, ModelFolder, weight_paths
+from mmetools.model.folder import ENV_ARCHIVE, ModelFolder
 from mmetools.build.verified import remember_verified
 from mmetools.build.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, DEFLATE_LIBRARY, ParallelGzipWriter
+from mmetools.build.secrets import has_secret_name, looks_like_secret, matches_name
 from mmetools.core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,44 +61,6 @@ MTIME = 0
 ENSEMBLE_VERSION_DIR = "1"
 
 
-@dataclass(frozen=True)
-class SecretRule:
-    """One way a file gives a secret away: by its name (a case-insensitive glob on each file or
-    folder name) or by its content (a regex over files of at most SNIFF_LIMIT bytes)."""
-
-    id: str
-    name: str | None = None
-    content: re.Pattern[bytes] | None = None
-
-
-def _name(rule_id: str, pattern: str) -> SecretRule:
-    return SecretRule(rule_id, name=pattern)
-
-
-def _content(rule_id: str, pattern: bytes) -> SecretRule:
-    return SecretRule(rule_id, content=re.compile(pattern))
-
-
-# Never shipped silently: packaging stops and names the file. tests/test_artifact.py has a row
-# per rule.
-SECRET_RULES = (
-    _name("dotenv", ".env"), _name("dotenv-variant", ".env.*"),
-    _name("pem", "*.pem"), _name("key-file", "*.key"), _name("pkcs12", "*.p12"),
-    _name("pfx", "*.pfx"), _name("java-keystore", "*.jks"), _name("keystore", "*.keystore"),
-    _name("ssh-rsa", "id_rsa*"), _name("ssh-dsa", "id_dsa*"), _name("ssh-ecdsa", "id_ecdsa*"),
-    _name("ssh-ed25519", "id_ed25519*"), _name("credentials", "credentials*"),
-    _name("aws-folder", ".aws"), _name("ssh-folder", ".ssh"), _name("gnupg-folder", ".gnupg"),
-    _name("netrc", ".netrc"), _name("pypirc", ".pypirc"),
-    _name("git-credentials", ".git-credentials"), _name("npmrc", ".npmrc"),
-    _content("aws-access-key-id", rb"AKIA[0-9A-Z]{16}"),
-    _content("aws-temporary-access-key-id", rb"ASIA[0-9A-Z]{16}"),
-    _content("aws-secret-access-key", rb"(?i)aws_secret_access_key\s*[=:]"),
-    _content("private-key", rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----"),
-    _content("pgp-private-key", rb"-----BEGIN PGP PRIVATE KEY BLOCK-----"),
-)  # fmt: skip
-SECRET_NAME_PATTERNS = tuple(rule.name for rule in SECRET_RULES if rule.name is not None)
-SECRET_CONTENT = tuple(rule.content for rule in SECRET_RULES if rule.content is not None)
-SNIFF_LIMIT = 1 << 20
 # Left out without a word: not part of a Triton model folder.
 EXCLUDED_NAME_PATTERNS = (
     ".*",  # dotfiles and dot-folders: .gitignore, .DS_Store, .idea, .vscode, .ipynb_checkpoints
@@ -189,21 +151,6 @@ class Artifact:
     env_hash: str | None
 
 
-def _matches(name: str, patterns: tuple[str, ...]) -> bool:
-    lowered = name.lower()
-    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
-
-
-def _looks_like_secret(path: Path, size: int) -> bool:
-    if size > SNIFF_LIMIT:
-        return False
-    try:
-        data = path.read_bytes()
-        return any(pattern.search(data) for pattern in SECRET_CONTENT)
-    except OSError:
-        return False  # unreadable files fail loudly when they are archived
-
-
 def _walk(
     folder: Path, archive_name: str, skip: frozenset[str], offenders: _Offenders
 ) -> Iterator[Member]:
@@ -220,10 +167,10 @@ def _walk(
         for entry in entries:
             name = f"{here_name}/{entry.name}"
             # Secrets first: a .env is refused, not quietly dropped as a dotfile.
-            if _matches(entry.name, SECRET_NAME_PATTERNS):
+            if has_secret_name(entry.name):
                 offenders.secrets.append(name)
                 continue
-            if _matches(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
+            if matches_name(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
                 logger.debug("leaving out %s", name)
                 continue
             info = entry.stat(follow_symlinks=False)
@@ -235,7 +182,7 @@ def _walk(
             elif stat.S_ISREG(info.st_mode):
                 if info.st_nlink > 1:
                     offenders.hard_links.append(name)
-                elif _looks_like_secret(Path(entry.path), info.st_size):
+                elif looks_like_secret(Path(entry.path), info.st_size):
                     offenders.secrets.append(f"{name} (content)")
                 else:
                     yield Member(name, "file", Path(entry.path), info.st_size)
@@ -370,109 +317,6 @@ def _relative(path: Path, root: Path) -> str:
         return path.name
 
 
-def validate_model(model: ModelFolder) -> None:
-    """Static validation of the model folder; ValidationFailed with every error (warnings are
-    logged)."""
-    from mmetools.model.validation import validate_path
-
-    problems = validate_path(model.path)
-    errors = [problem for problem in problems if problem.is_error]
-    for problem in problems:
-        if not problem.is_error:
-            logger.warning("%s", problem)
-    if errors:
-        raise ValidationFailed([str(problem) for problem in errors])
-
-
-def ensure_weights(model: ModelFolder) -> None:
-    """Make DVC-tracked files match their pointers (pulling what is absent), then check that
-    every inferencer's weight file is there. Weights that differ from their pointer are refused
-    by the DVC layer: an artifact ships the bytes git and DVC record, not local edits."""
-    from mmetools.model.dvc import fetch_weights
-
-    pulled = fetch_weights(model)
-    if pulled:
-        logger.info("%s: fetched %d file(s) through DVC", model.name, len(pulled))
-    missing = [
-        str(path) for step in model.repository().values() for path in weight_paths(step)
-        if not path.is_file()
-    ]  # fmt: skip
-    if missing:
-        raise ArtifactError(
-            f"model '{model.name}': weight files missing and not tracked by DVC: "
-            + ", ".join(missing)
-        )
-
-
-def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:
-    return [str(step.config_path) for step in steps if EXECUTION_ENV_KEY in step.config.parameters]
-
-
-def prepare_env(
-    model: ModelFolder,
-    settings: Settings,
-    *,
-    with_env: bool = True,
-    progress: Progress | None = None,
-    backend: EnvBackend | None = None,
-) -> PackedEnv | None:
-    """Pack the model's env into its Python steps (cached); None when it ships without one
-    (no Python steps, or ``with_env=False`` and no config points at an env)."""
-    python_steps = model.python_steps()
-    if with_env and python_steps:
-        return pack_env(model, settings, progress=progress, backend=backend)
-    referencing = _configs_referencing_env(python_steps)
-    if referencing:
-        raise ArtifactError(
-            f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
-            f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
-            f"package with the env or remove the parameter"
-        )
-    return None
-
-
-def package_model(
-    model: ModelFolder,
-    out_dir: Path,
-    settings: Settings,
-    *,
-    with_env: bool = True,
-    level: int = DEFAULT_LEVEL,
-    threads: int | None = None,
-    validate: bool = True,
-    fetch_weights: bool = True,
-    progress: Progress | None = None,
-    env_backend: EnvBackend | None = None,
-) -> Artifact:
-    """Validate, fetch weights, pack the env (cached), then write the artifact and its sidecars."""
-
-    def report(message: str) -> None:
-        logger.info("%s: %s", model.name, message)
-        if progress is not None:
-            progress(message)
-
-    model.ref()  # a bad model_version.txt is the first thing to say
-    if validate:
-        report("validating")
-        validate_model(model)
-    if fetch_weights:
-        report("checking weights")
-        ensure_weights(model)
-    packed = prepare_env(model, settings, with_env=with_env, progress=progress, backend=env_backend)
-    env_hash = packed.env_hash if packed is not None else None
-    backend_name = packed.backend if packed is not None else None
-    return write_artifact(
-        model,
-        out_dir,
-        settings,
-        env_hash=env_hash,
-        env_backend=backend_name,
-        level=level,
-        threads=threads,
-        progress=progress,
-    )
-
-
 def serving_target_record(settings: Settings) -> dict[str, Any]:
     """What the artifact is built for, as recorded in its manifest."""
     return settings.target.as_json()
@@ -512,9 +356,8 @@ def write_artifact(
     temporary: Path | None = None
     sidecars: dict[Path, Path] = {}  # temp name -> final name
     try:
-        descriptor, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=out_dir)
-        temporary = Path(name)
-        with os.fdopen(descriptor, "wb", buffering=BLOCK_SIZE) as stream:
+        temporary = temporary_path_beside(final)
+        with temporary.open("wb", buffering=BLOCK_SIZE) as stream:
             result = write_tarball(members, stream, level=level, threads=threads)
             stream.flush()
             os.fsync(stream.fileno())

@@ -4,7 +4,8 @@ A model folder's weight files are tracked by DVC: a small ``<file>.dvc`` pointer
 the file's md5 and size) lives in git, the file itself is git-ignored and stored in a DVC remote.
 ``weight_status`` compares each file with its pointer in-process (DVC's own md5 semantics), and
 ``fetch_weights`` runs ``dvc pull`` for a model's pointers only when something is missing, so a
-model whose weights are in place costs a few stat/md5 calls and no dvc process.
+model whose weights are in place costs a few stat/md5 calls and no dvc process. ``ensure_weights``
+is the pipeline's fetch step: ``fetch_weights``, then every inferencer's weight file present.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from mmetools.core.atomic import write_text_atomically
-from mmetools.core.errors import DvcError, ProcessError
-from mmetools.model.folder import ModelFolder
+from mmetools.core.errors import ArtifactError, DvcError, ProcessError
+from mmetools.model.folder import ModelFolder, weight_paths
 from mmetools.core import process
 from mmetools.core.process import run
 from mmetools.core.settings import Settings
@@ -306,6 +307,26 @@ def fetch_weights(
     if failed is not None and not problems:
         problems = [str(failed)]
     raise DvcError("\n".join(problems)) from failed
+
+
+def ensure_weights(model: ModelFolder) -> list[Path]:
+    """Make DVC-tracked files match their pointers (pulling what is absent), then check that
+    every inferencer's weight file is there; returns the files pulled. Weights that differ from
+    their pointer are refused by :func:`fetch_weights`: an artifact ships the bytes git and DVC
+    record, not local edits."""
+    pulled = fetch_weights(model)
+    if pulled:
+        logger.info("%s: fetched %d file(s) through DVC", model.name, len(pulled))
+    missing = [
+        str(path) for step in model.repository().values() for path in weight_paths(step)
+        if not path.is_file()
+    ]  # fmt: skip
+    if missing:
+        raise ArtifactError(
+            f"model '{model.name}': weight files missing and not tracked by DVC: "
+            + ", ".join(missing)
+        )
+    return pulled
 
 
 def _relative(path: Path, root: Path) -> str:

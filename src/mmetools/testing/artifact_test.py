@@ -54,7 +54,7 @@ from mmetools.model.folder import (
 from mmetools.core.interpreters import find_python
 from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
 from mmetools.core.settings import Settings
-from mmetools.testing.triton.server import output_arrays
+from mmetools.testing.triton.client import output_arrays
 from mmetools.testing.triton import (
     BUNDLED,
     SAGEMAKER,

@@ -157,6 +157,16 @@ class ModelReport:
     def failed_cases(self) -> int:
         return sum(1 for r in self.results if not r.passed) + len(self.not_run)
 
+    @property
+    def failure_summary(self) -> str:
+        """Why the model did not pass, in one line (a pipeline step's detail)."""
+        if self.error:
+            return self.error.splitlines()[0]
+        if not self.results:
+            return "no fixture cases ran"
+        failed = [r.case.name for r in self.results if not r.passed]
+        return f"{len(failed)} of {len(self.results)} case(s) failed: {', '.join(failed)}"
+
     def latency_percentile(self, percent: float) -> float | None:
         if not self.latencies:
             return None

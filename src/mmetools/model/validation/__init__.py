@@ -11,10 +11,16 @@ Two layers of rules, both checked without starting a server:
 
 repository reads a folder once for all rules; paths holds the entry points; problems the
 reported values. Steps are numbered from 1, in the order the ensemble config lists them. Every
-problem names the file and the offending step, tensor or field.
+problem names the file and the offending step, tensor or field. ``validate_model`` is the
+pipeline's validate step: warnings logged, every error raised at once.
 """
 
 from __future__ import annotations
+
+import logging
+
+from mmetools.core.errors import ValidationFailed
+from mmetools.model.folder import ModelFolder
 
 from mmetools.model.validation.paths import (
     validate_model_folder,
@@ -32,6 +38,21 @@ from mmetools.model.validation.problems import (
     summary_line,
 )
 
+logger = logging.getLogger(__name__)
+
+
+def validate_model(model: ModelFolder) -> None:
+    """Static validation of the model folder; ValidationFailed with every error (warnings are
+    logged)."""
+    problems = validate_path(model.path)
+    errors = [problem for problem in problems if problem.is_error]
+    for problem in problems:
+        if not problem.is_error:
+            logger.warning("%s", problem)
+    if errors:
+        raise ValidationFailed([str(problem) for problem in errors])
+
+
 __all__ = [
     "ERROR",
     "WARNING",
@@ -40,6 +61,7 @@ __all__ = [
     "count",
     "display_path",
     "summary_line",
+    "validate_model",
     "validate_model_folder",
     "validate_path",
     "validate_paths",

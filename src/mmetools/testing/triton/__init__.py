@@ -21,8 +21,8 @@ death of the Python process that started it.
 
 Modules: ``backends`` (the bundled server's backends folder), ``launch`` (mode choice and the
 command line per mode), ``lifecycle`` (dying with the parent, SIGTERM), ``logs`` (log excerpts),
-``client`` (HTTP response values), ``server`` (``TritonServer``). This package re-exports what the
-rest of mmetools uses.
+``client`` (the HTTP conversation: requests, tensors, responses), ``server`` (``TritonServer``).
+This package re-exports what the rest of mmetools uses.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ requests sent (KServe v2 over HTTP, or the SageMaker frontend), always stopped."
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
 import json
 import logging
@@ -14,20 +13,24 @@ import signal
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
 from mmetools.core.errors import TritonError, UsageError
 from mmetools.testing.serving_env import ServingEnv, current_environment
 from mmetools.testing.triton.backends import assemble_backends, find_bundled_triton
-from mmetools.testing.triton.client import HttpResponse, LoadResult
+from mmetools.testing.triton.client import (
+    HttpResponse,
+    LoadResult,
+    infer_inputs,
+    output_arrays,
+    requested_outputs,
+    send_request,
+)
 from mmetools.testing.triton.launch import (
     BUNDLED,
     DOCKER,
@@ -389,16 +392,7 @@ class TritonServer:
     ) -> HttpResponse:
         """One HTTP request to the server's frontend. Error statuses are returned, not raised;
         OSError when the connection fails."""
-        request = urllib.request.Request(
-            self.base_url + path, data=body, method=method, headers=dict(headers or {})
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return HttpResponse(response.status, response.read(), dict(response.headers))
-        except urllib.error.HTTPError as e:
-            return HttpResponse(e.code, e.read(), dict(e.headers))
-        except http.client.HTTPException as e:  # the server dropped the connection
-            raise ConnectionError(str(e)) from e
+        return send_request(self.base_url + path, method, body, headers, timeout)
 
     def _died(self, doing: str, names: Iterable[str] = (), since: int = 0) -> TritonError:
         return TritonError(
@@ -467,31 +461,15 @@ class TritonServer:
     ) -> dict[str, npt.NDArray[Any]]:
         """Run ``model`` once through the KServe HTTP frontend (binary tensors). ``outputs``
         defaults to every output the model declares; datatypes default from the arrays."""
-        import tritonclient.http as httpclient
         from tritonclient.utils import InferenceServerException
-
-        from mmetools.model.cases import datatype_of_array
 
         client = self._tritonclient()
         try:
             if outputs is None:
                 metadata = client.get_model_metadata(model)
                 outputs = [str(o["name"]) for o in metadata["outputs"]]
-            request_inputs = []
-            for name, value in inputs.items():
-                array = np.asarray(value)
-                datatype = (datatypes or {}).get(name) or datatype_of_array(array)
-                if datatype is None:
-                    raise TritonError(
-                        f"{model}: input '{name}' has unsupported dtype {array.dtype}"
-                    )
-                if datatype == "BYTES" and array.dtype.kind != "O":
-                    array = array.astype(np.object_)
-                tensor = httpclient.InferInput(name, list(array.shape), datatype)
-                tensor.set_data_from_numpy(array, binary_data=True)
-                request_inputs.append(tensor)
-            requested = [httpclient.InferRequestedOutput(n, binary_data=True) for n in outputs]
-            result = client.infer(model, request_inputs, outputs=requested)
+            request_inputs = infer_inputs(model, inputs, datatypes)
+            result = client.infer(model, request_inputs, outputs=requested_outputs(outputs))
         except InferenceServerException as e:
             if self.died():
                 raise self._died(f"running '{model}'", [model]) from e
@@ -504,25 +482,6 @@ class TritonServer:
                 raise self._died(f"running '{model}'", [model]) from e
             raise TritonError(f"{model}: inference failed: {type(e).__name__}: {e}") from e
         return output_arrays(result, outputs, model)
-
-
-def output_arrays(result: Any, names: Sequence[str], model: str) -> dict[str, Any]:
-    """``{name: result.as_numpy(name)}``; TritonError naming the output and both shapes when the
-    data does not fill the shape it claims (a step that returned an empty tensor for a declared
-    output made tritonclient raise "cannot reshape array of size 0 into shape (1,16)")."""
-    arrays: dict[str, Any] = {}
-    for name in names:
-        try:
-            arrays[name] = result.as_numpy(name)
-        except ValueError as e:
-            output = result.get_output(name) or {}
-            shape = list(output.get("shape", []))
-            raise TritonError(
-                f"{model}: output '{name}' claims shape {shape} ({output.get('datatype')}) but "
-                f"its data does not fill it ({e}): the step producing '{name}' returned a tensor "
-                "of another size (an empty one?) than the shape it declared"
-            ) from e
-    return arrays
 
 
 @contextlib.contextmanager

@@ -9,13 +9,14 @@ missing or differs from what its requirements.txt resolves to now.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmetools.build.env.requirements import requirements_digest
 from mmetools.core import process
+from mmetools.core.atomic import write_text_atomically
 from mmetools.core.errors import EnvPackError, ProcessError
 from mmetools.model.folder import ModelFolder
 from mmetools.core.targets import ServingTarget
@@ -35,14 +36,6 @@ def lock_path(model: ModelFolder, target: ServingTarget) -> Path:
 
 
 REQUIREMENTS_DIGEST = "# requirements.txt sha256: "
-
-
-def requirements_digest(model: ModelFolder) -> str:
-    """sha256 of the normalised requirements.txt: a lock records the one it was made from."""
-    from mmetools.build.envpack import normalized_requirements
-
-    text = normalized_requirements(model.requirements_file, model.name)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def locked_digest(lock_text: str) -> str | None:
@@ -100,8 +93,6 @@ def lock_model(model: ModelFolder, target: ServingTarget, *, check: bool = False
         return LockResult(model.name, path, status)
     if current == text:
         return LockResult(model.name, path, "unchanged")
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomically(path, text)
     logger.info("%s: wrote %s", model.name, path)
     return LockResult(model.name, path, "written")

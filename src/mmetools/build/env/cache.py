@@ -1,0 +1,139 @@
+"""The env cache: ``<cache_dir>/envs/<hash>/`` holds a built archive and its record.
+
+An env is built in a temp folder beside its cache entry and renamed into place (a concurrent build
+of the same env is as good as ours); each Python step then gets a copy (not a hard link: Triton
+refuses hard links) with a record beside it, so an unchanged copy is not rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from mmetools.build.env.backends import EnvBackend, Progress
+from mmetools.build.env.requirements import normalized_requirements
+from mmetools.core.atomic import write_text_atomically
+from mmetools.core.errors import EnvPackError, ProcessError
+from mmetools.core.targets import ServingTarget
+from mmetools.model.folder import ENV_ARCHIVE
+
+logger = logging.getLogger(__name__)
+
+# Beside each step's copy: which env it is, so an unchanged copy is not rewritten.
+STEP_RECORD = ".python_env.json"
+CACHE_SUBDIR = "envs"
+CACHE_RECORD = "env.json"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_no_hard_links(archive: Path, context: str) -> None:
+    """Triton's python backend fails on hard-link members ("Hard-link target ... does not exist")."""
+    try:
+        with tarfile.open(archive, "r|gz") as tar:
+            links = [member.name for member in tar if member.islnk()]
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise EnvPackError(
+            f"{context}: the packed env {archive} is not a valid .tar.gz: {e}"
+        ) from e
+    if links:
+        shown = ", ".join(links[:10]) + (f" and {len(links) - 10} more" if len(links) > 10 else "")
+        raise EnvPackError(
+            f"{context}: the packed env holds hard links, which Triton cannot unpack: {shown}"
+        )
+
+
+def build_into_cache(
+    backend: EnvBackend,
+    requirements: Path,
+    target: ServingTarget,
+    digest: str,
+    cache_entry: Path,
+    model_name: str,
+    progress: Progress,
+) -> None:
+    """Build in a temp folder beside the cache entry, then rename it into place atomically."""
+    envs_dir = cache_entry.parent
+    envs_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=envs_dir))
+    try:
+        staged = workdir / "entry"
+        staged.mkdir()
+        archive = staged / ENV_ARCHIVE
+        try:
+            backend.build(requirements, target, workdir, archive, progress)
+        except ProcessError as e:
+            raise EnvPackError(
+                f"model '{model_name}': building the {backend.name} env from {requirements} "
+                f"failed: {e}"
+            ) from e
+        if not archive.is_file():
+            raise EnvPackError(f"model '{model_name}': {backend.name} produced no {archive.name}")
+        _check_no_hard_links(archive, f"model '{model_name}'")
+        record = {
+            "env_hash": digest,
+            "backend": backend.name,
+            "backend_identity": backend.identity(),
+            "target": target.as_json(),
+            "requirements": normalized_requirements(requirements, model_name),
+            "sha256": _file_sha256(archive),
+            "size": archive.stat().st_size,
+        }
+        (staged / CACHE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        try:
+            os.replace(staged, cache_entry)
+        except OSError:
+            # Another build of the same env won the race: its entry is as good as ours.
+            if not (cache_entry / ENV_ARCHIVE).is_file():
+                raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
+    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there."""
+    destination = step_dir / ENV_ARCHIVE
+    record_path = step_dir / STEP_RECORD
+    cache_record = _read_json(cached_archive.parent / CACHE_RECORD) or {}
+    sha256 = cache_record.get("sha256") or _file_sha256(cached_archive)
+    record = _read_json(record_path)
+    if record is not None and destination.is_file() and not destination.is_symlink():
+        stat = destination.stat()
+        if (
+            record.get("env_hash") == digest
+            and record.get("sha256") == sha256
+            and record.get("size") == stat.st_size
+            and record.get("mtime_ns") == stat.st_mtime_ns
+        ):
+            return False
+    temporary = step_dir / f".{ENV_ARCHIVE}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(cached_archive, temporary)
+        os.replace(temporary, destination)
+    finally:
+        temporary.unlink(missing_ok=True)
+    stat = destination.stat()
+    new_record = {"env_hash": digest, "sha256": sha256, "size": stat.st_size,
+                  "mtime_ns": stat.st_mtime_ns}  # fmt: skip
+    write_text_atomically(record_path, json.dumps(new_record, indent=2) + "\n")
+    return True

@@ -1,0 +1,191 @@
+"""Pack a model's env into its Python steps: ``<step>/python_env.tar.gz``, built or cached.
+
+``pack_env`` checks every Python step's committed ``EXECUTION_ENV_PATH``, picks the install
+source (the model's lock for the target's Python, else requirements.txt), builds the env with the
+chosen backend into the cache unless it is there, and copies it into each step. ``prepare_env`` is
+the pipeline's env step: ``pack_env``, or nothing when the model ships without an env.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from mmetools.build.env.backends import EnvBackend, Progress, select_backend
+from mmetools.build.env.cache import CACHE_SUBDIR, build_into_cache, place_in_step
+from mmetools.build.env.lock import lock_path, locked_digest
+from mmetools.build.env.requirements import env_hash, normalized_requirements, requirements_digest
+from mmetools.core.errors import ArtifactError, EnvPackError
+from mmetools.core.settings import Settings
+from mmetools.core.targets import ServingTarget
+from mmetools.model.config import ModelConfig, RepositoryModel
+from mmetools.model.folder import (
+    ENV_ARCHIVE,
+    EXECUTION_ENV_KEY,
+    EXECUTION_ENV_VALUE,
+    ModelFolder,
+    execution_env_problem,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackedEnv:
+    """The env of one model: the cached archive and the step folders that got a copy."""
+
+    path: Path
+    env_hash: str
+    backend: str
+    python_version: str
+    cached: bool  # True when the archive came from the cache (nothing was built)
+    steps: tuple[Path, ...] = ()
+
+
+def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
+    """Refuse an EXECUTION_ENV_PATH that does not name the step's own packed env."""
+    if EXECUTION_ENV_KEY not in config.parameters:
+        return
+    value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
+    problem = execution_env_problem(value)
+    if problem:
+        raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
+
+
+def require_execution_env_path(config: ModelConfig, config_path: Path, step: str) -> None:
+    """The committed config must point EXECUTION_ENV_PATH at the packed env: mmetools never
+    writes a config (packaging and tests change no tracked file)."""
+    if EXECUTION_ENV_KEY not in config.parameters:
+        raise EnvPackError(
+            f"{config_path}: Python step {step} sets no {EXECUTION_ENV_KEY}, so Triton would not "
+            f"use the {ENV_ARCHIVE} the env step packs into it; add these lines to the config:\n"
+            f"{_PARAMETER_BLOCK}"
+        )
+    check_execution_env_path(config, config_path)
+
+
+_PARAMETER_BLOCK = (
+    "parameters: {\n"
+    f'  key: "{EXECUTION_ENV_KEY}"\n'
+    f'  value: {{ string_value: "{EXECUTION_ENV_VALUE}" }}\n'
+    "}"
+)
+
+
+def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, str]:
+    """The file the env is installed from and its text for the cache key: the model's lock for
+    the target's Python when there is one (hash-pinned: the same env on every machine), else
+    requirements.txt (normalised; resolved anew, so a warning says to lock it)."""
+
+    lock = lock_path(model, target)
+    requirements = normalized_requirements(model.requirements_file, model.name)
+    if lock.is_file():
+        text = lock.read_text(encoding="utf-8")
+        if locked_digest(text) != requirements_digest(model):
+            raise EnvPackError(
+                f"{lock}: stale: it was not made from the current {model.requirements_file.name} "
+                f"of model '{model.name}'; run `mmetools lock {model.path}` and commit the lock"
+            )
+        return lock, text
+    logger.warning(
+        "%s: no %s; the env is resolved from %s and may differ between builds: run "
+        "`mmetools lock %s`",
+        model.name,
+        lock.name,
+        model.requirements_file.name,
+        model.path,
+    )
+    return model.requirements_file, requirements
+
+
+def pack_env(
+    model: ModelFolder,
+    settings: Settings,
+    *,
+    progress: Progress | None = None,
+    backend: EnvBackend | None = None,
+) -> PackedEnv | None:
+    """Build (or reuse from the cache) the model's env for the serving target and copy it into
+    every Python step. Returns None when the model has no Python steps.
+
+    The steps' committed configs must already point EXECUTION_ENV_PATH at the env (checked
+    before anything is built); no config is ever written.
+    """
+
+    def report(message: str) -> None:
+        logger.info("%s: %s", model.name, message)
+        if progress is not None:
+            progress(message)
+
+    steps = sorted(model.python_steps(), key=lambda step: step.name)
+    if not steps:
+        logger.info("%s: no Python steps, no env to pack", model.name)
+        return None
+    target = settings.target
+    python_version = target.python_version
+    # Check every config before building anything: a bad value should not cost a 5-minute build.
+    for step in steps:
+        require_execution_env_path(step.config, step.config_path, step.name)
+    source, requirements = env_requirements(model, target)
+    chosen = backend if backend is not None else select_backend(settings)
+    digest = env_hash(requirements, target, chosen)
+    cache_entry = settings.cache_dir / CACHE_SUBDIR / digest
+    cached_archive = cache_entry / ENV_ARCHIVE
+    cached = cached_archive.is_file()
+    if cached:
+        report(f"env {digest[:12]} found in the cache ({chosen.name}, Python {python_version})")
+    else:
+        report(f"building env {digest[:12]} ({chosen.name}, Python {python_version})")
+        try:
+            build_into_cache(chosen, source, target, digest, cache_entry, model.name, report)
+        except OSError as e:
+            raise EnvPackError(
+                f"model '{model.name}': cannot store the env in the cache {cache_entry.parent}: "
+                f"{e.strerror or e}"
+            ) from e
+    placed: list[Path] = []
+    for step in steps:
+        try:
+            if place_in_step(cached_archive, digest, step.path):
+                report(f"copied the env into {step.name}/{ENV_ARCHIVE}")
+        except OSError as e:
+            raise EnvPackError(
+                f"model '{model.name}': cannot write {step.path / ENV_ARCHIVE}: {e.strerror or e}"
+            ) from e
+        placed.append(step.path / ENV_ARCHIVE)
+    return PackedEnv(
+        path=cached_archive,
+        env_hash=digest,
+        backend=chosen.name,
+        python_version=python_version,
+        cached=cached,
+        steps=tuple(placed),
+    )
+
+
+def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:
+    return [str(step.config_path) for step in steps if EXECUTION_ENV_KEY in step.config.parameters]
+
+
+def prepare_env(
+    model: ModelFolder,
+    settings: Settings,
+    *,
+    with_env: bool = True,
+    progress: Progress | None = None,
+    backend: EnvBackend | None = None,
+) -> PackedEnv | None:
+    """Pack the model's env into its Python steps (cached); None when it ships without one
+    (no Python steps, or ``with_env=False`` and no config points at an env)."""
+    python_steps = model.python_steps()
+    if with_env and python_steps:
+        return pack_env(model, settings, progress=progress, backend=backend)
+    referencing = _configs_referencing_env(python_steps)
+    if referencing:
+        raise ArtifactError(
+            f"model '{model.name}': --no-env leaves {ENV_ARCHIVE} out, but these configs "
+            f"set EXECUTION_ENV_PATH and would fail to load: {', '.join(referencing)}; "
+            f"package with the env or remove the parameter"
+        )
+    return None
