@@ -1,4 +1,5 @@
-"""RuleRunner tests of the triton_model rules, against a fake `mmetools` environment.
+"""RuleRunner tests of the triton_model rules (test, package, publish, check), against a fake
+`mmetools` environment.
 
 The fake (small Python scripts in .venv/bin of the test's build root) does what the real CLI's
 commands promise at the process boundary: `fetch` writes the weight into the workspace, `env`
@@ -31,18 +32,17 @@ from pants.engine.internals.scheduler import ExecutionError
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 from pants.vcs.git import rules as git_rules
 
-from mmetools_pants import rules as model_rules
-from mmetools_pants.rules import (
+from mmetools_pants import register
+from mmetools_pants.check import TritonModelStepsCheckRequest
+from mmetools_pants.inputs import weight_exclusions
+from mmetools_pants.package import TritonModelPackageFieldSet
+from mmetools_pants.publish import (
+    MissingEvidenceError,
     PublishTritonModelFieldSet,
     PublishTritonModelRequest,
-    TritonModelPackageFieldSet,
-    TritonModelStepsCheckRequest,
-    TritonModelTestFieldSet,
-    TritonModelTestRequest,
     check_evidence,
-    MissingEvidenceError,
-    weight_exclusions,
 )
+from mmetools_pants.test import TritonModelTestFieldSet, TritonModelTestRequest
 from mmetools_pants.target_types import TritonModelTarget
 
 WEIGHT = b"onnx weights v1"
@@ -122,7 +122,7 @@ def _pointer(md5: str) -> str:
 def rule_runner() -> RuleRunner:
     runner = RuleRunner(
         rules=[
-            *model_rules.rules(),
+            *register.model_rules(),
             *source_files.rules(),
             core_test.get_filtered_environment,
             *TestSubsystem.rules(),
