@@ -19,7 +19,7 @@ from mmetools.release.evidence import ARTIFACT_TEST, SOURCE_TEST, evidence_path,
 from mmetools.build.manifest import read_manifest
 from mmetools.core.memo import StatMemo
 from mmetools.model.folder import ModelFolder, model_folder
-from mmetools.pipeline import STEP_NAMES, build
+from mmetools.pipeline import STEP_NAMES, BuildOptions, build
 from mmetools.core.settings import load_settings
 
 
@@ -50,6 +50,16 @@ def test_zero_models_is_a_usage_error_not_a_pass(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no model folders to build"):
         build([], tmp_path / "out", load_settings(tmp_path))
     assert main(["build", "--out", str(tmp_path / "out")]) == 2
+
+
+def test_only_the_test_step_can_be_skipped(tmp_path: Path) -> None:
+    folder = _copy_model("intent_classifier", tmp_path)
+    out = tmp_path / "out"
+    options = BuildOptions(skip=frozenset({"package"}))
+    with pytest.raises(UsageError, match=r"cannot skip step\(s\) package: only test can be"):
+        build([model_folder(folder)], out, load_settings(tmp_path), options)
+    assert main(["build", str(folder), "--out", str(out), "--skip", "artifact"]) == 2
+    assert not out.exists()  # refused before any step ran
 
 
 def test_stat_memo_recomputes_only_when_the_file_changes(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@
 The fake (small Python scripts in .venv/bin of the test's build root) does what the real CLI's
 commands promise at the process boundary: `fetch` writes the weight into the workspace, `env`
 writes a packed env into MMETOOLS_CACHE_DIR, `test` checks it sees the weight and the env and
-writes a JUnit report, `package` writes dist/<name>_<v>.tar.gz and `test --artifact` its evidence.
+writes a JUnit report, `build --skip test` writes dist/<name>_<v>.tar.gz with its sidecars and
+the evidence of its artifact test.
 Every call is logged with its working directory and environment.
 """
 
@@ -67,12 +68,6 @@ elif command == "env":
     entry = cache / "envs" / hashlib.sha256(requirements).hexdigest()
     entry.mkdir(parents=True)
     (entry / "python_env.tar.gz").write_bytes(b"env of " + requirements)
-elif command == "test" and rest[0] == "--artifact":
-    artifact = Path(rest[1])
-    if not (Path("models/demo/NO_EVIDENCE")).exists():
-        sha256 = hashlib.sha256(artifact.read_bytes()).hexdigest()
-        evidence = artifact.with_name(artifact.name[: -len(".tar.gz")] + ".evidence.json")
-        evidence.write_text(json.dumps({"artifact": {"sha256": sha256}, "passed": True}))
 elif command == "test":
     model, report = Path(rest[0]), Path(rest[rest.index("--junit-xml") + 1])
     failed = (model / "FAIL").exists()
@@ -82,7 +77,7 @@ elif command == "test":
     assert list(cache.glob("envs/*/python_env.tar.gz")), "no packed env in the cache"
     print("case_a FAILED" if failed else "case_a passed")
     sys.exit(1 if failed else 0)
-elif command == "package":
+elif command == "build":
     model, out = Path(rest[0]), Path(rest[rest.index("--out") + 1])
     version = (model / "model_version.txt").read_text().strip()
     members = sorted(str(p.relative_to(model)) for p in model.rglob("*") if p.is_file())
@@ -92,6 +87,9 @@ elif command == "package":
     sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
     (out / f"{model.name}_{version}.tar.gz.sha256").write_text(f"{sha256}  {tarball.name}\\n")
     (out / f"{model.name}_{version}.tar.gz.manifest.json").write_text("{}")
+    if not (Path("models/demo/NO_EVIDENCE")).exists():
+        evidence = out / f"{model.name}_{version}.evidence.json"
+        evidence.write_text(json.dumps({"artifact": {"sha256": sha256}, "passed": True}))
 elif command == "publish":
     sys.exit(0)
 """
@@ -308,9 +306,8 @@ def test_package_tests_the_artifact_and_returns_it_with_its_evidence(
         "demo_3.tar.gz.manifest.json",
         "demo_3.tar.gz.sha256",
     ]
-    assert [c["argv"] for c in _sandbox_calls(rule_runner)][-2:] == [
-        ["package", "models/demo", "--out", "dist"],
-        ["test", "--artifact", "dist/demo_3.tar.gz"],
+    assert [c["argv"] for c in _sandbox_calls(rule_runner)][-1:] == [
+        ["build", "models/demo", "--out", "dist", "--skip", "test"],
     ]
 
 

@@ -919,6 +919,14 @@ def build_command(
         Optional[Path],
         typer.Option("--junit-xml", help="Also write a JUnit XML report (one case per step)."),
     ] = None,
+    skip: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--skip",
+            help="Leave out a step (repeatable): only `test`, the model folder's Triton test "
+            "(the Pants package process does: Pants runs that test as its own process).",
+        ),
+    ] = None,
 ) -> None:
     """The whole pipeline: validate, fetch weights, pack the env, test the folder on Triton,
     package, test the artifact through the SageMaker MME frontend. --out gets, per model that
@@ -952,6 +960,7 @@ def build_command(
         level=level,
         threads=threads,
         triton=TritonOptions(mode=mode, image=triton_image),
+        skip=frozenset(skip or ()),
     )
     with console.status("building") if console.is_terminal else _nothing():
         report = build(folders, out, settings, options, on_step=on_step)

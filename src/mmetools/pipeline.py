@@ -52,6 +52,9 @@ logger = logging.getLogger(__name__)
 
 StepName = Literal["validate", "fetch", "env", "test", "package", "artifact"]
 STEP_NAMES: tuple[StepName, ...] = ("validate", "fetch", "env", "test", "package", "artifact")
+# The steps a build may leave out (BuildOptions.skip): the Pants rules test the model folder in a
+# cached process of its own, so their package process builds without it.
+SKIPPABLE_STEPS: tuple[StepName, ...] = ("test",)
 Status = Literal["passed", "failed", "skipped"]
 
 
@@ -89,7 +92,7 @@ class ReadyModel:
 @dataclass(frozen=True)
 class TestedModel:
     ready: ReadyModel
-    source_test: RecordedTest
+    source_test: RecordedTest | None  # None: the test step was skipped
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class BuildOptions:
     level: int = DEFAULT_LEVEL
     threads: int | None = None
     triton: TritonOptions = TritonOptions()
+    skip: frozenset[str] = frozenset()  # names of SKIPPABLE_STEPS to leave out
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,12 @@ def build(
     names = [folder.name for folder in folders]
     if len(set(names)) != len(names):
         raise UsageError(f"the same model is given twice: {', '.join(sorted(names))}")
+    unskippable = sorted(options.skip - set(SKIPPABLE_STEPS))
+    if unskippable:
+        raise UsageError(
+            f"cannot skip step(s) {', '.join(unskippable)}: only {', '.join(SKIPPABLE_STEPS)} "
+            "can be skipped (the other steps feed the artifact)"
+        )
     run = _Run(on_step)
     mode = resolve_mode(settings.triton.mode, options.triton.mode, options.triton.image)
     image = options.triton.image or settings.triton.image
@@ -364,6 +374,10 @@ def _test_step(
 ) -> list[TestedModel]:
     if not ready:
         return []
+    if "test" in options.skip:
+        for item in ready:
+            run.record(item.model.name, "test", "skipped", 0.0, "not requested")
+        return [TestedModel(item, None) for item in ready]
     started = time.perf_counter()
     result = run_models(
         [item.model.folder.path for item in ready],
@@ -450,13 +464,12 @@ def _artifact_step(
         if not report.passed:
             run.record(name, "artifact", "failed", seconds, report.failure_summary)
             continue
+        source_test = item.tested.source_test
+        artifact_test = record_of_report(ARTIFACT_TEST, report, settings, mode, image)
         evidence = Evidence(
             item.artifact.path.name,
             item.artifact.sha256,
-            (
-                item.tested.source_test,
-                record_of_report(ARTIFACT_TEST, report, settings, mode, image),
-            ),
+            (artifact_test,) if source_test is None else (source_test, artifact_test),
         )
         write_evidence(evidence_path(item.artifact.path), evidence)
         built.append(_move_into(item.artifact, evidence, out, item.tested.ready.model.ref))
