@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmetools.build.files import artifact_file_name, evidence_name
+from mmetools.pipeline import STEP_NAMES
 from mmetools.rendering.console import StepRow, step_line, steps_table, write_steps_junit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,9 +54,9 @@ VERSION_FILE = "model_version.txt"
 TOOLKIT_PATHS = ("src/mmetools/", "mmetools.toml", "pyproject.toml", "uv.lock", "models/BUILD")
 REPOSITORY = "(repo)"
 STEPS = ("quality", "build", "diff", "publish")
-# The build's own steps (from its JUnit report), shown in the summary in place of "build".
-BUILD_STEPS = ("validate", "fetch", "env", "test", "package", "artifact")
-TABLE_STEPS = ("quality", "build", *BUILD_STEPS, "diff", "publish")
+# The build's own steps (from its JUnit report, named by the pipeline), shown in the summary in
+# place of "build".
+TABLE_STEPS = ("quality", "build", *STEP_NAMES, "diff", "publish")
 TARGET_TYPE = "triton_model"
 # Branch variables CI systems set (a CI checkout is often a detached HEAD).
 BRANCH_VARIABLES = ("MMETOOLS_BRANCH", "GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
