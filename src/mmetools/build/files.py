@@ -9,7 +9,7 @@ The same names in a ``dist/`` folder and in a store (an S3 prefix or a folder): 
 tarball, its ``.sha256`` and its manifest (the evidence travels inside the published manifest).
 ``ArtifactFiles`` is the one value to derive them from; ``LocalFiles`` and ``StoredFiles`` are its
 paths in a folder and its keys in a store. The Pants plugin cannot import mmetools and keeps a
-copy of these suffixes (pants-plugins/mmetools_pants/rules.py); a test checks the two agree.
+copy of these suffixes (pants-plugins/mmetools_pants/artifact_names.py); a test checks the two agree.
 """
 
 from __future__ import annotations
