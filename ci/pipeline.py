@@ -43,7 +43,8 @@ from xml.etree import ElementTree
 from rich.console import Console
 from rich.table import Table
 
-from mmetools.rendering.console import StepRow, step_line, steps_table, write_steps_junit
+from mmetools.rendering.console import StepRow, step_line, steps_table
+from mmetools.rendering.junit import write_steps_junit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = "models"

@@ -484,12 +484,9 @@ def test_command(
     the outputs within the fixtures' tolerances. Exit code 0 only when every case passed."""
     from mmetools.core.errors import UsageError
     from mmetools.testing.source_test import ModelReport, RunResult, run_models
-    from mmetools.rendering.console import (
-        check_report_path,
-        report_renderable,
-        summary_text,
-        write_test_junit,
-    )
+    from mmetools.rendering.console import report_renderable, summary_text
+    from mmetools.rendering.files import check_report_path
+    from mmetools.rendering.junit import write_test_junit
     from mmetools.testing.artifact_test import run_artifacts
     from mmetools.core.settings import load_settings
 
@@ -595,7 +592,10 @@ def diff_command(
     (models/<name>/regression.toml); the first version has nothing to compare and passes."""
     from rich.progress import Progress
 
-    from mmetools.release.diff import diff_against_published, markdown_report, write_outputs
+    from mmetools.release.diff import diff_against_published
+    from mmetools.rendering.json_report import write_diff_json
+    from mmetools.rendering.junit import write_diff_junit
+    from mmetools.rendering.markdown import markdown_report, write_markdown_report
     from mmetools.model.folder import model_folder
     from mmetools.core.settings import load_settings
 
@@ -616,7 +616,12 @@ def diff_command(
             mode=mode,
             progress=on_progress,
         )
-    write_outputs(report, markdown, junit_xml, json_path)
+    if markdown is not None:
+        write_markdown_report(report, markdown)
+    if junit_xml is not None:
+        write_diff_junit(report, junit_xml)
+    if json_path is not None:
+        write_diff_json(report, json_path)
     console.print(markdown_report(report), markup=False, soft_wrap=True)
     if not report.passed:
         raise typer.Exit(1)
@@ -925,13 +930,9 @@ def build_command(
     passed every step, <name>_<version>.tar.gz, .tar.gz.sha256, .manifest.json and
     .evidence.json (what `mmetools publish` requires); nothing of a model that failed."""
     from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
-    from mmetools.rendering.console import (
-        StepRow,
-        check_report_path,
-        step_line,
-        steps_table,
-        write_steps_junit,
-    )
+    from mmetools.rendering.console import StepRow, step_line, steps_table
+    from mmetools.rendering.files import check_report_path
+    from mmetools.rendering.junit import write_steps_junit
     from mmetools.core.settings import load_settings
 
     if junit_xml is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mmetools.release.diff import staged_model_folder
+from mmetools.testing.loaded_models import staged_model_folder
 from mmetools.core.errors import LoadTestError, UsageError
 from mmetools.model.cases import EnsembleSignature, FixtureCase, load_fixtures
 from mmetools.testing.memory import Fit, MemorySample, models_per_instance, sample_process_tree
