@@ -487,7 +487,6 @@ def test_command(
     from mmetools.rendering.console import report_renderable, summary_text
     from mmetools.rendering.files import check_report_path
     from mmetools.rendering.junit import write_test_junit
-    from mmetools.testing.artifact_test import run_artifacts
     from mmetools.core.settings import load_settings
 
     folders = [folder.path for folder in _model_folders_of(models or [])]
@@ -516,33 +515,19 @@ def test_command(
             )
         )
     if artifact:
-        from mmetools.release.evidence import ARTIFACT_TEST, evidence_path, record_test
-        from mmetools.pipeline import record_of_report
-        from mmetools.build.manifest import file_sha256
-        from mmetools.testing.triton import resolve_mode
+        from mmetools.release.evidence_recording import run_and_record_artifact_tests
 
-        tested = run_artifacts(
-            artifact,
-            settings,
-            fixtures_dir=fixtures,
-            mode=mode,
-            image=triton_image,
-            repeat=repeat,
-            on_report=show,
+        runs.append(
+            run_and_record_artifact_tests(
+                artifact,
+                settings,
+                fixtures_dir=fixtures,
+                mode=mode,
+                image=triton_image,
+                repeat=repeat,
+                on_report=show,
+            )
         )
-        runs.append(tested)
-        chosen = resolve_mode(settings.triton.mode, mode, triton_image)
-        image = triton_image or settings.triton.image
-        by_source = {report.source: report for report in tested.reports}
-        for path in artifact:
-            report = by_source.get(str(path))
-            if report is None or not path.is_file():
-                continue
-            # The evidence says which bytes passed: publish checks it is for these. A failure
-            # is recorded only over existing evidence (it must not keep saying "passed").
-            if report.passed or evidence_path(path).is_file():
-                record = record_of_report(ARTIFACT_TEST, report, settings, chosen, image)
-                record_test(path, file_sha256(path), record)
     run = RunResult(
         tuple(r for each in runs for r in each.reports),
         tuple(s for each in runs for s in each.server_start_seconds),
