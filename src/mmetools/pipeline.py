@@ -35,13 +35,12 @@ from mmetools.core.errors import MmetoolsError, UsageError, ValidationFailed
 from mmetools.release.evidence import (
     ARTIFACT_TEST,
     SOURCE_TEST,
-    CaseOutcome,
     Evidence,
-    TestKind,
     RecordedTest,
     evidence_path,
     write_evidence,
 )
+from mmetools.release.evidence_recording import record_of_report
 from mmetools.testing.source_test import ModelReport, run_models
 from mmetools.build.manifest import MANIFEST_SUFFIX, SHA256_SUFFIX
 from mmetools.model.folder import ModelFolder, ModelRef
@@ -205,20 +204,6 @@ def fetch(model: ValidModel) -> FetchedModel:
 def env(fetched: FetchedModel, settings: Settings, *, with_env: bool = True) -> ReadyModel:
     packed = prepare_env(fetched.model.folder, settings, with_env=with_env)
     return ReadyModel(fetched.model, packed)
-
-
-def record_of_report(
-    kind: TestKind, report: ModelReport, settings: Settings, mode: str, image: str
-) -> RecordedTest:
-    return RecordedTest(
-        kind=kind,
-        passed=report.passed,
-        triton_version=settings.triton.version,
-        mode=mode,
-        target_image=image,
-        cases=tuple(CaseOutcome(r.case.name, r.passed) for r in report.results),
-        error=report.error,
-    )
 
 
 def _failure_detail(report: ModelReport) -> str:
