@@ -398,6 +398,15 @@ def loadtest_local(
     )
 
 
+def endpoint_model_folder(target_model: str, given: Path | None, settings: Settings) -> ModelFolder:
+    """The model folder whose fixtures a load test of a real endpoint sends: ``given``, else
+    ``models/<name>`` of the artifact named by ``target_model``."""
+    if given is None:
+        ref = parse_artifact_name(Path(target_model))
+        given = settings.root / "models" / ref.name
+    return model_folder(given)
+
+
 def loadtest_endpoint(
     endpoint: str,
     target_model: str,
