@@ -45,7 +45,8 @@ from rich.table import Table
 
 from mmetools.build.files import artifact_file_name, evidence_name
 from mmetools.pipeline import STEP_NAMES
-from mmetools.rendering.console import StepRow, step_line, steps_table, write_steps_junit
+from mmetools.rendering.console import StepRow, step_line, steps_table
+from mmetools.rendering.junit import write_steps_junit
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = "models"

@@ -322,7 +322,8 @@ def test_failed_code_quality_publishes_nothing(repo: Path) -> None:
 def test_summary_table_shows_each_model_and_the_builds_own_steps(repo: Path) -> None:
     junit = repo / "dist/reports/alpha-build.xml"
     junit.parent.mkdir(parents=True)
-    from mmetools.rendering.console import StepRow, write_steps_junit
+    from mmetools.rendering.console import StepRow
+    from mmetools.rendering.junit import write_steps_junit
 
     write_steps_junit([StepRow("alpha", "validate", "passed", 0.1),
                        StepRow("alpha", "test", "failed", 2.0, "1 of 2 case(s) failed")],

@@ -29,9 +29,9 @@ from mmetools.release.diff import (
     diff_against_published,
     load_dataset,
     load_thresholds,
-    markdown_report,
-    write_junit_xml,
 )
+from mmetools.rendering.junit import write_diff_junit as write_junit_xml
+from mmetools.rendering.markdown import markdown_report
 from mmetools.core.errors import ConfigError, FixtureError, UsageError
 from mmetools.model.cases import EnsembleSignature, load_fixtures
 from mmetools.model.folder import ModelFolder, model_folder

@@ -33,7 +33,8 @@ from mmetools.testing.source_test import (
 )
 from mmetools.testing.memory import MemorySample
 from mmetools.model.folder import ModelFolder
-from mmetools.rendering.console import report_renderable, write_test_junit
+from mmetools.rendering.console import report_renderable
+from mmetools.rendering.junit import write_test_junit
 from mmetools.core.settings import load_settings
 
 ENV_PARAMETER = (

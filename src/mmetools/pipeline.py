@@ -31,13 +31,12 @@ from mmetools.core.errors import MmetoolsError, UsageError, ValidationFailed
 from mmetools.release.evidence import (
     ARTIFACT_TEST,
     SOURCE_TEST,
-    CaseOutcome,
     Evidence,
-    TestKind,
     RecordedTest,
     evidence_path,
     write_evidence,
 )
+from mmetools.release.evidence_recording import record_of_report
 from mmetools.testing.source_test import ModelReport, run_models
 from mmetools.build.files import ArtifactFiles, LocalFiles
 from mmetools.model.dvc import ensure_weights
@@ -252,20 +251,6 @@ def package_model(
         ensure_weights(model)
     packed = prepare_env(model, settings, with_env=with_env, progress=progress, backend=env_backend)
     return package(model, packed, out_dir, settings, level, threads, progress)
-
-
-def record_of_report(
-    kind: TestKind, report: ModelReport, settings: Settings, mode: str, image: str
-) -> RecordedTest:
-    return RecordedTest(
-        kind=kind,
-        passed=report.passed,
-        triton_version=settings.triton.version,
-        mode=mode,
-        target_image=image,
-        cases=tuple(CaseOutcome(r.case.name, r.passed) for r in report.results),
-        error=report.error,
-    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mmetools.release.diff import staged_model_folder
+from mmetools.testing.loaded_models import staged_model_folder
 from mmetools.core.errors import LoadTestError, UsageError
 from mmetools.model.cases import EnsembleSignature, FixtureCase, load_fixtures
 from mmetools.testing.memory import Fit, MemorySample, models_per_instance, sample_process_tree
@@ -396,6 +396,15 @@ def loadtest_local(
         fit,
         tuple(c.name for c in cases),
     )
+
+
+def endpoint_model_folder(target_model: str, given: Path | None, settings: Settings) -> ModelFolder:
+    """The model folder whose fixtures a load test of a real endpoint sends: ``given``, else
+    ``models/<name>`` of the artifact named by ``target_model``."""
+    if given is None:
+        ref = parse_artifact_name(Path(target_model))
+        given = settings.root / "models" / ref.name
+    return model_folder(given)
 
 
 def loadtest_endpoint(

@@ -1,0 +1,84 @@
+"""The ``mmetools`` command line: a thin shell over the library.
+
+Commands parse arguments, call the library, print what :mod:`mmetools.rendering` draws and exit.
+Every MmetoolsError becomes a message and an exit code here, in :func:`main`; anything else is a
+bug and keeps its traceback. The typer app is :mod:`mmetools.cli.app`; the commands live by stage
+in :mod:`.model`, :mod:`.build`, :mod:`.test` and :mod:`.release` and are registered below, in
+the order ``mmetools --help`` lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+import typer
+
+from mmetools.cli.app import app, err_console, fixtures_app
+from mmetools.cli.build import (
+    build_command,
+    env_command,
+    fetch_command,
+    inspect_command,
+    package_command,
+    targets_command,
+)
+from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
+from mmetools.cli.release import diff_command, loadtest_command, publish_command
+from mmetools.cli.test import test_command
+from mmetools.core.errors import MmetoolsError, ValidationFailed
+
+fixtures_app.command("regen")(fixtures_regen)
+fixtures_app.command("check")(fixtures_check)
+app.command("new")(new_model)
+app.command("validate")(validate)
+app.command("publish")(publish_command)
+app.command("env")(env_command)
+app.command("package")(package_command)
+app.command("fetch")(fetch_command)
+app.command("test")(test_command)
+app.command("diff")(diff_command)
+app.command("loadtest")(loadtest_command)
+app.command("targets")(targets_command)
+app.command("lock")(lock_command)
+app.command("inspect")(inspect_command)
+app.command("build")(build_command)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point; returns the exit code (tests call this directly)."""
+    try:
+        # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except ValidationFailed as e:
+        # soft_wrap: each message stays one line whatever the terminal width, so the paths in it
+        # are not broken (rich wraps CI logs at 80 columns) and stay grep-able.
+        for problem in e.problems:
+            err_console.print(problem, markup=False, soft_wrap=True)
+        return e.exit_code
+    except MmetoolsError as e:
+        err_console.print(f"error: {e}", markup=False, soft_wrap=True)
+        return e.exit_code
+    except typer.Exit as e:
+        return int(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as e:  # click usage errors (newer typer vendors click as typer._click)
+        show, exit_code = getattr(e, "show", None), getattr(e, "exit_code", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
+        raise
+    return result if isinstance(result, int) else 0
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+__all__ = ["app", "entry_point", "main"]

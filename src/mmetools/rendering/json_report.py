@@ -1,0 +1,67 @@
+"""JSON reports: the diff's and the load test's results as documents other tools read.
+
+``mmetools diff --json`` writes :func:`diff_report_json`; ``mmetools loadtest`` writes
+:func:`mmetools.release.loadtest.result_json`. Both are indented by 2 and end with a newline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mmetools.release.diff import DiffReport
+from mmetools.release.loadtest import LoadTestResult, result_json
+from mmetools.rendering.files import write_report
+
+
+def diff_report_json(report: DiffReport) -> dict[str, Any]:
+    previous = None
+    if report.previous is not None:
+        previous = {
+            "role": report.previous.role,
+            "artifact": report.previous.artifact_name,
+            "uri": report.previous.uri,
+        }
+    return {
+        "model": report.model,
+        "candidate": report.candidate,
+        "previous": previous,
+        "skipped": report.skipped,
+        "note": report.note,
+        "passed": report.passed,
+        "cases": report.cases,
+        "thresholds": report.thresholds_source,
+        "errors": list(report.errors),
+        "outputs": [
+            {
+                "output": o.output,
+                "kind": o.kind,
+                "elements": o.elements,
+                "max_abs": o.max_abs,
+                "max_rel": o.max_rel,
+                "beyond": o.beyond,
+                "beyond_share": o.beyond_share,
+                "flip_count": len(o.flips),
+                "flip_rate": o.flip_rate,
+                "flips": [f.__dict__ for f in o.flips],
+                "summary": dict(o.summary),
+                "violations": list(o.violations),
+            }
+            for o in report.outputs
+        ],
+    }
+
+
+def write_diff_json(report: DiffReport, path: Path) -> None:
+    """``mmetools diff --json``: the report at ``path`` (written atomically, folders created)."""
+    write_report(path, _document(diff_report_json(report)), "JSON report")
+
+
+def write_loadtest_json(result: LoadTestResult, path: Path) -> None:
+    """``<out>/<model>.loadtest.json`` (written atomically, folders created)."""
+    write_report(path, _document(result_json(result)), "JSON report")
+
+
+def _document(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode()
