@@ -1,1 +1,2 @@
-"""build"""
+"""From a ready model folder to an artifact: the packed env, the deterministic tarball, its file set
+and sidecars, its verification and static audit. Imports core and model."""
