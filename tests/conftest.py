@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mmetools.release.provenance import CI_RUN_VARIABLES
+from support.tiers import misplaced_integration_tests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
@@ -158,3 +159,17 @@ def no_triton_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
 def session_triton_processes() -> Callable[[], set[int]]:
     """For module-scoped checks: returns the function listing this session's Triton processes."""
     return _session_triton_processes
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A tier is a folder (tests/support/tiers.py): an `integration` test under tests/unit fails
+    collection. tryfirst: checked before `-m` deselects anything."""
+    misplaced = misplaced_integration_tests(items, TESTS_DIR)
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked integration belong in tests/integration/: " + ", ".join(misplaced)
+        )

@@ -1,7 +1,7 @@
 """The names of an artifact's files, as the plugin sees them in a package's output.
 
 A copy: the source of truth is mmetools' src/mmetools/build/files.py (the plugin never imports
-mmetools). tests/test_files.py fails when the two disagree. No Pants import here, so that test
+mmetools). tests/unit/build/test_files.py fails when the two disagree. No Pants import here, so that test
 can load this file on its own.
 """
 

@@ -2,7 +2,7 @@
 
 A rule matches a file or folder by its name (a case-insensitive glob) or a file by its content (a
 regex over files of at most ``SNIFF_LIMIT`` bytes). Packaging (:mod:`mmetools.build.package`)
-stops and names every file a rule matches; tests/test_artifact.py has a row per rule.
+stops and names every file a rule matches; tests/{unit,integration}/build/test_package.py has a row per rule.
 """
 
 from __future__ import annotations

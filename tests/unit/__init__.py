@@ -1,0 +1,1 @@
+"""Unit tests, by stage of src/mmetools/: no server, no moto, no real tool."""

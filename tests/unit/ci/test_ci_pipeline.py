@@ -1,0 +1,399 @@
+"""Tests of ci/pipeline.py: change detection in real git repositories, step order, run folders,
+failures (the pipeline itself, src/mmetools/pipeline.py, is tested in test_pipeline.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from xml.etree import ElementTree
+
+import pytest
+from rich.console import Console
+
+from conftest import REPO_ROOT
+
+
+def _load_pipeline() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("ci_pipeline", REPO_ROOT / "ci" / "pipeline.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ci_pipeline"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+pipeline = _load_pipeline()
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _write(repo: Path, files: Mapping[str, str]) -> None:
+    for relpath, text in files.items():
+        path = repo / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def _commit(repo: Path, message: str) -> None:
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A monorepo with three models on `main`, and a branch `feature/x` checked out."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "ci@example.com")
+    _git(repo, "config", "user.name", "CI")
+    files = {"src/mmetools/__init__.py": "", "tests/test_x.py": "", "README.md": "hi\n"}
+    for name in ("alpha", "beta", "gamma"):
+        files[f"models/{name}/model_version.txt"] = "2\n"
+        files[f"models/{name}/{name}_pipeline/config.pbtxt"] = 'platform: "ensemble"\n'
+        files[f"models/{name}/BUILD"] = f'triton_model(name="{name}")\n'
+    _write(repo, files)
+    _commit(repo, "three models")
+    _git(repo, "checkout", "-q", "-b", "feature/x")
+    return repo
+
+
+def _base(repo: Path) -> str:
+    base = pipeline.merge_base(repo, "feature/x", "main")
+    assert base == _git(repo, "rev-parse", "main")
+    return str(base)
+
+
+def test_changing_one_model_selects_only_it(repo: Path) -> None:
+    _write(repo, {"models/beta/beta_pipeline/config.pbtxt": 'platform: "ensemble"\n# v2\n'})
+    _commit(repo, "change beta")
+    assert pipeline.changed_models_git(repo, _base(repo)) == ["beta"]
+
+
+def test_uncommitted_and_untracked_changes_count(repo: Path) -> None:
+    _write(repo, {"models/gamma/tests/fixtures/new_case.json": "{}"})
+    assert pipeline.changed_models_git(repo, _base(repo)) == ["gamma"]
+
+
+def test_a_toolkit_change_selects_every_model(repo: Path) -> None:
+    _write(repo, {"src/mmetools/testing/source_test.py": "X = 1\n"})
+    _commit(repo, "toolkit")
+    assert pipeline.changed_models_git(repo, _base(repo)) == ["alpha", "beta", "gamma"]
+
+
+def test_tests_or_docs_changes_select_no_model(repo: Path) -> None:
+    _write(repo, {"tests/test_x.py": "# more\n", "README.md": "more\n"})
+    _commit(repo, "docs")
+    assert pipeline.changed_models_git(repo, _base(repo)) == []
+
+
+def test_a_deleted_model_is_not_built(repo: Path) -> None:
+    _git(repo, "rm", "-q", "-r", "models/alpha")
+    _commit(repo, "drop alpha")
+    assert pipeline.changed_models_git(repo, _base(repo)) == []
+
+
+def test_on_the_production_branch_the_base_is_the_previous_commit(repo: Path) -> None:
+    _git(repo, "checkout", "-q", "main")
+    first = _git(repo, "rev-parse", "HEAD")
+    _write(repo, {"models/alpha/model_version.txt": "3\n"})
+    _commit(repo, "bump alpha")
+    base = pipeline.merge_base(repo, "main", "main")
+    assert base == first
+    assert pipeline.changed_models_git(repo, str(base)) == ["alpha"]
+
+
+def test_pants_detection_maps_triton_model_addresses(repo: Path) -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def runner(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> object:
+        calls.append(tuple(argv))
+        return pipeline.CommandResult(0, "models/beta:beta\nmodels/gone:gone\n")
+
+    assert pipeline.changed_models_pants(repo, "abc123", runner) == ["beta"]
+    assert calls == [
+        (
+            "./pants",
+            "--changed-since=abc123",
+            "--changed-dependents=transitive",
+            "--filter-target-type=triton_model",
+            "list",
+        )
+    ]
+
+
+class Recorder:
+    """A step runner that records every command and fails the ones it is told to. A passing
+    `mmetools build` leaves its artifact and evidence in --out, as the real one does (unless
+    ``build_nothing``: a build that claims success having built nothing)."""
+
+    def __init__(
+        self,
+        fail: Mapping[tuple[str, str], int] | None = None,
+        build_nothing: bool = False,
+        diff: Mapping[str, object] | None = None,
+    ) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.fail = fail or {}
+        self.build_nothing = build_nothing
+        # What `mmetools diff --json` reports (None: it writes no report); default: first version.
+        self.diff = FIRST_VERSION if diff is None else diff
+
+    def __call__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> object:
+        self.calls.append(tuple(argv))
+        for (model, word), code in self.fail.items():
+            if word in argv and any(model in a for a in argv):
+                return pipeline.CommandResult(code, f"{model} {word}: boom\n")
+        if "build" in argv and not self.build_nothing:
+            out = cwd / argv[argv.index("--out") + 1]
+            model = argv[argv.index("build") + 1].split("/")[1]
+            for suffix in (".tar.gz", ".evidence.json"):
+                (out / f"{model}_2{suffix}").write_text("built\n")
+        if "diff" in argv and self.diff:
+            report = cwd / argv[argv.index("--json") + 1]
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps(self.diff))
+            if not self.diff.get("passed", True):
+                return pipeline.CommandResult(1, "LABEL: 3 flips, over the threshold 0\n")
+        return pipeline.CommandResult(0, "ok\n")
+
+
+FIRST_VERSION = {"skipped": True, "passed": True, "note": "no published version below 2"}
+
+
+def _mentions(argv: tuple[str, ...], model: str) -> bool:
+    return any(a.startswith(f"models/{model}") or f"{model}_2" in a for a in argv)
+
+
+def _run_main(repo: Path, argv: list[str], runner: Recorder) -> tuple[int, str]:
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    code = pipeline.main(argv, repo=repo, runner=runner, environ={}, console=console)
+    return code, out.getvalue()
+
+
+def _run_dir(output: str) -> str:
+    return output.split("run folder: ", 1)[1].split()[0]
+
+
+def test_steps_run_in_pipeline_order_for_each_model(repo: Path) -> None:
+    runner = Recorder()
+    code, output = _run_main(repo, ["--all", "--branch", "feature/x"], runner)
+    assert code == 0, output
+    run = _run_dir(output)
+    assert run.startswith("dist/runs/local-")
+    alpha = [c for c in runner.calls if _mentions(c, "alpha")]
+    assert alpha == [
+        (".venv/bin/mmetools", "build", "models/alpha", "--out", run,
+         "--junit-xml", "dist/reports/alpha-build.xml"),
+        (".venv/bin/mmetools", "diff", "models/alpha", "--artifact", f"{run}/alpha_2.tar.gz",
+         "--branch", "feature/x", "--markdown", "dist/reports/alpha-diff.md",
+         "--junit-xml", "dist/reports/alpha-diff.xml", "--json", "dist/reports/alpha-diff.json"),
+        (".venv/bin/mmetools", "publish", f"{run}/alpha_2.tar.gz", "--branch", "feature/x"),
+    ]  # fmt: skip
+    assert runner.calls[0] == ("./pants", "lint", "check", "::")
+    assert f"pipeline passed: 3 model(s) built and published on branch feature/x from {run}" in (
+        output
+    )
+
+
+def test_each_run_packages_into_its_own_new_folder(repo: Path) -> None:
+    stale = repo / "dist" / "alpha_2.tar.gz"  # left by an earlier run
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old\n")
+    first = _run_main(repo, ["--model", "alpha", "--branch", "b"], Recorder())
+    second = _run_main(repo, ["--model", "alpha", "--branch", "b"], Recorder())
+    assert first[0] == second[0] == 0
+    assert _run_dir(first[1]) != _run_dir(second[1])
+    assert "dist/alpha_2.tar.gz" not in first[1] + second[1]
+
+
+def test_a_build_that_built_nothing_fails_and_publishes_nothing(repo: Path) -> None:
+    runner = Recorder(build_nothing=True)
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "b"], runner)
+    assert code == 1
+    run = _run_dir(output)
+    assert (
+        f"alpha: step 'build' (exit 0 but built nothing: {run}/alpha_2.tar.gz, "
+        f"{run}/alpha_2.evidence.json missing)"
+    ) in output
+    assert "asked to build 1 model(s), built none" in output
+    assert not [c for c in runner.calls if "publish" in c]
+
+
+def test_a_model_folder_without_a_target_fails_the_pipeline(repo: Path) -> None:
+    (repo / "models/beta/BUILD").unlink()
+    runner = Recorder()
+    code, output = _run_main(repo, ["--all", "--branch", "b"], runner)
+    assert code == 1
+    assert (
+        "error: models/beta: no triton_model target, so Pants never tests, packages or selects "
+        'it: run `./pants tailor models/beta` (or add triton_model(name="beta") to '
+        "models/beta/BUILD)"
+    ) in output
+    assert runner.calls == []  # nothing ran
+
+
+def test_a_run_over_zero_models_is_not_a_pass(repo: Path) -> None:
+    for name in ("alpha", "beta", "gamma"):
+        _git(repo, "rm", "-q", "-r", f"models/{name}")
+    code, output = _run_main(repo, ["--all", "--branch", "b"], Recorder())
+    assert code == 1
+    assert "error: no model to build" in output
+
+
+def test_only_the_changed_model_runs_its_steps(repo: Path) -> None:
+    _write(repo, {"models/gamma/requirements.txt": "numpy\n"})
+    _commit(repo, "gamma needs numpy")
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "feature/x"], runner)
+    assert code == 0, output
+    touched = {
+        a.split("/")[1].split(":")[0] for c in runner.calls for a in c if a.startswith("models/")
+    }
+    assert touched == {"gamma"}
+    assert runner.calls[0][:3] == (
+        "./pants",
+        f"--changed-since={_base(repo)}",
+        "--changed-dependents=transitive",
+    )
+    assert "changed since" in output and ": gamma (of 3 models)" in output
+
+
+def test_no_change_builds_and_publishes_nothing(repo: Path) -> None:
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "feature/x"], runner)
+    assert code == 0, output
+    assert "nothing built, nothing published" in output
+    assert not [c for c in runner.calls if "build" in c or "publish" in c]
+    report = ElementTree.parse(repo / "dist/reports/pipeline.xml").getroot()
+    assert report.get("name") == "mmetools pipeline" and len(report) == 0
+
+
+def test_a_failed_step_stops_that_model_and_names_it(repo: Path) -> None:
+    runner = Recorder(fail={("beta", "build"): 3})
+    code, output = _run_main(repo, ["--all", "--branch", "main"], runner)
+    assert code == 1
+    run = _run_dir(output)
+    assert (
+        f"pipeline failed: beta: step 'build' (exit 3): .venv/bin/mmetools build models/beta "
+        f"--out {run}"
+    ) in output
+    assert "beta build: boom" in output
+    beta_steps = [c[1] for c in runner.calls if _mentions(c, "beta")]
+    assert beta_steps == ["build"]
+    # The other models still ran to the end.
+    assert (
+        ".venv/bin/mmetools",
+        "publish",
+        f"{run}/gamma_2.tar.gz",
+        "--branch",
+        "main",
+    ) in runner.calls
+    report = ElementTree.parse(repo / "dist/reports/pipeline.xml").getroot()
+    beta = report.find("testsuite[@name='beta']")
+    assert beta is not None
+    assert beta.get("failures") == "1" and beta.get("skipped") == "2"
+    failure = beta.find("testcase[@name='build']/failure")
+    assert failure is not None and failure.get("message") == "exit 3"
+
+
+def test_failed_code_quality_publishes_nothing(repo: Path) -> None:
+    runner = Recorder(fail={("::", "lint"): 1})
+    code, output = _run_main(repo, ["--all", "--branch", "main"], runner)
+    assert code == 1
+    assert "pipeline failed: (repo): step 'quality' (exit 1)" in output
+    assert not [c for c in runner.calls if "publish" in c]
+    assert output.count("code quality failed") == 3
+
+
+def test_summary_table_shows_each_model_and_the_builds_own_steps(repo: Path) -> None:
+    junit = repo / "dist/reports/alpha-build.xml"
+    junit.parent.mkdir(parents=True)
+    from mmetools.rendering.console import StepRow
+    from mmetools.rendering.junit import write_steps_junit
+
+    write_steps_junit([StepRow("alpha", "validate", "passed", 0.1),
+                       StepRow("alpha", "test", "failed", 2.0, "1 of 2 case(s) failed")],
+                      junit, "mmetools build")  # fmt: skip
+    runner = Recorder(fail={("alpha", "build"): 1})
+    code, output = _run_main(repo, ["--model", "alpha", "--model", "beta", "--branch", "b"], runner)
+    assert code == 1
+    table = output[output.index("mmetools pipeline") :]
+    for word in ("quality", "build", "validate", "test", "artifact", "diff", "publish", "beta"):
+        assert word in table
+    alpha_row = next(line for line in table.splitlines() if "alpha" in line)
+    assert "✓ 0.1s" in alpha_row and "✗ 2.0s" in alpha_row and "skipped" in alpha_row
+
+
+def test_unknown_model_and_missing_branch_are_usage_errors(repo: Path) -> None:
+    code, output = _run_main(repo, ["--model", "delta", "--branch", "b"], Recorder())
+    assert code == 2
+    assert "error: no such model: delta (models: alpha, beta, gamma)" in output
+    _git(repo, "checkout", "-q", "--detach")
+    code, output = _run_main(repo, ["--all"], Recorder())
+    assert code == 2
+    assert "no branch to publish for (detached HEAD): pass --branch or --no-publish" in output
+
+
+def test_branch_comes_from_ci_variables(repo: Path) -> None:
+    assert pipeline.current_branch(repo, {"GITHUB_REF_NAME": "main"}) == "main"
+    assert pipeline.current_branch(repo, {"CI_COMMIT_REF_NAME": "feat"}) == "feat"
+    assert pipeline.current_branch(repo, {}) == "feature/x"
+
+
+def test_no_pants_mode_checks_quality_from_the_venv(repo: Path) -> None:
+    runner = Recorder()
+    code, _ = _run_main(repo, ["--model", "alpha", "--no-pants", "--no-publish"], runner)
+    assert code == 0
+    assert runner.calls[0][:2] == ("sh", "-c")
+    assert [c[1] for c in runner.calls[1:]] == ["build"]  # no publish, no diff to gate it
+
+
+def test_skip_quality_runs_no_lint_and_still_publishes(repo: Path) -> None:
+    runner = Recorder()
+    code, output = _run_main(repo, ["--model", "beta", "--skip-quality", "--branch", "b"], runner)
+    assert code == 0, output
+    assert not [c for c in runner.calls if "lint" in c]
+    assert (".venv/bin/mmetools", "publish", f"{_run_dir(output)}/beta_2.tar.gz", "--branch",
+            "b") in runner.calls  # fmt: skip
+
+
+def test_a_first_version_skips_the_diff_with_its_note_and_publishes(repo: Path) -> None:
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "b"], Recorder())
+    assert code == 0, output
+    assert "no published version below 2" in output
+    junit = ElementTree.parse(repo / "dist" / "reports" / "pipeline.xml").getroot()
+    diff = next(c for c in junit.iter("testcase") if c.get("name") == "diff")
+    assert diff.find("skipped") is not None
+    assert "published on branch b" in output
+
+
+def test_a_changed_model_fails_at_diff_and_is_not_published(repo: Path) -> None:
+    regressed = {"skipped": False, "passed": False, "note": ""}
+    runner = Recorder(diff=regressed)
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "main"], runner)
+    assert code == 1, output
+    assert "alpha" in output and "diff" in output and "3 flips" in output
+    assert not [c for c in runner.calls if "publish" in c]
+    junit = ElementTree.parse(repo / "dist" / "reports" / "pipeline.xml").getroot()
+    diff = next(c for c in junit.iter("testcase") if c.get("name") == "diff")
+    assert diff.find("failure") is not None or diff.find("error") is not None
+
+
+def test_a_diff_that_wrote_no_report_fails(repo: Path) -> None:
+    runner = Recorder(diff={})
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "b"], runner)
+    assert code == 1, output
+    assert "exit 0 but no diff report: dist/reports/alpha-diff.json" in output
+    assert not [c for c in runner.calls if "publish" in c]
