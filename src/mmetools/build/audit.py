@@ -440,6 +440,7 @@ def require_audit_of(
 
 def _audit_marker(cache_dir: Path, sha256: str, target: ServingTarget) -> Path:
     from mmetools.core import targets
+
     key = hashlib.sha256(f"{sha256}\n{target!r}\n".encode())
     for module in (__file__, targets.__file__):
         key.update(Path(module).read_bytes())

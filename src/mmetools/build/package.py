@@ -49,7 +49,12 @@ from mmetools.build.manifest import (
 )
 from mmetools.model.folder import ENV_ARCHIVE, ModelFolder
 from mmetools.build.verified import remember_verified
-from mmetools.build.parallel_gzip import BLOCK_SIZE, DEFAULT_LEVEL, DEFLATE_LIBRARY, ParallelGzipWriter
+from mmetools.build.parallel_gzip import (
+    BLOCK_SIZE,
+    DEFAULT_LEVEL,
+    DEFLATE_LIBRARY,
+    ParallelGzipWriter,
+)
 from mmetools.build.secrets import has_secret_name, looks_like_secret, matches_name
 from mmetools.core.settings import Settings
 

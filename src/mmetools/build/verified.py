@@ -86,14 +86,12 @@ class PartChecksums:
         return len(self.crc32s) - (self._last_size < self.part_size)
 
 
-
 def parse_sha256_text(text: str) -> str | None:
     """The hash of a ``.sha256`` file (``<hex>  <name>`` or just ``<hex>``), or None if malformed."""
     tokens = text.split()
     if not tokens or not _SHA256_HEX.match(tokens[0].lower()):
         return None
     return tokens[0].lower()
-
 
 
 def load_local_artifact(

@@ -18,7 +18,6 @@ from mmetools.core.targets import resolve_target
 from mmetools.testing.triton import TargetPython, emulation_argv
 from support.build.envpack_support import IMAGE_2409, IMAGE_2412, make_model, settings_for
 
-
 # --------------------------------------------------------------------------------------------
 # Real builds
 

@@ -34,7 +34,14 @@ from mmetools.build.env import REQUIREMENTS_DIGEST, requirements_digest
 from mmetools.core.process import CompletedCommand
 from mmetools.core.settings import CacheSettings
 from mmetools.core.targets import resolve_target
-from support.build.envpack_support import IMAGE_2409, IMAGE_2412, POST_CONFIG, make_model, settings_for
+from support.build.envpack_support import (
+    IMAGE_2409,
+    IMAGE_2412,
+    POST_CONFIG,
+    make_model,
+    settings_for,
+)
+
 TARGET = resolve_target(IMAGE_2412)
 LOCAL_312 = LocalPython(
     Path("/opt/python/3.12.1/bin/python3.12"), Path("/opt/python/3.12.1"), "3.12"

@@ -34,7 +34,6 @@ _PROBE_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 Progress = Callable[[str], None]
 
 
-
 class EnvBackend(Protocol):
     """Builds ``output`` (a .tar.gz of an env with ``requirements`` installed) inside ``workdir``."""
 

@@ -61,7 +61,6 @@ def requirements_digest(model: ModelFolder) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-
 def env_hash(requirements: str, target: ServingTarget, backend: EnvBackend) -> str:
     """The cache key: the (locked) requirements, what the target gives the env, and the recipe.
 
