@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Literal
 
 from mmetools.build.env import EnvBackend, PackedEnv, Progress, prepare_env
 from mmetools.build.package import Artifact, write_artifact
-from mmetools.core.atomic import move_set_into_place
+from mmetools.core.atomic import move_set_into_place, owned_temp_folder, remove_orphaned_temps
 from mmetools.core.errors import MmetoolsError, UsageError, ValidationFailed
 from mmetools.release.evidence import (
     ARTIFACT_TEST,
@@ -54,6 +53,8 @@ STEP_NAMES: tuple[StepName, ...] = ("validate", "fetch", "env", "test", "package
 # The steps a build may leave out (BuildOptions.skip): the Pants rules test the model folder in a
 # cached process of its own, so their package process builds without it.
 SKIPPABLE_STEPS: tuple[StepName, ...] = ("test",)
+# ``build --out`` packages into an owned temp folder of this name (``.build.tmp-<pid>-<random>``).
+STAGING_NAME = "build"
 Status = Literal["passed", "failed", "skipped"]
 
 
@@ -294,7 +295,8 @@ def build(
 
     try:
         out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+        remove_orphaned_temps(out / STAGING_NAME)  # a killed build's staging folder
+        staging = owned_temp_folder(out / STAGING_NAME)
     except OSError as e:
         raise UsageError(f"{out}: cannot create the output folder: {e.strerror or e}") from e
     try:

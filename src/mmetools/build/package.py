@@ -38,7 +38,11 @@ from typing import Any, BinaryIO, Literal
 
 from mmetools.build.audit import require_audit_of
 from mmetools.core.errors import ArtifactError, MmetoolsError
-from mmetools.core.atomic import move_set_into_place, temporary_path_beside
+from mmetools.core.atomic import (
+    move_set_into_place,
+    remove_orphaned_temps,
+    temporary_path_beside,
+)
 from mmetools.build.files import ArtifactFiles
 from mmetools.build.manifest import (
     Manifest,
@@ -355,6 +359,8 @@ def write_artifact(
         raise _output_error(out_dir, ref.artifact_name, e) from e
     files = ArtifactFiles.of(ref).local(out_dir)
     final, sha256_path, manifest_path = files.tarball, files.sha256, files.manifest
+    for path in (final, sha256_path, manifest_path):
+        remove_orphaned_temps(path)  # partial files of a package run that was killed
 
     report(f"writing {final.name} ({len(members)} members)")
     started = time.perf_counter()

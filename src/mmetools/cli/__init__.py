@@ -27,7 +27,8 @@ from mmetools.cli.build import (
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
 from mmetools.cli.release import diff_command, loadtest_command, publish_command
 from mmetools.cli.test import test_command
-from mmetools.core.errors import MmetoolsError, ValidationFailed
+from mmetools.core.errors import MmetoolsError, Terminated, ValidationFailed
+from mmetools.core.process import sigterm_raises
 
 fixtures_app.command("regen")(fixtures_regen)
 fixtures_app.command("check")(fixtures_check)
@@ -47,10 +48,15 @@ app.command("build")(build_command)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point; returns the exit code (tests call this directly)."""
+    """Entry point; returns the exit code (tests call this directly). SIGTERM ends a command the
+    way Ctrl-C does: every cleanup runs (servers stopped, temp folders removed), exit 143."""
     try:
-        # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        with sigterm_raises():
+            # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
+            result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except Terminated as e:
+        err_console.print("terminated (SIGTERM)")
+        return int(e.code) if isinstance(e.code, int) else 143
     except ValidationFailed as e:
         # soft_wrap: each message stays one line whatever the terminal width, so the paths in it
         # are not broken (rich wraps CI logs at 80 columns) and stay grep-able.

@@ -3,7 +3,8 @@
 A reader sees the old file or the new one, never half of either; a failed write leaves no temp.
 Also here: a set of files moved into place together (``move_set_into_place``), a create-only
 rename that never overwrites (``link_create_only``), temp names that record their writer's pid so
-a later run can remove what a killed writer left (``owned_temp_path``, ``remove_orphaned_temps``)
+a later run can remove what a killed writer left (``owned_temp_path``, ``owned_temp_folder``,
+``remove_orphaned_temps``)
 and the folder fsync that makes renames durable (``fsync_folder``).
 """
 
@@ -13,6 +14,7 @@ import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -55,12 +57,12 @@ def write_text_atomically(
 
 
 def temporary_path_beside(path: Path) -> Path:
-    """A fresh, empty temp file beside ``path`` (same folder, so a rename is atomic)."""
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    """A fresh, empty temp file beside ``path`` (same folder, so a rename is atomic), named by
+    ``owned_temp_path``: what a killed writer leaves, ``remove_orphaned_temps(path)`` removes."""
+    temporary = owned_temp_path(path)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(descriptor)
-    return Path(temporary)
+    return temporary
 
 
 def move_set_into_place(sidecars: dict[Path, Path], primary: tuple[Path, Path]) -> None:
@@ -101,17 +103,49 @@ def owned_temp_path(final: Path) -> Path:
     return final.parent / f".{final.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
 
 
-def remove_orphaned_temps(final: Path) -> None:
-    """Delete the ``owned_temp_path`` temps of ``final`` whose writer is gone (its pid)."""
+def owned_temp_folder(final: Path) -> Path:
+    """An ``owned_temp_path`` folder, created empty and private (0700, as ``mkdtemp``): a build or
+    a server's work folder that a later run removes if this process dies before it does."""
+    folder = owned_temp_path(final)
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def orphaned_temps(final: Path) -> list[Path]:
+    """The ``owned_temp_path`` temps (files or folders) of ``final`` whose writer is gone (its
+    pid is no live process; another user's live process counts as alive)."""
     pattern = re.compile(rf"^\.{re.escape(final.name)}\.tmp-(\d+)-[0-9a-f]+$")
-    for entry in final.parent.iterdir():
+    try:
+        entries = list(final.parent.iterdir())
+    except OSError:
+        return []
+    orphans = []
+    for entry in entries:
         match = pattern.match(entry.name)
         if match is None:
             continue
         pid = int(match.group(1))
         if pid != os.getpid() and not _pid_alive(pid):
-            logger.info("removing %s, left by an interrupted publish", entry)
+            orphans.append(entry)
+    return orphans
+
+
+def remove_orphaned_temps(final: Path) -> None:
+    """Delete the ``owned_temp_path`` temps of ``final`` (files or folders) whose writer is gone."""
+    for entry in orphaned_temps(final):
+        remove_temp(entry)
+
+
+def remove_temp(entry: Path) -> None:
+    """Delete a temp file or folder (best effort: what cannot be removed stays, logged)."""
+    logger.info("removing %s, left by an interrupted run", entry)
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        try:
             entry.unlink(missing_ok=True)
+        except OSError as e:
+            logger.warning("cannot remove %s: %s", entry, e.strerror or e)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -156,8 +190,11 @@ __all__ = [
     "fsync_folder",
     "link_create_only",
     "move_set_into_place",
+    "orphaned_temps",
+    "owned_temp_folder",
     "owned_temp_path",
     "remove_orphaned_temps",
+    "remove_temp",
     "temporary_path_beside",
     "write_bytes_atomically",
     "write_text_atomically",

@@ -84,3 +84,14 @@ class ModelRunError(MmetoolsError):
 
 class LoadTestError(MmetoolsError):
     """The load generator (locust) could not run or reported nothing."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM arrived (see ``core.process.TerminateOnSigterm``): raised in the main thread so
+    every ``finally`` and ``except BaseException`` cleanup runs on the way out. Not an
+    MmetoolsError: no handler that reports problems may swallow it. Uncaught, the process exits
+    with ``128 + SIGTERM`` (143), as if the signal had ended it."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(128 + signum)

@@ -1,17 +1,24 @@
-"""The one way mmetools runs external commands: argv lists, output captured, shown on failure."""
+"""The one way mmetools runs external commands (argv lists, output captured, shown on failure),
+and process hygiene: SIGTERM turned into an exception that runs every cleanup
+(``TerminateOnSigterm``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
-from mmetools.core.errors import ProcessError
+from mmetools.core.errors import ProcessError, Terminated
 
 logger = logging.getLogger(__name__)
 
@@ -85,3 +92,50 @@ def run(
     if result.returncode != 0:
         raise ProcessError(argv, result.returncode, result.output, context)
     return result
+
+
+class TerminateOnSigterm:
+    """While held, SIGTERM raises :class:`Terminated` in the main thread, so the ``finally``
+    blocks that stop servers and remove temp folders run (the default action would end the
+    process on the spot and leave them). Reference-counted: the CLI holds it for a whole command,
+    a Triton server for its lifetime; the previous handler comes back with the last release."""
+
+    _lock = threading.Lock()
+    _users = 0
+    _previous: Any = None
+
+    @classmethod
+    def acquire(cls) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        with cls._lock:
+            if cls._users == 0:
+                if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                    return  # someone (pytest, the user) already handles it
+                cls._previous = signal.signal(signal.SIGTERM, cls._raise)
+            cls._users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        with cls._lock:
+            if cls._users == 0:
+                return
+            cls._users -= 1
+            if cls._users == 0:
+                signal.signal(signal.SIGTERM, cls._previous or signal.SIG_DFL)
+
+    @staticmethod
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """``with sigterm_raises():`` SIGTERM raises :class:`Terminated` inside the block."""
+    TerminateOnSigterm.acquire()
+    try:
+        yield
+    finally:
+        TerminateOnSigterm.release()

@@ -1,7 +1,8 @@
 """The env cache: ``<cache_dir>/envs/<hash>/`` holds a built archive and its record.
 
-An env is built in a temp folder beside its cache entry and renamed into place (a concurrent build
-of the same env is as good as ours); each Python step then gets a copy (not a hard link: Triton
+An env is built in a temp folder beside its cache entry (``.build.tmp-<pid>-<random>``: a later run
+removes the folders of builds whose process died, ``remove_interrupted_builds``) and renamed into
+place (a concurrent build of the same env is as good as ours); each Python step then gets a copy (not a hard link: Triton
 refuses hard links) with a record beside it, so an unchanged copy is not rewritten.
 """
 
@@ -13,12 +14,16 @@ import logging
 import os
 import shutil
 import tarfile
-import tempfile
 from pathlib import Path
 
 from mmetools.build.env.backends import EnvBackend, Progress
 from mmetools.build.env.requirements import normalized_requirements
-from mmetools.core.atomic import write_text_atomically
+from mmetools.core.atomic import (
+    owned_temp_folder,
+    owned_temp_path,
+    remove_orphaned_temps,
+    write_text_atomically,
+)
 from mmetools.core.errors import EnvPackError, ProcessError
 from mmetools.core.targets import ServingTarget
 from mmetools.model.folder import ENV_ARCHIVE
@@ -29,6 +34,13 @@ logger = logging.getLogger(__name__)
 STEP_RECORD = ".python_env.json"
 CACHE_SUBDIR = "envs"
 CACHE_RECORD = "env.json"
+# The builds in progress are owned temps of this name in the envs folder.
+BUILD_NAME = "build"
+
+
+def remove_interrupted_builds(envs_dir: Path) -> None:
+    """Remove the build folders in the env cache whose process died (killed mid-build)."""
+    remove_orphaned_temps(envs_dir / BUILD_NAME)
 
 
 def _file_sha256(path: Path) -> str:
@@ -67,7 +79,8 @@ def build_into_cache(
     """Build in a temp folder beside the cache entry, then rename it into place atomically."""
     envs_dir = cache_entry.parent
     envs_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=".build-", dir=envs_dir))
+    remove_interrupted_builds(envs_dir)
+    workdir = owned_temp_folder(envs_dir / BUILD_NAME)
     try:
         staged = workdir / "entry"
         staged.mkdir()
@@ -126,7 +139,8 @@ def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
             and record.get("mtime_ns") == stat.st_mtime_ns
         ):
             return False
-    temporary = step_dir / f".{ENV_ARCHIVE}.tmp-{os.getpid()}"
+    remove_orphaned_temps(destination)  # a copy a killed run left
+    temporary = owned_temp_path(destination)
     try:
         shutil.copyfile(cached_archive, temporary)
         os.replace(temporary, destination)

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmetools.build.env.backends import EnvBackend, Progress, select_backend
-from mmetools.build.env.cache import CACHE_SUBDIR, build_into_cache, place_in_step
+from mmetools.build.env.cache import (
+    CACHE_SUBDIR,
+    build_into_cache,
+    place_in_step,
+    remove_interrupted_builds,
+)
 from mmetools.build.env.lock import lock_path, locked_digest
 from mmetools.build.env.requirements import env_hash, normalized_requirements, requirements_digest
 from mmetools.core.errors import ArtifactError, EnvPackError
@@ -132,6 +137,7 @@ def pack_env(
     digest = env_hash(requirements, target, chosen)
     cache_entry = settings.cache_dir / CACHE_SUBDIR / digest
     cached_archive = cache_entry / ENV_ARCHIVE
+    remove_interrupted_builds(cache_entry.parent)  # also on a cache hit: a killed build's folder
     cached = cached_archive.is_file()
     if cached:
         report(f"env {digest[:12]} found in the cache ({chosen.name}, Python {python_version})")

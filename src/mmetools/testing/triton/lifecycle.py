@@ -6,9 +6,9 @@ from __future__ import annotations
 import ctypes
 import signal
 import sys
-import threading
-from types import FrameType
 from typing import Any
+
+from mmetools.core.process import TerminateOnSigterm
 
 # ------------------------------------------------------------------------------------------------
 # Process hygiene
@@ -33,36 +33,5 @@ def _load_prctl() -> Any:
 _PRCTL = _load_prctl()
 
 
-class _TerminateOnSigterm:
-    """While a server runs, SIGTERM raises SystemExit in the main thread so the ``finally``
-    blocks that stop servers run (the default SIGTERM action would just end the process)."""
-
-    _lock = threading.Lock()
-    _users = 0
-    _previous: Any = None
-
-    @classmethod
-    def acquire(cls) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        with cls._lock:
-            if cls._users == 0:
-                if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                    return  # someone (pytest, the user) already handles it
-                cls._previous = signal.signal(signal.SIGTERM, cls._raise)
-            cls._users += 1
-
-    @classmethod
-    def release(cls) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        with cls._lock:
-            if cls._users == 0:
-                return
-            cls._users -= 1
-            if cls._users == 0:
-                signal.signal(signal.SIGTERM, cls._previous or signal.SIG_DFL)
-
-    @staticmethod
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
+# The SIGTERM handling servers hold while they run (one implementation, in core).
+_TerminateOnSigterm = TerminateOnSigterm
