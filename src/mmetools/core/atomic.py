@@ -125,7 +125,7 @@ def orphaned_temps(final: Path) -> list[Path]:
         if match is None:
             continue
         pid = int(match.group(1))
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             orphans.append(entry)
     return orphans
 
@@ -148,7 +148,8 @@ def remove_temp(entry: Path) -> None:
             logger.warning("cannot remove %s: %s", entry, e.strerror or e)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is ``pid`` a live process (another user's counts as alive)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -193,6 +194,7 @@ __all__ = [
     "orphaned_temps",
     "owned_temp_folder",
     "owned_temp_path",
+    "pid_alive",
     "remove_orphaned_temps",
     "remove_temp",
     "temporary_path_beside",

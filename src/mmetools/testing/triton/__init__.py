@@ -15,12 +15,14 @@ The Python steps' stub takes ``sys.prefix`` from the first ``python3`` on PATH (
 isolated mode, PYTHONPATH is ignored), so the serving environment's ``bin`` goes first on PATH.
 
 Every server runs with explicit model control on an initially empty repository folder in its own
-temporary work folder, on free loopback ports, logs to a file there, and is stopped (process
-group terminated, then killed) by :meth:`TritonServer.stop`, the context manager, SIGTERM, or the
-death of the Python process that started it.
+temporary work folder (named with the owner's pid), on free loopback ports, logs to a file there,
+and is stopped (process group terminated, then killed) by :meth:`TritonServer.stop`, the context
+manager, SIGTERM, or the death of the Python process that started it (PR_SET_PDEATHSIG for the
+server, a watchdog process for its whole group, stubs included); the next server start removes
+what a dead run left (its group, shared memory and work folder).
 
 Modules: ``backends`` (the bundled server's backends folder), ``launch`` (mode choice and the
-command line per mode), ``lifecycle`` (dying with the parent, SIGTERM), ``logs`` (log excerpts),
+command line per mode), ``lifecycle`` (dying with the parent, the watchdog, cleaning up after dead runs), ``logs`` (log excerpts),
 ``client`` (the HTTP conversation: requests, tensors, responses), ``server`` (``TritonServer``).
 This package re-exports what the rest of mmetools uses.
 """

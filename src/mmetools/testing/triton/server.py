@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,12 +47,18 @@ from mmetools.testing.triton.launch import (
     free_port,
     native_launch,
 )
-from mmetools.testing.triton.lifecycle import _TerminateOnSigterm, _kill_with_parent
+from mmetools.testing.triton.lifecycle import (
+    Watchdog,
+    _TerminateOnSigterm,
+    _kill_with_parent,
+    new_workdir,
+    record_owner,
+    remove_dead_runs,
+    stop_process_group,
+)
 from mmetools.testing.triton.logs import _PORT_IN_USE, _first_paragraph, log_excerpt
 
 logger = logging.getLogger(__name__)
-
-SHM_FOLDER = "/dev/shm"
 
 # How long to wait before giving up. Loads can be long for big weights; infers should not be.
 STARTUP_TIMEOUT = 120.0
@@ -112,6 +117,7 @@ class TritonServer:
         self._log_file: Any = None
         self._client: Any = None
         self._signals_held = False
+        self._watchdog: Watchdog | None = None
         self._attempt_offset = 0
         self.shm_prefix = f"mmetools_{os.getpid()}_{next(_SERVER_NUMBERS)}_"
 
@@ -163,7 +169,8 @@ class TritonServer:
         self._signals_held = True
         begin = time.perf_counter()
         try:
-            self.workdir = Path(tempfile.mkdtemp(prefix="mmetools-triton-"))
+            remove_dead_runs()  # what servers of killed mmetools processes left
+            self.workdir = new_workdir()
             self.repository.mkdir()
             for attempt in range(1, PORT_ATTEMPTS + 1):
                 self.ports = self._pick_ports()
@@ -258,6 +265,10 @@ class TritonServer:
             start_new_session=True,
             preexec_fn=_kill_with_parent,
         )
+        # The server's children (stubs) are not covered by PR_SET_PDEATHSIG: the watchdog
+        # kills the whole group if we die; the record lets the next start do it otherwise.
+        self._watchdog = Watchdog(self._process.pid, self._launch.container, self.shm_prefix)
+        record_owner(self._require_workdir(), self._process.pid, self.shm_prefix)
 
     def _wait_ready(self) -> bool:
         """True when ready; False when it exited because a port was taken (retry)."""
@@ -336,32 +347,12 @@ class TritonServer:
 
     def _reap(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        launch = self._launch
-        if launch is not None and launch.container:
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["docker", "stop", "--time", "10", launch.container],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    timeout=STOP_TIMEOUT,
-                    check=False,
-                )
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                logger.warning("tritonserver did not stop in %.0f s; killing it", STOP_TIMEOUT)
-        # Whatever is left of the group (stub processes, a hung server) is killed, and the
-        # shared-memory regions a killed python backend could not remove are removed.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        for region in Path(SHM_FOLDER).glob(f"{self.shm_prefix}*"):
-            region.unlink(missing_ok=True)
+        if process is not None:
+            container = self._launch.container if self._launch is not None else ""
+            stop_process_group(process, container, self.shm_prefix, STOP_TIMEOUT)
+        if self._watchdog is not None:
+            self._watchdog.release()
+            self._watchdog = None
 
     # -- the log --------------------------------------------------------------------------------
 
