@@ -3,7 +3,7 @@
 Commands parse arguments, call the library, print what :mod:`mmetools.rendering` draws and exit.
 Every MmetoolsError becomes a message and an exit code here, in :func:`main`; anything else is a
 bug and keeps its traceback. The typer app is :mod:`mmetools.cli.app`; the commands live by stage
-in :mod:`.model`, :mod:`.build`, :mod:`.test` and :mod:`.release` and are registered below, in
+in :mod:`.model`, :mod:`.build`, :mod:`.test`, :mod:`.release` and :mod:`.serving` and are registered below, in
 the order ``mmetools --help`` lists them.
 """
 
@@ -26,6 +26,7 @@ from mmetools.cli.build import (
 )
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
 from mmetools.cli.release import diff_command, loadtest_command, publish_command
+from mmetools.cli.serving import endpoint_app, serve_command
 from mmetools.cli.test import test_command
 from mmetools.core.errors import MmetoolsError, Terminated, ValidationFailed
 from mmetools.core.process import sigterm_raises
@@ -45,6 +46,8 @@ app.command("targets")(targets_command)
 app.command("lock")(lock_command)
 app.command("inspect")(inspect_command)
 app.command("build")(build_command)
+endpoint_app.command("serve")(serve_command)
+app.add_typer(endpoint_app, name="endpoint")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
