@@ -198,7 +198,9 @@ class ModelCache:
                     waited = self._clock() - begin
                     self.events.request(target_model, state, waited)
                     assert entry.outcome is not None
-                    return Lease(target_model, entry.outcome.handle, state, waited, entry.generation)
+                    return Lease(
+                        target_model, entry.outcome.handle, state, waited, entry.generation
+                    )
                 state = MISS
                 if entry is None or entry.generation != self._generation:
                     entry = self._start_load(target_model)
@@ -258,13 +260,14 @@ class ModelCache:
         if entry.generation != self._generation or self._closed:
             self._fail(entry, CacheError(target, "the endpoint restarted its model server"))
             return
-        estimate = self.estimate(target)
-        if estimate > self.budget_bytes:
+        estimate = min(self.estimate(target), self.budget_bytes)
+        measured = self.measured().get(target)
+        if measured is not None and measured > self.budget_bytes:
             self._fail(
                 entry,
                 LoadFailed(
                     target,
-                    f"{target} needs about {estimate // 2**20} MiB, more than the whole model "
+                    f"{target} needs about {measured // 2**20} MiB, more than the whole model "
                     f"memory budget of {self.budget_bytes // 2**20} MiB",
                     507,
                 ),
@@ -379,8 +382,9 @@ class ModelCache:
             self._lock.notify_all()
         return lost
 
-    def close(self) -> None:
-        """Unload every model and stop the worker (waiting requests fail)."""
+    def close(self, unload: bool = True) -> None:
+        """Stop the worker (waiting requests fail), unloading every model unless the model
+        server is about to stop anyway (``unload=False``)."""
         with self._lock:
             self._closed = True
             entries = list(self._entries.values())
@@ -388,7 +392,7 @@ class ModelCache:
             self._generation += 1
             self._lock.notify_all()
         for entry in entries:
-            if entry.ready:
+            if entry.ready and unload:
                 self._unload(entry, "shutdown")
         try:
             self._queue.put_nowait(None)

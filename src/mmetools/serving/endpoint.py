@@ -87,7 +87,9 @@ class EndpointOptions:
 
 
 class LocalEndpoint:
-    def __init__(self, model_server: ModelServer, options: EndpointOptions, source_uri: str) -> None:
+    def __init__(
+        self, model_server: ModelServer, options: EndpointOptions, source_uri: str
+    ) -> None:
         self.model_server = model_server
         self.options = options
         self.source_uri = source_uri
@@ -162,7 +164,7 @@ class LocalEndpoint:
             self._http.server_close()
             self._http = None
         if self.cache is not None:
-            self.cache.close()
+            self.cache.close(unload=False)  # stopping Triton unloads everything at once
         self.model_server.stop()
         for thread in self._threads:
             thread.join(timeout=5.0)
@@ -256,7 +258,9 @@ class LocalEndpoint:
         except Exception as e:  # ModelServerDied: the watch (or this) restarts it
             if not self.model_server.alive():
                 self._model_server_died()
-            raise ApiError(500, "InternalFailure", f"the model server restarted ({e}); retry") from e
+            raise ApiError(
+                500, "InternalFailure", f"the model server restarted ({e}); retry"
+            ) from e
 
     def models_document(self) -> dict[str, Any]:
         cache = self.cache

@@ -214,7 +214,9 @@ def prometheus_text(snapshot: dict[str, Any]) -> str:
            "loaded", [("", cache["sum"])])  # fmt: skip
     metric("mme_model_cache_lookups_total", "counter", "invocations that needed a model",
            [("", cache["sample_count"])])  # fmt: skip
-    metric("mme_loaded_model_count", "gauge", "LoadedModelCount", [("", snapshot["LoadedModelCount"])])
+    metric(
+        "mme_loaded_model_count", "gauge", "LoadedModelCount", [("", snapshot["LoadedModelCount"])]
+    )
     for key, name in (
         ("ModelLoadingWaitTime", "mme_model_loading_wait_seconds"),
         ("ModelUnloadingTime", "mme_model_unloading_seconds"),
@@ -227,7 +229,12 @@ def prometheus_text(snapshot: dict[str, Any]) -> str:
     metric("mme_memory_utilization_percent", "gauge", "MemoryUtilization: the model server's "
            "resident memory / instance memory", [("", snapshot["MemoryUtilization"])])  # fmt: skip
     metric("mme_invocations_total", "counter", "Invocations", [("", snapshot["Invocations"])])
-    metric("mme_evictions_total", "counter", "models unloaded to make room", [("", snapshot["evictions"])])
+    metric(
+        "mme_evictions_total",
+        "counter",
+        "models unloaded to make room",
+        [("", snapshot["evictions"])],
+    )
     metric("mme_model_server_restarts_total", "counter", "model server restarts",
            [("", snapshot["model_server_restarts"])])  # fmt: skip
     metric("mme_invocation_errors_total", "counter", "refused or failed invocations by error code",

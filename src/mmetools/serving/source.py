@@ -150,7 +150,8 @@ class ArtifactSource:
                     self._s3().download_file(self.destination.bucket, found.key, str(partial))
                 except (BotoCoreError, ClientError) as e:
                     raise ModelMissing(
-                        target_model, f"Failed to download model data ({self._where(found.key)}): {e}"
+                        target_model,
+                        f"Failed to download model data ({self._where(found.key)}): {e}",
                     ) from e
             partial.rename(copy)
         except FileNotFoundError as e:  # deleted between the stat and the copy
@@ -158,7 +159,9 @@ class ArtifactSource:
         finally:
             partial.unlink(missing_ok=True)
         seconds = time.perf_counter() - begin
-        logger.info("downloaded %s (%d bytes) in %.2f s", self._where(found.key), found.size, seconds)
+        logger.info(
+            "downloaded %s (%d bytes) in %.2f s", self._where(found.key), found.size, seconds
+        )
         return Fetched(copy, True, seconds)
 
     def list_models(self) -> list[str]:

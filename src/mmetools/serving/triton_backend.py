@@ -184,7 +184,9 @@ class TritonBackend:
         handle = LoadedHandle(model_id, target_model, work, generation, after.stubs - before.stubs)
         return LoadOutcome(handle, memory, fetched.seconds if fetched.downloaded else 0.0, seconds)
 
-    def _unpack(self, target_model: str, artifact: Path, folder: Path, server: TritonServer) -> None:
+    def _unpack(
+        self, target_model: str, artifact: Path, folder: Path, server: TritonServer
+    ) -> None:
         """Check the members (nothing may escape the folder), then the native tar, as SageMaker
         unpacks; the target's stub goes into each packed-env step when the server emulates it."""
         try:

@@ -46,7 +46,9 @@ class FakeLoader:
             raise ModelMissing(target_model, f"no {target_model}")
         if target_model in self.broken:
             raise LoadFailed(target_model, f"{target_model}: bad config", 400)
-        return LoadOutcome(f"handle-{target_model}", self.sizes.get(target_model, 100 * MiB), 0.1, 0.2)
+        return LoadOutcome(
+            f"handle-{target_model}", self.sizes.get(target_model, 100 * MiB), 0.1, 0.2
+        )
 
     def unload(self, handle: Any) -> None:
         with self.lock:
