@@ -26,7 +26,7 @@ from mmetools.cli.build import (
 )
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
 from mmetools.cli.release import diff_command, loadtest_command, publish_command
-from mmetools.cli.serving import endpoint_app, serve_command
+from mmetools.cli.serving import endpoint_app, plan_command, serve_command
 from mmetools.cli.test import test_command
 from mmetools.core.errors import MmetoolsError, Terminated, ValidationFailed
 from mmetools.core.process import sigterm_raises
@@ -47,6 +47,7 @@ app.command("lock")(lock_command)
 app.command("inspect")(inspect_command)
 app.command("build")(build_command)
 endpoint_app.command("serve")(serve_command)
+endpoint_app.command("plan")(plan_command)
 app.add_typer(endpoint_app, name="endpoint")
 
 

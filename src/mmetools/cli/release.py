@@ -213,10 +213,33 @@ def loadtest_command(
         typer.Option("--model", help="With --endpoint: model folder whose fixtures to send."),
     ] = None,
     mode: TritonModeOption = None,
+    models: Annotated[
+        str, typer.Option("--models", help="With --endpoint: a fleet, TargetModels a,b,c.")
+    ] = "",
+    prefix: Annotated[
+        str, typer.Option("--prefix", help="With --endpoint: a fleet, every *.tar.gz of a prefix.")
+    ] = "",
+    mix: Annotated[
+        str,
+        typer.Option("--mix", help="Fleet traffic: uniform, zipf:S, or a CSV target_model,rate."),
+    ] = "uniform",
+    endpoint_url: Annotated[
+        str, typer.Option("--endpoint-url", help="The runtime URL (the local endpoint's).")
+    ] = "",
+    users: Annotated[int, typer.Option("--users", min=1, help="Fleet: concurrent users.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Fleet: the mix's random seed.")] = 0,
+    cold_threshold_ms: Annotated[
+        float, typer.Option("--cold-threshold-ms", help="Fleet, real endpoint: slower is cold.")
+    ] = 1000.0,
+    target_hit_ratio: Annotated[
+        float, typer.Option("--target-hit-ratio", min=0.0, max=1.0, help="Fleet: for the plan.")
+    ] = 0.9,
 ) -> None:
     """Cold start, memory, warm latency p50/p90/p99 and throughput at rising concurrency and
     fixed rates (locust), through the local SageMaker frontend or a real endpoint; writes JSON and
-    an HTML report with charts, and suggests an InvocationsPerInstance target."""
+    an HTML report with charts, and suggests an InvocationsPerInstance target. With --endpoint and
+    --models or --prefix: a fleet under a traffic mix (hit ratio, cold and warm latency,
+    evictions) and a capacity plan checked against it."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
     from mmetools.core.errors import UsageError
@@ -226,6 +249,17 @@ def loadtest_command(
     from mmetools.rendering.json_report import write_loadtest_json
     from mmetools.rendering.tables import loadtest_lines, suggestion_line
 
+    if endpoint is not None and (models or prefix):
+        from mmetools.cli.serving import fleet_loadtest
+
+        paced_rates = _numbers(rates, "--rates")
+        fleet_loadtest(
+            endpoint, endpoint_url=endpoint_url, models=models, prefix=prefix, mix=mix,
+            users=users, seconds=seconds, rate=paced_rates[0] if paced_rates else None, seed=seed,
+            cold_threshold_ms=cold_threshold_ms, target_hit_ratio=target_hit_ratio,
+            p99_budget_ms=p99_budget_ms, out=out,
+        )  # fmt: skip
+        return
     levels = [int(v) for v in _numbers(concurrency, "--concurrency")]
     paced = _numbers(rates, "--rates")
     progress = Progress(

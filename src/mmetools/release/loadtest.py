@@ -172,9 +172,10 @@ def run_locust(
     rate: float | None = None,
     label: str = "",
     extra_env: dict[str, str] | None = None,
+    locustfile: Path = LOCUSTFILE,
 ) -> LoadStep:
     """One headless locust run of ``users`` users for ``seconds``; ``rate`` paces them to that
-    many requests/s in total."""
+    many requests/s in total; ``locustfile`` is the user (fleet tests have their own)."""
     step = work / uuid.uuid4().hex[:8]
     step.mkdir(parents=True)
     config_path = step / "config.json"
@@ -184,7 +185,7 @@ def run_locust(
         "-m",
         "locust",
         "-f",
-        str(LOCUSTFILE),
+        str(locustfile),
         "--headless",
         "--users",
         str(users),

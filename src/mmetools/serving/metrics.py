@@ -57,6 +57,9 @@ class _ModelLatency:
     count: int = 0
     errors: int = 0
     hits: int = 0
+    memory_bytes: int | None = None  # of its last load
+    load_seconds: float | None = None
+    download_seconds: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         values = list(self.samples)
@@ -67,6 +70,9 @@ class _ModelLatency:
             "p50_ms": percentile(values, 50) * 1000,
             "p99_ms": percentile(values, 99) * 1000,
             "mean_ms": (sum(values) / len(values) * 1000) if values else math.nan,
+            "memory_bytes": self.memory_bytes,
+            "load_seconds": self.load_seconds,
+            "download_seconds": self.download_seconds,
         }
 
 
@@ -116,6 +122,11 @@ class EndpointMetrics:
             self.loads += 1
             self.downloading.add(outcome.download_seconds)
             self.loading.add(outcome.load_seconds)
+            model = self._models.setdefault(target_model, _ModelLatency())
+            model.memory_bytes = outcome.memory_bytes
+            model.load_seconds = outcome.load_seconds
+            if outcome.download_seconds or model.download_seconds is None:
+                model.download_seconds = outcome.download_seconds
 
     def load_failed(self, target_model: str, error: CacheError) -> None:
         with self._lock:
