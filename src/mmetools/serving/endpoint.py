@@ -189,11 +189,12 @@ class LocalEndpoint:
                 return
             lost = self.cache.forget_all() if self.cache is not None else 0
             logger.warning("the model server died with %d models loaded: restarting it", lost)
-            self.metrics.restarted()
             try:
                 self.model_server.restart()
             except Exception as e:  # try again at the next watch
                 logger.error("restarting the model server failed: %s", e)
+                return
+            self.metrics.restarted()
 
     # -- invocations ----------------------------------------------------------------------------
 

@@ -156,8 +156,11 @@ class TritonBackend:
 
     def load(self, target_model: str) -> LoadOutcome:
         fetched = self.source.fetch(target_model)
-        server = self.server
-        generation = self.generation
+        with self._lock:  # waits for a restart in progress
+            if self._server is None:
+                raise LoadFailed(target_model, "the model server is not running; retry", 500)
+            server = self._server
+            generation = self.generation
         assert server.workdir is not None and server.pid is not None
         model_id = uuid.uuid4().hex[:16]
         work = server.workdir / model_id
