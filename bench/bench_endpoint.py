@@ -53,7 +53,9 @@ def artifacts(dist: Path) -> dict[str, Path]:
         path = dist / f"{name}_1.tar.gz"
         if not path.is_file():
             print(f"building {path}")
-            path = package_model(ModelFolder(REPO_ROOT / "models" / name), dist, load_settings()).path
+            path = package_model(
+                ModelFolder(REPO_ROOT / "models" / name), dist, load_settings()
+            ).path
         found[name] = path
     return found
 
@@ -67,7 +69,9 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     moto = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     assert moto, "moto_server is missing (ci/bootstrap installs it)"
     process = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -84,7 +88,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, default=20, help="artifacts on the endpoint")
     parser.add_argument("--slots", type=float, default=5, help="models the budget holds")
-    parser.add_argument("--model-mb", type=int, default=320, help="memory per model assumed for the budget")
+    parser.add_argument(
+        "--model-mb", type=int, default=320, help="memory per model assumed for the budget"
+    )
     parser.add_argument("--zipf", type=float, default=1.2)
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=1800)
@@ -99,7 +105,9 @@ def main() -> None:
     budget = int(args.slots * args.model_mb * MiB)
     moto, moto_url = start_moto()
     os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
         AWS_ENDPOINT_URL_S3=moto_url,
     )
     stop = None
@@ -113,14 +121,22 @@ def main() -> None:
         settings = load_settings()
         with load_note() as note:
             endpoint, stop = serve_local_endpoint(
-                settings, f"s3://{BUCKET}/staging",
+                settings,
+                f"s3://{BUCKET}/staging",
                 EndpointOptions(model_budget_bytes=budget, wait_seconds=120),
             )
             print(f"endpoint {endpoint.url}, {len(names)} artifacts, budget {budget // MiB} MiB")
             mix = parse_mix(f"zipf:{args.zipf}", names)
-            requests = {n: fixture_requests(REPO_ROOT / "models" / n.rsplit("_", 1)[0]) for n in names}
+            requests = {
+                n: fixture_requests(REPO_ROOT / "models" / n.rsplit("_", 1)[0]) for n in names
+            }
             result = run_fleet(
-                "bench-mme", endpoint.url, mix, requests, users=args.users, seconds=args.seconds,
+                "bench-mme",
+                endpoint.url,
+                mix,
+                requests,
+                users=args.users,
+                seconds=args.seconds,
                 seed=args.seed,
             )
     finally:
@@ -132,17 +148,29 @@ def main() -> None:
 
     for line in fleet_lines(result):
         print(line)
-    plan = plan_capacity(
-        result.profiles, mix=mix.description, request_rate=result.step.throughput,
-        per_instance_rate=result.step.throughput, warm_p99_ms=result.warm.p99_ms or 0.0,
-    ) if result.profiles else None
+    plan = (
+        plan_capacity(
+            result.profiles,
+            mix=mix.description,
+            request_rate=result.step.throughput,
+            per_instance_rate=result.step.throughput,
+            warm_p99_ms=result.warm.p99_ms or 0.0,
+        )
+        if result.profiles
+        else None
+    )
     if plan is not None:
         for line in plan_lines(plan):
             print(line)
-    print(table(["model", "memory MiB", "load s", "share"], [
-        [p.name, f"{p.memory_bytes / MiB:.0f}", f"{p.load_seconds:.1f}", f"{p.share:.3f}"]
-        for p in result.profiles
-    ]))
+    print(
+        table(
+            ["model", "memory MiB", "load s", "share"],
+            [
+                [p.name, f"{p.memory_bytes / MiB:.0f}", f"{p.load_seconds:.1f}", f"{p.share:.3f}"]
+                for p in result.profiles
+            ],
+        )
+    )
     peak = result.endpoint_metrics.get("memory", {}).get("models_accounted_bytes", 0)
     checks = {
         "no wrong answers": result.wrong_outputs == 0,
