@@ -22,6 +22,7 @@ screen_detector_1.tar.gz, as `mmetools package` writes them); missing ones are b
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import subprocess
@@ -41,6 +42,7 @@ from mmetools.serving.fleet import fixture_requests, run_fleet
 from mmetools.serving.traffic import parse_mix
 
 MiB = 1024 * 1024
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 EXAMPLES = ("intent_classifier", "screen_detector")
 BUCKET = "bench-endpoint"
 
