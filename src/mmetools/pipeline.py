@@ -35,7 +35,13 @@ from mmetools.release.evidence import (
     evidence_path,
     write_evidence,
 )
-from mmetools.release.evidence_recording import record_of_report
+from mmetools.release.evidence_recording import (
+    new_run,
+    record_of_report,
+    signing_key,
+    tested_image,
+    tested_target,
+)
 from mmetools.testing.source_test import ModelReport, run_models
 from mmetools.build.files import ArtifactFiles, LocalFiles
 from mmetools.model.dvc import ensure_weights
@@ -280,9 +286,12 @@ def build(
             f"cannot skip step(s) {', '.join(unskippable)}: only {', '.join(SKIPPABLE_STEPS)} "
             "can be skipped (the other steps feed the artifact)"
         )
+    signing_key(settings)  # a bad evidence key stops the build before any step
+    for folder in folders:
+        _remove_previous_build(folder, out)
     run = _Run(on_step)
     mode = resolve_mode(settings.triton.mode, options.triton.mode, options.triton.image)
-    image = options.triton.image or settings.triton.image
+    image = tested_image(settings, options.triton.image)
 
     ready: list[ReadyModel] = []
     for folder in folders:
@@ -453,15 +462,41 @@ def _artifact_step(
             continue
         source_test = item.tested.source_test
         artifact_test = record_of_report(ARTIFACT_TEST, report, settings, mode, image)
-        evidence = Evidence(
-            item.artifact.path.name,
-            item.artifact.sha256,
-            (artifact_test,) if source_test is None else (source_test, artifact_test),
+        evidence = write_evidence(
+            evidence_path(item.artifact.path),
+            Evidence(
+                item.artifact.path.name,
+                item.artifact.sha256,
+                (artifact_test,) if source_test is None else (source_test, artifact_test),
+                tested_target(settings),
+                new_run(item.tested.ready.model.folder.path),
+            ),
+            signing_key(settings),
         )
-        write_evidence(evidence_path(item.artifact.path), evidence)
         built.append(_move_into(item.artifact, evidence, out, item.tested.ready.model.ref))
         run.record(name, "artifact", "passed", seconds, f"{len(report.results)} case(s) via MME")
     return built
+
+
+def _remove_previous_build(folder: ModelFolder, out: Path) -> None:
+    """Remove what an earlier build of this model version left in ``out``, before any step:
+    whatever this build's outcome, ``out`` never keeps an earlier build's artifact and passing
+    evidence beside a model that now fails (the evidence first: never evidence without its
+    artifact's removal under way)."""
+    try:
+        files = ArtifactFiles.of(folder.ref()).local(out)
+    except MmetoolsError:
+        return  # no version to name: validation reports it
+    for path in (files.evidence, files.tarball, files.sha256, files.manifest):
+        try:
+            path.unlink()
+            logger.info("%s: removed the previous build's %s", folder.name, path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise UsageError(
+                f"{path}: cannot remove the previous build of {folder.name}: {e.strerror or e}"
+            ) from e
 
 
 def _move_into(artifact: Artifact, evidence: Evidence, out: Path, ref: ModelRef) -> BuiltArtifact:
