@@ -106,7 +106,7 @@ def _create_key_file(path: Path) -> None:
             os.fsync(stream.fileno())
         try:
             os.link(temporary, path)  # create-only: a concurrent first run keeps its own key
-            logger.info("created the evidence key %s", path)
+            logger.debug("created the evidence key %s", path)
         except FileExistsError:
             pass
     finally:
