@@ -470,15 +470,13 @@ def _artifact_step(
 
 
 def _remove_previous_build(folder: ModelFolder, out: Path) -> None:
-    """Remove what an earlier build of this model version left in ``out``, before any step: a
-    model that now fails never leaves an earlier build's artifact and passing evidence there."""
+    """Before any step: a model that now fails leaves no earlier build and evidence in out."""
     try:
         files = ArtifactFiles.of(folder.ref()).local(out)
     except MmetoolsError:
         return  # no version to name: validation reports it
     try:
-        for path in files.remove():
-            logger.info("%s: removed the previous build's %s", folder.name, path)
+        logger.info("%s: removed the previous build's %s", folder.name, files.remove() or "-")
     except OSError as e:
         raise UsageError(f"{out}: cannot remove {folder.name}'s previous build: {e}") from e
 
