@@ -518,6 +518,17 @@ def main(
             "error: no branch to publish for (detached HEAD): pass --branch or --no-publish"
         )
         return 2
+    if branch:
+        # The same rule as `mmetools publish`, before any step: a ref-looking name such as
+        # refs/heads/main must not pass for the production branch (nor be compared as it).
+        from mmetools.core.errors import UsageError
+        from mmetools.release.publish.branches import checked_branch
+
+        try:
+            checked_branch(branch)
+        except UsageError as e:
+            console.print(f"error: {e}", markup=False)
+            return 2
     try:
         models, base = select_models(args, repo, branch or "", runner, console)
     except PipelineError as e:

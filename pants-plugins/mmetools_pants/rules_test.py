@@ -348,7 +348,9 @@ def test_publish_runs_mmetools_publish_for_the_branch(rule_runner: RuleRunner) -
     assert published.description == "branch feature/x"
     assert published.process is not None
     argv = published.process.process.argv
-    assert argv[1:] == ("publish", "{chroot}/demo_3.tar.gz", "--branch", "feature/x")
+    assert argv[1:] == (
+        "publish", "{chroot}/demo_3.tar.gz", "--branch", "feature/x", "--retest"
+    )  # fmt: skip
     assert argv[0] == os.path.join(rule_runner.build_root, ".venv/bin/mmetools")
     assert published.process.run_in_workspace
 

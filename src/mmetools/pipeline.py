@@ -5,9 +5,10 @@ refused: a wiring mistake stops at validation, before any Triton log. ``mmetools
 Pants rules and ``ci/pipeline`` are front-ends of ``build``; publishing (``mmetools publish``)
 then requires the evidence the last step writes.
 
-``build`` packages into a private folder inside ``out`` and moves an artifact's four files into
-``out`` only after its artifact test passed, so ``out`` never holds an artifact that did not pass
-(or half of one). Steps that start a Triton server run for all models at once (one server per
+``build`` first removes what an earlier build of each model version left in ``out``, packages
+into a private folder inside ``out`` and moves an artifact's four files into ``out`` only after
+its artifact test passed, so ``out`` never holds an artifact that did not pass in this run (or
+half of one); the evidence is signed with the evidence key (release/evidence_key.py). Steps that start a Triton server run for all models at once (one server per
 serving env), every other step per model; a model that fails stops there, the others go on.
 ``package_model`` (``mmetools package``) is the same route without the Triton tests: validate ->
 fetch -> env -> package, each step's module called once (weights are fetched once).
@@ -35,7 +36,8 @@ from mmetools.release.evidence import (
     evidence_path,
     write_evidence,
 )
-from mmetools.release.evidence_recording import record_of_report
+from mmetools.release.evidence_recording import new_run, record_of_report, signing_key
+from mmetools.release.evidence_recording import tested_image, tested_target
 from mmetools.testing.source_test import ModelReport, run_models
 from mmetools.build.files import ArtifactFiles, LocalFiles
 from mmetools.model.dvc import ensure_weights
@@ -280,9 +282,12 @@ def build(
             f"cannot skip step(s) {', '.join(unskippable)}: only {', '.join(SKIPPABLE_STEPS)} "
             "can be skipped (the other steps feed the artifact)"
         )
+    signing_key(settings)  # a bad evidence key stops the build before any step
+    for folder in folders:
+        _remove_previous_build(folder, out)
     run = _Run(on_step)
     mode = resolve_mode(settings.triton.mode, options.triton.mode, options.triton.image)
-    image = options.triton.image or settings.triton.image
+    image = tested_image(settings, options.triton.image)
 
     ready: list[ReadyModel] = []
     for folder in folders:
@@ -451,17 +456,29 @@ def _artifact_step(
         if not report.passed:
             run.record(name, "artifact", "failed", seconds, report.failure_summary)
             continue
-        source_test = item.tested.source_test
-        artifact_test = record_of_report(ARTIFACT_TEST, report, settings, mode, image)
-        evidence = Evidence(
-            item.artifact.path.name,
-            item.artifact.sha256,
-            (artifact_test,) if source_test is None else (source_test, artifact_test),
+        source = item.tested.source_test
+        tested = record_of_report(ARTIFACT_TEST, report, settings, mode, image)
+        tests = (tested,) if source is None else (source, tested)
+        unsigned = Evidence(item.artifact.path.name, item.artifact.sha256, tests,
+                            tested_target(settings), new_run(item.tested.ready.model.folder.path))  # fmt: skip
+        evidence = write_evidence(
+            evidence_path(item.artifact.path), unsigned, signing_key(settings)
         )
-        write_evidence(evidence_path(item.artifact.path), evidence)
         built.append(_move_into(item.artifact, evidence, out, item.tested.ready.model.ref))
         run.record(name, "artifact", "passed", seconds, f"{len(report.results)} case(s) via MME")
     return built
+
+
+def _remove_previous_build(folder: ModelFolder, out: Path) -> None:
+    """Before any step: a model that now fails leaves no earlier build and evidence in out."""
+    try:
+        files = ArtifactFiles.of(folder.ref()).local(out)
+    except MmetoolsError:
+        return  # no version to name: validation reports it
+    try:
+        logger.info("%s: removed the previous build's %s", folder.name, files.remove() or "-")
+    except OSError as e:
+        raise UsageError(f"{out}: cannot remove {folder.name}'s previous build: {e}") from e
 
 
 def _move_into(artifact: Artifact, evidence: Evidence, out: Path, ref: ModelRef) -> BuiltArtifact:

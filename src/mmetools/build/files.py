@@ -70,6 +70,18 @@ class LocalFiles:
         """(manifest, sha256, evidence): the files that go into place before the tarball."""
         return (self.manifest, self.sha256, self.evidence)
 
+    def remove(self) -> list[Path]:
+        """Remove the set (the evidence first: never evidence left beside a half-removed set);
+        the paths that were there. OSError when one cannot be removed."""
+        removed = []
+        for path in (self.evidence, self.tarball, self.sha256, self.manifest):
+            try:
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:
+                pass
+        return removed
+
 
 @dataclass(frozen=True)
 class StoredFiles:

@@ -42,6 +42,15 @@ def publish_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=64, help="Parallel S3 part uploads.")
     ] = 8,
+    retest: Annotated[
+        bool,
+        typer.Option(
+            "--retest",
+            help="When an artifact's evidence does not verify here (not signed with this "
+            "machine's or CI's evidence key, stale, another target), run its SageMaker MME "
+            "artifact test on these exact bytes instead of refusing.",
+        ),
+    ] = False,
 ) -> None:
     """Publish artifacts to staging and, from the production branch, to production. Versions are
     immutable: same bytes is a no-op, different bytes is refused. Exit 1 when one fails."""
@@ -57,7 +66,9 @@ def publish_command(
         for name in ("boto3", "botocore", "s3transfer", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
     options = PublishOptions(
-        dry_run=dry_run, s3=S3Tuning(part_size=part_size * MiB, max_concurrency=concurrency)
+        dry_run=dry_run,
+        retest=retest,
+        s3=S3Tuning(part_size=part_size * MiB, max_concurrency=concurrency),
     )
     progress = Progress(
         "{task.description}",

@@ -95,3 +95,8 @@ class Terminated(SystemExit):
     def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(128 + signum)
+
+
+class EvidenceError(PublishError):
+    """An artifact's evidence does not show that these bytes passed their tests here: missing,
+    unsigned or signed with another key, for other bytes or another target, or failing."""

@@ -56,6 +56,20 @@ def git_info(path: Path) -> GitInfo:
     return GitInfo(commit, branch, bool(status))
 
 
+def changed_since(path: Path, commit: str) -> bool:
+    """True unless the folder ``path`` (tracked and untracked files) is exactly as it was at
+    ``commit``; also True when that cannot be told (an unknown commit, no git)."""
+    try:
+        process.run(["git", "-C", str(path), "diff", "--quiet", commit, "--", "."], context="git")
+        untracked = process.run(
+            ["git", "-C", str(path), "ls-files", "--others", "--exclude-standard", "--", "."],
+            context="git",
+        ).output.strip()
+    except MmetoolsError:
+        return True
+    return bool(untracked)
+
+
 def is_ci(environ: Mapping[str, str]) -> bool:
     return environ.get("CI", "").lower() in ("1", "true", "yes")
 

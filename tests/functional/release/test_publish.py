@@ -391,3 +391,69 @@ def test_cli_publish_prints_results_and_a_table(
     captured = capsys.readouterr()
     assert "error: refusing to publish alpha_1.tar.gz to production: staging" in captured.err
     assert "unchanged staging" in captured.out  # beta is still published (no-op)
+
+
+# Issue 20 #2: staging (and any target) is checked by content, not by x-amz-meta-sha256.
+
+
+def _forge(client: Any, bucket: str, key: str, body: bytes, sha256: str) -> None:
+    """Another writer's object under the key, labelled with the tested build's sha256."""
+    client.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": sha256},
+                      ChecksumAlgorithm="CRC32")  # fmt: skip
+
+
+@pytest.mark.parametrize("same_size", [False, True])
+def test_s3_staging_with_other_bytes_under_the_tested_sha256_is_refused(
+    tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings, same_size: bool
+) -> None:
+    staging, production = buckets
+    artifact = make_artifact(tmp_path / "dist", size=64 * 1024)
+    sha = sha256_of(artifact)
+    client = s3_client()
+    body = bytes(artifact.stat().st_size) if same_size else b"other bytes"
+    _forge(client, staging, "mme/main/demo_1.tar.gz", body, sha)
+    report = run([artifact], "main", s3_settings)
+    assert not report.ok and report.results == ()
+    (failure,) = report.failures
+    assert failure.message.startswith(
+        f"refusing to publish demo_1.tar.gz: s3://{staging}/mme/main/demo_1.tar.gz is labelled "
+        f"with the local build's sha256 {sha} but holds other bytes ("
+    ), failure.message
+    size = artifact.stat().st_size
+    assert ("S3's" in failure.message or "sha256" in failure.message) if same_size else (
+        f"({len(body)} bytes stored, the build has {size})" in failure.message
+    )  # fmt: skip
+    assert keys(client, production) == []  # nothing copied to production, relabelled or not
+    assert keys(client, staging) == ["mme/main/demo_1.tar.gz"]  # and no sidecar names it
+
+
+def test_s3_unchanged_is_decided_by_checksums_without_reading(
+    tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings
+) -> None:
+    artifact = make_artifact(tmp_path / "dist", size=12 * MiB)  # 3 parts of 5 MiB
+    assert actions(run([artifact], "main", s3_settings)) == [
+        ("staging", "uploaded"), ("production", "copied")]  # fmt: skip
+    session = boto3.session.Session()
+    recorder = Recorder(session)
+    report = run([artifact], "main", s3_settings, session=session)
+    assert actions(report) == [("staging", "unchanged"), ("production", "unchanged")]
+    assert "GetObject" not in recorder.names()  # the multipart and copied checksums matched
+
+
+def test_s3_object_in_other_parts_is_read_once_to_compare(
+    tmp_path: Path, buckets: tuple[str, str], s3_settings: Settings
+) -> None:
+    staging, _ = buckets
+    artifact = make_artifact(tmp_path / "dist", size=12 * MiB)
+    client = s3_client()
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=6 * MiB, multipart_chunksize=6 * MiB)
+    client.upload_file(str(artifact), staging, "mme/feature~x/demo_1.tar.gz", Config=config,
+                       ExtraArgs={"Metadata": {"sha256": sha256_of(artifact)},
+                                  "ChecksumAlgorithm": "CRC32"})  # fmt: skip
+    session = boto3.session.Session()
+    recorder = Recorder(session)
+    report = run([artifact], "feature/x", s3_settings, session=session)
+    assert actions(report) == [("staging", "unchanged")], report.failures
+    assert recorder.names().count("GetObject") == 1

@@ -8,15 +8,10 @@ from pathlib import Path
 from conftest import MODELS_DIR
 
 from mmetools.pipeline import package_model
-from mmetools.release.evidence import (
-    ARTIFACT_TEST,
-    Evidence,
-    RecordedTest,
-    evidence_path,
-    write_evidence,
-)
+from support.release.publish_support import write_passing_evidence
 from mmetools.build.manifest import file_sha256
 from mmetools.model.folder import ModelFolder
+from mmetools.release.evidence import EvidenceTarget
 from mmetools.core.settings import Settings
 
 # The deliberate preprocessing change: screen_detector's normalisation mean.
@@ -48,6 +43,5 @@ def build(model: ModelFolder, out: Path, settings: Settings) -> Path:
     repeat (test_pipeline.py covers evidence written by real test runs, and the diff itself runs
     the artifact on Triton)."""
     path = package_model(model, out, settings, validate=False, fetch_weights=False).path
-    record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
-    write_evidence(evidence_path(path), Evidence(path.name, file_sha256(path), (record,)))
+    write_passing_evidence(path, file_sha256(path), target=EvidenceTarget.of(settings.target))
     return path

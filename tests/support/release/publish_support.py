@@ -20,9 +20,12 @@ from mmetools.release.evidence import (
     ARTIFACT_TEST,
     Evidence,
     RecordedTest,
+    EvidenceTarget,
+    EvidenceRun,
     evidence_path,
     write_evidence,
 )
+from mmetools.release.evidence_key import EvidenceKey, load_evidence_key
 from mmetools.build.manifest import Manifest, ManifestMember, write_manifest
 from mmetools.core.settings import Settings, load_settings
 
@@ -82,9 +85,32 @@ def make_artifact(
     )
     write_manifest(path.with_name(f"{model}_{version}.tar.gz.manifest.json"), manifest)
     if evidence:
-        record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
-        write_evidence(evidence_path(path), Evidence(name, digest, (record,)))
+        write_passing_evidence(path, digest)
     return path
+
+
+def signing_key_for_tests() -> EvidenceKey:
+    """The key this test process signs with: the per-user key of the tests' cache folder (or
+    MMETOOLS_EVIDENCE_KEY), the one publish verifies with."""
+    key = load_evidence_key(Path(os.environ["MMETOOLS_CACHE_DIR"]), create=True)
+    assert key is not None
+    return key
+
+
+def write_passing_evidence(
+    path: Path,
+    sha256: str,
+    *,
+    target: EvidenceTarget | None = None,
+    commit: str = "unknown",
+    key: EvidenceKey | None = None,
+) -> Evidence:
+    """Signed passing evidence of an MME artifact test for ``sha256``: a stand-in for the test
+    run publishing tests do not repeat (for the default [target] unless ``target``)."""
+    record = RecordedTest(ARTIFACT_TEST, True, "2.51.0", "bundled", "image", ())
+    target = target or EvidenceTarget.of(load_settings(root=path.parent).target)
+    evidence = Evidence(path.name, sha256, (record,), target, EvidenceRun("t", None, commit, False))
+    return write_evidence(evidence_path(path), evidence, key or signing_key_for_tests())
 
 
 def sha256_of(path: Path) -> str:

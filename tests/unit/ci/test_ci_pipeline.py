@@ -397,3 +397,25 @@ def test_a_diff_that_wrote_no_report_fails(repo: Path) -> None:
     assert code == 1, output
     assert "exit 0 but no diff report: dist/reports/alpha-diff.json" in output
     assert not [c for c in runner.calls if "publish" in c]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["--all", "--branch", "refs/heads/main"], {}),
+        (["--all"], {"GITHUB_REF_NAME": "refs/heads/main"}),
+        (["--all"], {"CI_COMMIT_REF_NAME": "heads/main"}),
+    ],
+)
+def test_a_ref_looking_branch_is_refused_before_any_step(
+    repo: Path, argv: list[str], environ: dict[str, str]
+) -> None:
+    """Issue 20 #3: a branch named `refs/heads/main` (git accepts it) ran the production
+    pipeline (base HEAD^, publish to production and to staging's main folder)."""
+    runner = Recorder()
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    code = pipeline.main(argv, repo=repo, runner=runner, environ=environ, console=console)
+    assert code == 2, out.getvalue()
+    assert "not a branch's short name (it looks like a ref" in out.getvalue()
+    assert runner.calls == []  # no step ran, nothing published

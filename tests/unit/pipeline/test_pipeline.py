@@ -123,3 +123,23 @@ def test_same_inputs_give_the_same_bytes_from_any_path_and_home(
         results.append((built.path.read_bytes(), built.manifest_path.read_bytes()))
     assert results[0] == results[1]
     assert b"clone-a" not in results[0][1] and str(tmp_path).encode() not in results[0][1]
+
+
+def test_a_failing_build_leaves_no_earlier_artifact_or_evidence_in_out(tmp_path: Path) -> None:
+    """Issue 20 #7: `mmetools build --out dist` of a model that now fails used to keep the
+    previous build's artifact and passing evidence in dist/, which publish then shipped."""
+    folder = _copy_model("intent_classifier", tmp_path)
+    version = (folder / "model_version.txt").read_text().strip()
+    out = tmp_path / "dist"
+    out.mkdir()
+    name = f"intent_classifier_{version}"
+    earlier = [out / f"{name}{suffix}" for suffix in
+               (".tar.gz", ".tar.gz.sha256", ".tar.gz.manifest.json", ".evidence.json")]  # fmt: skip
+    other = out / "other_1.tar.gz"  # another model's build stays
+    for path in (*earlier, other):
+        path.write_text("an earlier build\n")
+    config = folder / "intent_classifier_pipeline" / "config.pbtxt"
+    config.write_text(config.read_text().replace('model_name: "intent_classifier_inferencer"',
+                                                 'model_name: "no_such_step"'))  # fmt: skip
+    assert main(["build", str(folder), "--out", str(out)]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["other_1.tar.gz"]

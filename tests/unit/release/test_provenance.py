@@ -7,7 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.release.publish_support import make_artifact, settings_for
+from support.release.publish_support import (
+    make_artifact,
+    settings_for,
+    sha256_of,
+    write_passing_evidence,
+)
 
 from mmetools.core.errors import PublishError
 from mmetools.release.provenance import UNKNOWN, ci_run_id, git_info
@@ -45,6 +50,7 @@ def test_published_manifest_names_commit_branch_dirty_and_ci_run(tmp_path: Path)
         "published_branch": "feature/x",
         "ci": True,
         "ci_run_id": "4242",
+        "tested": {"run_id": "t", "ci_run_id": None, "commit": "unknown", "dirty": False},
     }  # fmt: skip
     assert published["evidence"]["sha256"] == published["sha256"]
     # The build's own manifest is untouched: provenance never goes into the build's files.
@@ -69,3 +75,34 @@ def test_ci_run_id_comes_from_the_ci_system() -> None:
     assert ci_run_id({"CI_PIPELINE_ID": "7"}) == "7"
     assert ci_run_id({"MMETOOLS_CI_RUN_ID": "a", "GITHUB_RUN_ID": "b"}) == "a"
     assert ci_run_id({}) is None
+
+
+# Issue 20 #7: an earlier build left in dist/ is not published under a later commit.
+
+
+def test_evidence_of_an_earlier_commit_of_a_changed_model_is_refused(tmp_path: Path) -> None:
+    artifact = _repository(tmp_path)
+    tested = _git(tmp_path, "rev-parse", "HEAD")
+    write_passing_evidence(artifact, sha256_of(artifact), commit=tested)
+    settings = settings_for(tmp_path, "file:pub/staging", "file:pub/production")
+    # A commit elsewhere: the model folder is the one tested, so its build is still this one.
+    (tmp_path / "README.md").write_text("x\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "docs")
+    report = publish([artifact], "feature/x", settings=settings, environ={})
+    assert report.ok, report.failures
+    published = json.loads((tmp_path / "pub/staging/feature~x/demo_1.tar.gz.manifest.json")
+                           .read_text())  # fmt: skip
+    assert published["provenance"]["tested"]["commit"] == tested
+    # The model changes (its build now fails, say): the old bytes are not this commit's.
+    (tmp_path / "models/demo/step.py").write_text("changed = True\n")
+    _git(tmp_path, "add", "-A")
+    _git(tmp_path, "commit", "-q", "-m", "change the model")
+    with pytest.raises(PublishError) as error:
+        publish([artifact], "main", settings=settings, environ={})
+    assert (
+        f"{artifact}: refusing to publish: its evidence is from a test run at commit "
+        f"{tested[:12]} and the model folder changed since, but the checkout is at "
+        f"{_git(tmp_path, 'rev-parse', 'HEAD')[:12]}"
+    ) in str(error.value)
+    assert not (tmp_path / "pub/production").exists()

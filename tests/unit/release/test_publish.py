@@ -22,8 +22,10 @@ from mmetools.model.folder import ModelRef, parse_artifact_name
 from mmetools.release.publish import (
     branch_from_slug,
     branch_slug,
+    is_production_branch,
     load_local_artifact,
     plan_targets,
+    publish,
 )
 from mmetools.release.storage import describe_size, parse_destination, stale_uploads
 from support.release.publish_tests_support import actions, run
@@ -54,21 +56,20 @@ def test_artifact_name_splits_at_the_last_underscore() -> None:
     [
         ("feature/x", "feature~x"),
         ("Feature/JIRA-12_fix", "_46eature~_4a_49_52_41-12_5ffix"),
-        ("refs/heads/main", "main"),
         ("main", "main"),
         ("dependabot/pip/boto3-1.35.0", "dependabot~pip~boto3-1.35.0"),
-        (".hidden", "_2ehidden"),
+        ("a.b", "a.b"),
         ("caf\u00e9", "caf_c3_a9"),
     ],
 )
 def test_branch_slug(branch: str, slug: str) -> None:
     assert branch_slug(branch) == slug
-    assert branch_from_slug(slug) == branch.removeprefix("refs/heads/")
+    assert branch_from_slug(slug) == branch
 
 
 def test_branch_slugs_do_not_collide() -> None:
     # Before: all of these became "main" and the first one blocked the real main's publish.
-    branches = ["main", "Main", "MAIN", "main-", "-main", "main/", "ma_in", "ma/in", "ma-in"]
+    branches = ["main", "Main", "MAIN", "main-", "ma_in", "ma/in", "ma-in", "m/ain", "ma.in"]
     slugs = [branch_slug(branch) for branch in branches]
     assert len(set(slugs)) == len(branches), dict(zip(branches, slugs))
 
@@ -77,7 +78,17 @@ def test_branch_slugs_do_not_collide() -> None:
     ("branch", "message"),
     [
         ("", "--branch '': not a usable branch name (it is empty)"),
-        ("refs/heads/", "--branch 'refs/heads/': not a usable branch name (it is empty)"),
+        (
+            "refs/heads/main",
+            "--branch 'refs/heads/main': not a branch's short name (it looks like a ref, so it "
+            "could pass for another branch); give the name as `git branch --show-current` prints "
+            "it",
+        ),
+        (
+            " main",
+            "--branch ' main': not a branch's short name (it contains ' '); give the name "
+            "as `git branch --show-current` prints it",
+        ),
         (
             "B" * 40,
             f"--branch {'B' * 40!r}: too long for a destination folder (120 characters encoded, "
@@ -89,6 +100,27 @@ def test_unusable_branch_is_refused(branch: str, message: str) -> None:
     with pytest.raises(UsageError) as error:
         branch_slug(branch)
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["refs/heads/main", "heads/main", "HEAD", "main\n", "-main", "main/", ".main", "x/.y", "a..b",
+     "main.lock", "a@{1}", "a~1", "a:b", "a b", "a//b"],
+)  # fmt: skip
+def test_ref_looking_or_invalid_branches_never_count_as_production(
+    branch: str, tmp_path: Path
+) -> None:
+    """Issue 20 #3: `refs/heads/main` (a branch name git accepts) published to production and
+    to staging's main folder, because refs/heads/ was stripped."""
+    settings = settings_for(tmp_path, "file:pub/s", "file:pub/p")
+    with pytest.raises(UsageError):
+        is_production_branch(branch, settings)
+    artifact = make_artifact(tmp_path / "dist")
+    with pytest.raises(UsageError):
+        publish([artifact], branch, settings=settings)
+    assert not (tmp_path / "pub").exists()
+    assert is_production_branch("main", settings)
+    assert not is_production_branch("Main", settings)
 
 
 def test_destinations_parse(tmp_path: Path) -> None:

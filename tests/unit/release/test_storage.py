@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -206,3 +207,32 @@ def test_aws_endpoint_url_that_is_not_a_url_is_a_message(
     with pytest.raises(PublishError) as error:
         run(make_artifact(tmp_path / "dist"), settings)
     assert str(error.value).startswith("cannot set up S3 access: ")
+
+
+def test_crc32_combine_and_the_checksums_s3_can_report_for_a_build(tmp_path: Path) -> None:
+    """Issue 20 #2: the checksums content_problem accepts are those of the build's bytes only."""
+    import base64
+    import random
+
+    from mmetools.build.verified import LocalArtifact
+    from mmetools.release.storage.s3_content import build_checksums, crc32_combine
+
+    rng = random.Random(7)
+    for _ in range(20):
+        a, b = rng.randbytes(rng.randint(0, 5000)), rng.randbytes(rng.randint(0, 5000))
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    data, part = rng.randbytes(10 * 1024 + 5), 1024
+    crcs = tuple(zlib.crc32(data[i : i + part]) for i in range(0, len(data), part))
+    local = LocalArtifact(path=tmp_path / "x_1.tar.gz", model="x", version=1, sha256="0" * 64,
+                          size=len(data), manifest_path=tmp_path / "m",
+                          part_size=part, part_crc32s=crcs)  # fmt: skip
+
+    def b64(crc: int) -> str:
+        return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+    twice = [zlib.crc32(data[i : i + 2 * part]) for i in range(0, len(data), 2 * part)]
+    composite = b64(zlib.crc32(b"".join(c.to_bytes(4, "big") for c in twice)))
+    found = build_checksums(local, (part, 2 * part, 3 * part + 1))
+    assert b64(zlib.crc32(data)) in found  # a single PutObject or CopyObject
+    assert f"{composite}-{len(twice)}" in found and composite in found  # parts of 2 KiB
+    assert b64(zlib.crc32(data[:-1])) not in found

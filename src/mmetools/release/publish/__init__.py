@@ -1,10 +1,11 @@
 """Publish ``dist/<name>_<version>.tar.gz`` artifacts to staging and, from the production branch,
 to production.
 
-  branches.py   branch names as staging folders; the production branch
+  branches.py   exact branch names (ref-looking ones refused) as staging folders; production
   plan.py       destinations, one PublishTarget per place, options and results
   step.py       one artifact to one target: no-op, refusal, copy or write, with retries
   run.py        publish(): every check first, then every artifact's steps
+  gate.py       the evidence gate: signed, these bytes, this target, this model folder (--retest)
 
 The local artifact and its verification (``load_local_artifact``) live in build/verified.py;
 the stores in release/storage/.

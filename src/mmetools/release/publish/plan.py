@@ -65,6 +65,9 @@ class PublishReport:
 @dataclass(frozen=True)
 class PublishOptions:
     dry_run: bool = False
+    # Evidence that does not verify (not signed here, stale, another target): run the MME
+    # artifact test on these exact bytes now instead of refusing (release/evidence.py).
+    retest: bool = False
     s3: S3Tuning = field(default_factory=S3Tuning)
     # Whole-step attempts around botocore's per-request retries, with capped exponential backoff.
     attempts: int = 3

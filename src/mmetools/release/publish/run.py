@@ -27,8 +27,8 @@ from mmetools.build.manifest import Manifest, read_manifest, write_manifest
 from mmetools.build.verified import LocalArtifact, load_local_artifact
 from mmetools.core.errors import MmetoolsError, PublishError, UsageError
 from mmetools.core.settings import Settings, load_settings
-from mmetools.release.evidence import require_passing
 from mmetools.release.provenance import provenance
+from mmetools.release.publish.gate import require_evidence, require_tested_here
 from mmetools.release.publish.branches import is_production_branch
 from mmetools.release.publish.plan import (
     PublishFailure,
@@ -91,17 +91,17 @@ def publish(
     for local in verified:
         require_audit_of(local.path, serving_target, "publish", sha256=local.sha256,
                          cache_dir=settings.cache_dir)  # fmt: skip
-    # The evidence gate: every artifact, before anything is written anywhere.
-    evidence = [require_passing(local.path, local.sha256) for local in verified]
     environ = os.environ if environ is None else environ
+    # The evidence gate: every artifact, before anything is written anywhere.
+    evidence = require_evidence(verified, settings, retest=options.retest)
     with tempfile.TemporaryDirectory(prefix="mmetools-publish-") as scratch:
         plans = []
         for local, proof, targets in zip(verified, evidence, targets_of):
             built = read_manifest(local.manifest_path)
             model_dir = settings.root / built.model_folder
-            record = provenance(
-                model_dir if model_dir.is_dir() else settings.root, branch, environ, local.name
-            )
+            folder = model_dir if model_dir.is_dir() else settings.root
+            record = provenance(folder, branch, environ, local.name)
+            record["tested"] = require_tested_here(local.path, proof, folder, record)
             published = Path(scratch) / local.manifest_path.name
             write_manifest(published, built.published(record, proof.as_json()))
             plans.append((replace(local, manifest_path=published), built, targets))

@@ -169,6 +169,8 @@ class PublishStep:
             staged = staging_store.stat(self.staging_target.key)
             if staged is not None and staged.sha256 != self.local.sha256:
                 raise PublishError(self._staging_differs(staged))
+            if staged is not None:
+                self._require_content(staging_store, staged, self.staging_target.uri)
             if staged is None and not dry_run:
                 raise PublishError(
                     f"refusing to publish {self.local.name} to production: staging "
@@ -215,6 +217,7 @@ class PublishStep:
             )
         if remote.sha256 == self.local.sha256:
             store = self.stores[self.target.role]
+            self._require_content(store, remote, self.target.uri)
             if not self.options.dry_run and store.repair_sidecars(self.local, self.target.key):
                 return "unchanged", "already published; rewrote its missing or stale sidecars"
             return "unchanged", "already published with the same sha256"
@@ -222,10 +225,23 @@ class PublishStep:
             raise PublishError(self._staging_differs(remote))
         raise PublishError(self._immutable(remote))
 
+    def _require_content(self, store: Store, remote: RemoteObject, uri: str) -> None:
+        """The object whose metadata names the build's sha256 holds the build's bytes (by
+        content: S3's checksum and size, or a read); else nothing is written anywhere."""
+        problem = store.content_problem(remote, self.local)
+        if problem is None:
+            return
+        raise PublishError(
+            f"refusing to publish {self.local.name}: {uri} is labelled with the local build's "
+            f"sha256 {self.local.sha256} but holds other bytes ({problem}); it was not written "
+            "by a publish of this build: delete it and publish again"
+        )
+
     def _lost_race(self, error: ObjectExists) -> tuple[Action, str]:
         """A create-only write found the key taken (a concurrent publisher, or our own retry)."""
         existing = error.existing
         if existing is not None and existing.sha256 == self.local.sha256:
+            self._require_content(self.stores[self.target.role], existing, self.target.uri)
             # Our own retried request (its first answer was lost) or a concurrent publisher of
             # the same build: either way the key holds exactly these bytes.
             return "uploaded", "the key got the same sha256 from a concurrent or retried write"

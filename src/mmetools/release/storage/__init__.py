@@ -4,6 +4,7 @@
   base.py           the Store interface, RemoteObject, ObjectExists (the layout and guarantees)
   s3.py             S3Store and the run's shared S3Connection
   s3_checksums.py   the bytes an upload sends, checked part by part; S3's composite CRC32
+  s3_content.py     is a stored object the build? by size and S3's CRC32 of its content, or a read
   folder.py         FileStore: a local or mounted folder
 
 Artifact and sidecar names come from build/files.py; the local artifact an upload sends and its

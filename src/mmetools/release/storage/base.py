@@ -21,11 +21,13 @@ Both stores keep the same layout and the same guarantees:
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mmetools.build.verified import LocalArtifact, MiB
+from mmetools.core.errors import PublishError
 from mmetools.release.storage.destination import Destination
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class RemoteObject:
     sha256: str | None  # None: an object without a recorded sha256 (not put there by mmetools)
     size: int
     etag: str = ""
+    checksum_crc32: str = ""  # S3's ChecksumCRC32 of the stored bytes ("" when not reported)
 
 
 class ObjectExists(Exception):
@@ -75,6 +78,14 @@ class Store(ABC):
         """``key`` holds ``artifact``'s bytes: rewrite sidecars that are missing or describe
         other bytes (a publish interrupted between artifact and sidecars). True if it wrote."""
 
+    def content_problem(self, remote: RemoteObject, artifact: LocalArtifact) -> str | None:
+        """None when ``remote`` (from ``stat``) holds exactly ``artifact``'s bytes, judged by
+        what the store computed of its content, never by metadata; else what differs. A folder's
+        ``stat`` hashes the file itself, so its sha256 is already the content's."""
+        if remote.sha256 != artifact.sha256:
+            return f"the stored bytes have sha256 {remote.sha256}"
+        return None
+
     def can_copy_from(self, source: Store) -> bool:
         """True when ``source``'s objects can be copied here without passing through this host."""
         return False
@@ -90,6 +101,21 @@ class Store(ABC):
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """When a publish run must be over (time.monotonic()), and the setting it came from."""
+
+    at: float
+    seconds: float
+
+    def check(self, what: str) -> None:
+        if time.monotonic() > self.at:
+            raise PublishError(
+                f"gave up on {what}: the publish took longer than {self.seconds:g} s "
+                "([publish] deadline_s in mmetools.toml); is the S3 endpoint answering?"
+            )
+
+
 def describe_size(size: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", MiB), ("KiB", 1024)):
         if size >= scale:
@@ -99,6 +125,7 @@ def describe_size(size: int) -> str:
 
 __all__ = [
     "MANIFEST_READ_LIMIT",
+    "Deadline",
     "ObjectExists",
     "ProgressCallback",
     "RemoteObject",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mmetools.build.files import ARTIFACT_SUFFIX, StoredFiles
 from mmetools.build.verified import DEFAULT_PART_SIZE, LocalArtifact, MiB, parse_sha256_text
-from mmetools.core.errors import ArtifactError, PublishError
+from mmetools.core.errors import ArtifactError
 from mmetools.release.storage.base import (
     MANIFEST_READ_LIMIT,
+    Deadline,
     ObjectExists,
     ProgressCallback,
     RemoteObject,
@@ -27,6 +27,7 @@ from mmetools.release.storage.base import (
 )
 from mmetools.release.storage.destination import Destination, redact_credentials
 from mmetools.release.storage.s3_checksums import SentBytes
+from mmetools.release.storage.s3_content import content_problem
 
 if TYPE_CHECKING:
     import boto3
@@ -85,21 +86,6 @@ def _error_code(error: Exception) -> str:
         if code:
             return str(code)
     return type(error).__name__
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """When a publish run must be over (time.monotonic()), and the setting it came from."""
-
-    at: float
-    seconds: float
-
-    def check(self, what: str) -> None:
-        if time.monotonic() > self.at:
-            raise PublishError(
-                f"gave up on {what}: the publish took longer than {self.seconds:g} s "
-                "([publish] deadline_s in mmetools.toml); is the S3 endpoint answering?"
-            )
 
 
 class S3Connection:
@@ -216,8 +202,10 @@ class S3Store(Store):
     def stat(self, key: str) -> RemoteObject | None:
         from botocore.exceptions import ClientError
 
-        try:
-            head = self.client.head_object(Bucket=self.destination.bucket, Key=key)
+        try:  # with S3's checksum of the stored bytes (content_problem), in the same request
+            head = self.client.head_object(
+                Bucket=self.destination.bucket, Key=key, ChecksumMode="ENABLED"
+            )
         except ClientError as e:
             if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -226,9 +214,15 @@ class S3Store(Store):
         if sha256 is None:
             # Not written by mmetools (or by a tool that dropped metadata): try the sidecar.
             sha256 = self._read_sha256_sidecar(key)
-        return RemoteObject(
-            key=key, sha256=sha256, size=head.get("ContentLength", 0), etag=head.get("ETag", "")
-        )
+        return RemoteObject(key=key, sha256=sha256, size=head.get("ContentLength", 0),
+                            etag=head.get("ETag", ""), checksum_crc32=head.get("ChecksumCRC32", ""))  # fmt: skip
+
+    def content_problem(self, remote: RemoteObject, artifact: LocalArtifact) -> str | None:
+        """By S3's checksum of the stored bytes and their size, else a read (s3_content.py)."""
+        if remote.sha256 != artifact.sha256:
+            return f"its x-amz-meta-sha256 is {remote.sha256}"
+        part_sizes = (self.tuning.part_size, self.connection.copy_config.multipart_chunksize)
+        return content_problem(self.client, self.destination.bucket, remote, artifact, part_sizes)
 
     def _read_sha256_sidecar(self, key: str) -> str | None:
         from botocore.exceptions import ClientError
