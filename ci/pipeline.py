@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmetools.build.files import artifact_file_name, evidence_name
+from mmetools.core.errors import MmetoolsError
 from mmetools.pipeline import STEP_NAMES
 from mmetools.rendering.console import StepRow, step_line, steps_table
 from mmetools.rendering.junit import write_steps_junit
@@ -125,15 +126,63 @@ def current_branch(repo: Path, environ: Mapping[str, str]) -> str | None:
     return branch if branch and branch != "HEAD" else None
 
 
-def merge_base(repo: Path, branch: str | None, production_branch: str) -> str | None:
-    """The commit this push is compared with: the merge base with the production branch, or
-    on the production branch itself the previous commit (first parent: what a merge brought)."""
+# The commit before the push, as CI systems give it (GitHub: `github.event.before`, which the
+# workflow passes as MMETOOLS_PUSH_BEFORE; GitLab: CI_COMMIT_BEFORE_SHA). All zeros: a new branch.
+PUSH_BEFORE_VARIABLES = ("MMETOOLS_PUSH_BEFORE", "CI_COMMIT_BEFORE_SHA")
+
+
+@dataclass(frozen=True)
+class ChangeBase:
+    """The commit a run compares with, and how it was chosen (printed with the selection)."""
+
+    sha: str
+    how: str
+
+
+def push_before(repo: Path, environ: Mapping[str, str]) -> ChangeBase | None:
+    """The commit before this push (the push's whole range), when CI names one this clone has.
+    A zero sha (new branch), an empty one (a pull request event) or one this clone lacks (a
+    force push, a shallow clone) gives None."""
+    for variable in PUSH_BEFORE_VARIABLES:
+        sha = environ.get(variable, "").strip()
+        if not sha:
+            continue
+        if set(sha) == {"0"}:
+            return None
+        # After a force push the old tip is no ancestor: compare with where the two met.
+        base = git(repo, "merge-base", sha, "HEAD")
+        return ChangeBase(base, f"the push's range ({variable}={sha[:12]})") if base else None
+    return None
+
+
+def change_base(
+    repo: Path, branch: str | None, production_branch: str, environ: Mapping[str, str]
+) -> ChangeBase | None:
+    """The commit this run is compared with.
+
+    On the production branch: the commit before the push (every commit of the push counts),
+    else the previous commit (first parent: what a merge brought); the production check
+    (`missing_from_production`) adds what either misses. On any other branch: the merge base
+    with `origin/<production branch>` (the production branch as the remote holds it, what CI
+    sees), or with the local `<production branch>` only in a clone without that remote branch.
+    """
     if branch == production_branch:
-        return git(repo, "rev-parse", "--verify", "-q", "HEAD^")
+        pushed = push_before(repo, environ)
+        if pushed is not None:
+            return pushed
+        previous = git(repo, "rev-parse", "--verify", "-q", "HEAD^")
+        return ChangeBase(previous, "the previous commit") if previous else None
     for ref in (f"origin/{production_branch}", production_branch):
         if git(repo, "rev-parse", "--verify", "-q", ref):
-            return git(repo, "merge-base", "HEAD", ref)
+            base = git(repo, "merge-base", "HEAD", ref)
+            return ChangeBase(base, f"the merge base with {ref}") if base else None
     return None
+
+
+def merge_base(repo: Path, branch: str | None, production_branch: str) -> str | None:
+    """The sha of :func:`change_base` without CI's push variables."""
+    base = change_base(repo, branch, production_branch, {})
+    return base.sha if base else None
 
 
 def is_toolkit_path(path: str) -> bool:
@@ -219,10 +268,13 @@ class PipelineOptions:
     reports: str = "dist/reports"
 
 
+def _version(repo: Path, model: str) -> str:
+    return (repo / MODELS_DIR / model / VERSION_FILE).read_text(encoding="utf-8").strip()
+
+
 def artifact_path(options: PipelineOptions, model: str) -> str:
     """Where this run's build of ``model`` leaves its artifact (relative to the repository)."""
-    version = (options.repo / MODELS_DIR / model / VERSION_FILE).read_text(encoding="utf-8")
-    return f"{options.run_dir}/{artifact_file_name(model, version.strip())}"
+    return f"{options.run_dir}/{artifact_file_name(model, _version(options.repo, model))}"
 
 
 def evidence_of(artifact: str) -> str:
@@ -471,10 +523,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+def not_in_production(repo: Path, models: Sequence[str]) -> list[str]:
+    """The models whose current `<name>_<version>.tar.gz` the production destination lacks
+    (one HEAD per model on S3, a stat on a folder)."""
+    from mmetools.core.settings import load_settings
+    from mmetools.release.production import missing_from_production
+
+    names = {artifact_file_name(m, _version(repo, m)): m for m in models}
+    return sorted(names[n] for n in missing_from_production(list(names), load_settings(repo)))
+
+
 def select_models(
-    args: argparse.Namespace, repo: Path, branch: str, runner: CommandRunner, console: Console
+    args: argparse.Namespace,
+    repo: Path,
+    branch: str,
+    runner: CommandRunner,
+    console: Console,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[list[str], str | None]:
-    """The models to build and the commit they are compared with (None: everything)."""
+    """The models to build and the commit they are compared with (None: everything).
+
+    On the production branch, every model whose current version production does not hold is
+    built too, whatever changed: no model change on it is ever skipped (a push of several
+    commits, an earlier failed run)."""
     models = all_models(repo)
     if args.model:
         unknown = sorted(set(args.model) - set(models))
@@ -485,19 +556,30 @@ def select_models(
         return sorted(args.model), None
     if args.all:
         return models, None
-    base = args.base or merge_base(repo, branch, _production_branch(repo))
+    production_branch = _production_branch(repo)
+    found = change_base(repo, branch, production_branch, environ or {})
+    base = ChangeBase(args.base, f"--base {args.base}") if args.base else found
     if base is None:
         console.print("no merge base found (first commit, or no production branch): all models")
         return models, None
     if args.detect == "pants" and not args.no_pants:
-        selected = changed_models_pants(repo, base, runner)
+        selected = changed_models_pants(repo, base.sha, runner)
     else:
-        selected = changed_models_git(repo, base)
+        selected = changed_models_git(repo, base.sha)
     console.print(
-        f"changed since {base[:12]}: {', '.join(selected) or 'no model'} "
-        f"(of {len(models)} models)"
+        f"changed since {base.sha[:12]} ({base.how}): {', '.join(selected) or 'no model'} "
+        f"(of {len(models)} models)",
+        markup=False,
     )
-    return selected, base
+    if branch == production_branch:
+        unpublished = [m for m in not_in_production(repo, models) if m not in selected]
+        if unpublished:
+            console.print(
+                f"not in production at their current version: {', '.join(unpublished)}",
+                markup=False,
+            )
+        selected = sorted({*selected, *unpublished})
+    return selected, base.sha
 
 
 def main(
@@ -530,10 +612,13 @@ def main(
             console.print(f"error: {e}", markup=False)
             return 2
     try:
-        models, base = select_models(args, repo, branch or "", runner, console)
+        models, base = select_models(args, repo, branch or "", runner, console, environ)
     except PipelineError as e:
         console.print(f"error: {e}", markup=False)
         return 2
+    except MmetoolsError as e:  # production could not be asked which versions it holds
+        console.print(f"error: {e}", markup=False, soft_wrap=True)
+        return 1
     without_target = models_without_target(repo)
     if without_target:
         for name in without_target:

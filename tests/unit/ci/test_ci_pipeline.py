@@ -175,10 +175,12 @@ def _mentions(argv: tuple[str, ...], model: str) -> bool:
     return any(a.startswith(f"models/{model}") or f"{model}_2" in a for a in argv)
 
 
-def _run_main(repo: Path, argv: list[str], runner: Recorder) -> tuple[int, str]:
+def _run_main(
+    repo: Path, argv: list[str], runner: Recorder, environ: Mapping[str, str] | None = None
+) -> tuple[int, str]:
     out = io.StringIO()
     console = Console(file=out, width=200, color_system=None)
-    code = pipeline.main(argv, repo=repo, runner=runner, environ={}, console=console)
+    code = pipeline.main(argv, repo=repo, runner=runner, environ=environ or {}, console=console)
     return code, out.getvalue()
 
 
@@ -419,3 +421,119 @@ def test_a_ref_looking_branch_is_refused_before_any_step(
     assert code == 2, out.getvalue()
     assert "not a branch's short name (it looks like a ref" in out.getvalue()
     assert runner.calls == []  # no step ran, nothing published
+
+
+# -------------------------------------------------------------------------------------------------
+# On the production branch no model change is ever skipped (issue 20 #6)
+
+
+def _hold_in_production(repo: Path, *artifacts: str) -> None:
+    """The default production destination (file:.published/production) holds these names."""
+    production = repo / ".published" / "production"
+    production.mkdir(parents=True, exist_ok=True)
+    for name in artifacts:
+        (production / name).write_text("published\n")
+
+
+def _built_models(runner: Recorder) -> list[str]:
+    return [c[c.index("build") + 1].split("/")[1] for c in runner.calls if "build" in c]
+
+
+@pytest.fixture
+def main_pushed_twice(repo: Path) -> tuple[Path, str]:
+    """`main` after a push of two commits: the first changes alpha, the second only the README.
+    Production holds every model's current version (so only the push range can select alpha).
+    Returns the repository and the commit before the push."""
+    _git(repo, "checkout", "-q", "main")
+    (repo / ".gitignore").write_text(".published/\ndist/\n")
+    _commit(repo, "ignore outputs")
+    before = _git(repo, "rev-parse", "HEAD")
+    _write(repo, {"models/alpha/alpha_pipeline/config.pbtxt": 'platform: "ensemble"\n# v2\n'})
+    _commit(repo, "change alpha")
+    _write(repo, {"README.md": "more\n"})
+    _commit(repo, "docs")
+    _hold_in_production(repo, "alpha_2.tar.gz", "beta_2.tar.gz", "gamma_2.tar.gz")
+    return repo, before
+
+
+@pytest.mark.parametrize("variable", ["MMETOOLS_PUSH_BEFORE", "CI_COMMIT_BEFORE_SHA"])
+def test_a_push_of_two_commits_on_main_builds_the_model_the_first_one_changed(
+    main_pushed_twice: tuple[Path, str], variable: str
+) -> None:
+    repo, before = main_pushed_twice
+    runner = Recorder()
+    argv = ["--detect", "git", "--branch", "main"]
+    code, output = _run_main(repo, argv, runner, {variable: before})
+    assert code == 0, output
+    assert _built_models(runner) == ["alpha"]
+    assert f"changed since {before[:12]} (the push's range ({variable}=" in output
+    assert any("publish" in c and "main" in c for c in runner.calls)
+
+
+def test_without_ci_push_variables_main_compares_with_the_previous_commit(
+    main_pushed_twice: tuple[Path, str],
+) -> None:
+    """What the push range fixes: HEAD^ alone sees only the README commit."""
+    repo, _ = main_pushed_twice
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "main"], runner)
+    assert code == 0, output
+    assert _built_models(runner) == []
+    assert "(the previous commit)" in output
+
+
+def test_a_zero_before_sha_new_branch_falls_back_to_the_previous_commit(
+    main_pushed_twice: tuple[Path, str],
+) -> None:
+    repo, _ = main_pushed_twice
+    base = pipeline.change_base(repo, "main", "main", {"CI_COMMIT_BEFORE_SHA": "0" * 40})
+    assert base is not None and base.how == "the previous commit"
+    assert base.sha == _git(repo, "rev-parse", "HEAD^")
+
+
+def test_main_builds_every_model_whose_version_production_lacks(
+    main_pushed_twice: tuple[Path, str],
+) -> None:
+    """An earlier run that failed (or a push whose range CI did not give): production lacks
+    beta_2, no commit of this push touched beta, beta is built and published all the same."""
+    repo, _ = main_pushed_twice
+    (repo / ".published" / "production" / "beta_2.tar.gz").unlink()
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "main"], runner)
+    assert code == 0, output
+    assert _built_models(runner) == ["beta"]
+    assert "not in production at their current version: beta" in output
+    assert any(c[:2] == (".venv/bin/mmetools", "publish") and "main" in c for c in runner.calls)
+
+
+def test_a_branch_is_not_compared_with_production(main_pushed_twice: tuple[Path, str]) -> None:
+    """Off the production branch the merge base already covers every commit; production's
+    content does not select models there."""
+    repo, _ = main_pushed_twice
+    (repo / ".published" / "production" / "beta_2.tar.gz").unlink()
+    _git(repo, "checkout", "-q", "-b", "feature/y")
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "feature/y"], runner)
+    assert code == 0, output
+    assert _built_models(runner) == []
+
+
+def test_main_fails_when_production_cannot_be_asked_mocked_store(
+    main_pushed_twice: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline that cannot tell what production holds must not guess: exit 1, named. (The
+    store's error is mocked here; tests/functional/release/test_production.py raises it from
+    moto_server.)"""
+    from mmetools.core.errors import PublishError
+    from mmetools.release import production
+
+    def unreachable(*args: object, **kwargs: object) -> list[str]:
+        raise PublishError("s3://bucket/p: cannot check which versions production holds: boom")
+
+    monkeypatch.setattr(production, "missing_from_production", unreachable)
+    repo, _ = main_pushed_twice
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "main"], runner)
+    assert code == 1, output
+    assert "error: s3://bucket/p: cannot check which versions production holds" in output
+    assert runner.calls == []
