@@ -16,14 +16,18 @@ A model whose step fails runs no further step; nothing is published when code qu
 Every run packages into its own new folder dist/runs/<run id>-<random>/, so an artifact left in
 dist/ by an earlier run is never published. A model folder without a `triton_model` target, or a
 run that selected models and built none, fails.
-One line per step as it runs, a summary table per model at the end (the build's own steps from
-its JUnit report), JUnit XML in dist/reports/, and a non-zero exit naming each failed model and
-step.
+While a step runs: a live line on a terminal, else a heartbeat line every --heartbeat seconds.
+One line per step as it ends, a summary table per model at the end (the build's own steps from
+its JUnit report), the URIs of every published object per model (or why none), JUnit XML in
+dist/reports/, and a non-zero exit naming each failed model and step.
 
 Which models changed: Pants' `--changed-since=<base> --changed-dependents=transitive`, so a
 change to the toolkit every model depends on (src/mmetools, mmetools.toml, the lock: //:toolkit)
 selects every model, and a change to tests/ or ci/ selects none. `--detect git` maps `git diff`
-paths instead (the same rule, no Pants needed).
+paths instead (the same rule, no Pants needed). The base on a branch: the merge base with
+origin/<production branch> (local <production branch> only without that remote branch). On the
+production branch: the commit before the push (MMETOOLS_PUSH_BEFORE / CI_COMMIT_BEFORE_SHA), else
+the previous commit; and every model whose current version production lacks is built too.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from mmetools.core.errors import MmetoolsError
 from mmetools.pipeline import STEP_NAMES
 from mmetools.rendering.console import StepRow, step_line, steps_table
 from mmetools.rendering.junit import write_steps_junit
+from mmetools.rendering.progress import HEARTBEAT_SECONDS, step_progress
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = "models"
@@ -266,6 +271,7 @@ class PipelineOptions:
     quality: bool = True
     mmetools: str = ".venv/bin/mmetools"
     reports: str = "dist/reports"
+    heartbeat: float = HEARTBEAT_SECONDS  # a line at least this often while a step runs (no TTY)
 
 
 def _version(repo: Path, model: str) -> str:
@@ -300,6 +306,10 @@ def diff_report(options: PipelineOptions, model: str, suffix: str) -> str:
     return f"{options.reports}/{model}-diff{suffix}"
 
 
+def publish_report(options: PipelineOptions, model: str) -> str:
+    return f"{options.reports}/{model}-publish.json"
+
+
 def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step:
     """Compare this build with the published previous version before publishing (`mmetools diff`,
     i.e. `mmetools.release.diff.diff_against_published`): exit 1 over a threshold."""
@@ -320,9 +330,9 @@ def model_steps(options: PipelineOptions, model: str) -> list[Step]:
     steps = [Step(model, "build", build)]
     steps.append(diff_step(options, model, artifact))
     if options.publish:
-        steps.append(
-            Step(model, "publish", (tool, "publish", artifact, "--branch", options.branch))
-        )
+        publish = (tool, "publish", artifact, "--branch", options.branch, "--json",
+                   publish_report(options, model))  # fmt: skip
+        steps.append(Step(model, "publish", publish))
     return steps
 
 
@@ -363,8 +373,10 @@ class Pipeline:
     built: list[str] = field(default_factory=list)  # artifacts this run's builds produced
 
     def _run(self, step: Step) -> StepResult:
+        label = step.name if step.model == REPOSITORY else f"{step.name} {step.model}"
         started = self.clock()
-        result = self.runner(step.argv, self.options.repo, step.extra_env)
+        with step_progress(self.console, label, interval=self.options.heartbeat):
+            result = self.runner(step.argv, self.options.repo, step.extra_env)
         seconds = self.clock() - started
         status = "passed" if result.returncode == 0 else "failed"
         reason = "" if result.returncode == 0 else f"exit {result.returncode}"
@@ -460,6 +472,40 @@ def read_build_junit(path: Path) -> list[StepRow]:
     return rows
 
 
+def published_lines(pipeline: Pipeline) -> list[str]:
+    """Per model: the URI of every object its publish step wrote or found already there
+    (from `mmetools publish --json`), or why nothing was published."""
+    options = pipeline.options
+    lines = []
+    for model in options.models:
+        steps = [r for r in pipeline.results if r.step.model == model]
+        failed = next((r for r in steps if r.status == "failed"), None)
+        published = next((r for r in steps if r.step.name == "publish"), None)
+        report = options.repo / publish_report(options, model)
+        if failed is not None and failed.step.name != "publish":
+            lines.append(f"{model}: nothing published: {failed.step.name} failed ({failed.reason})")
+            continue
+        if published is None or published.status == "skipped":
+            why = published.reason if published is not None else "--no-publish"
+            lines.append(f"{model}: nothing published: {why}")
+            continue
+        try:
+            document = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            lines.append(f"{model}: publish {published.status} ({published.reason or 'exit 0'}) "
+                         f"but wrote no report: {publish_report(options, model)}")  # fmt: skip
+            continue
+        for result in document.get("results", []):
+            objects = result.get("objects") or [result.get("uri", "?")]
+            lines.append(f"{model}: {result['role']} {result['action']}: {objects[0]}")
+            lines.extend(f"{' ' * (len(model) + 2)}{'':>{len(result['role'])}}  + {uri}"
+                         for uri in objects[1:])  # fmt: skip
+        for failure in document.get("failures", []):
+            lines.append(f"{model}: {failure['role']} failed: {failure['uri']}: "
+                         f"{failure['message']}")  # fmt: skip
+    return lines
+
+
 def summary_table(pipeline: Pipeline) -> Table:
     rows = [_row(r) for r in pipeline.results] + pipeline.build_rows
     return steps_table(rows, TABLE_STEPS, "mmetools pipeline")
@@ -488,6 +534,13 @@ def _production_branch(repo: Path) -> str:
     return load_settings(repo).publish.production_branch
 
 
+def _reaches_production(repo: Path, branch: str) -> bool:
+    from mmetools.core.settings import load_settings
+    from mmetools.release.publish import is_production_branch
+
+    return bool(branch) and is_production_branch(branch, load_settings(repo))
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ci/pipeline",
@@ -514,6 +567,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--detect", choices=("pants", "git"), default="pants", help="How changed models are found."
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT_SECONDS,
+        metavar="SECONDS",
+        help="Outside a terminal, print a line this often while a step runs "
+        f"(default {HEARTBEAT_SECONDS:g}).",
     )
     parser.add_argument(
         "--no-pants",
@@ -591,6 +652,10 @@ def main(
     console: Console | None = None,
 ) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.heartbeat > 0:  # also refuses nan
+        console = console or Console(highlight=False)
+        console.print(f"error: --heartbeat {args.heartbeat}: give a positive number of seconds")
+        return 2
     # CI logs are no terminal: rich would wrap the summary table at 80 columns.
     console = console or Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     environ = os.environ if environ is None else environ
@@ -647,11 +712,16 @@ def main(
         publish=not args.no_publish,
         use_pants=not args.no_pants,
         quality=not args.skip_quality,
+        heartbeat=args.heartbeat,
     )
     console.print(f"run folder: {run_dir}", markup=False)
     pipeline = Pipeline(options, runner=runner, console=console)
     pipeline.run()
     console.print(summary_table(pipeline))
+    console.print("published objects:" if options.publish else "published objects: none "
+                  "(--no-publish)")  # fmt: skip
+    for line in published_lines(pipeline) if options.publish else []:
+        console.print(f"  {line}", markup=False, soft_wrap=True)
     write_junit(pipeline.results, repo / options.reports / "pipeline.xml")
     if pipeline.failures or not pipeline.built:
         for failure in pipeline.failures:
@@ -664,10 +734,11 @@ def main(
                 f"[red]pipeline failed:[/] asked to build {len(models)} model(s), built none"
             )
         return 1
+    roles = "staging and production" if _reaches_production(repo, branch or "") else "staging"
     console.print(
         f"pipeline passed: {len(pipeline.built)} model(s) built"
-        + (f" and published on branch {branch}" if options.publish else "")
-        + f" from {run_dir}"
+        + (f" and published to {roles} from branch {branch}" if options.publish else "")
+        + f" (run folder {run_dir}; the objects are listed above)"
     )
     return 0
 

@@ -51,6 +51,10 @@ def publish_command(
             "artifact test on these exact bytes instead of refusing.",
         ),
     ] = False,
+    json_path: Annotated[
+        Optional[Path],
+        typer.Option("--json", help="Write every destination's outcome and URIs as JSON here."),
+    ] = None,
 ) -> None:
     """Publish artifacts to staging and, from the production branch, to production. Versions are
     immutable: same bytes is a no-op, different bytes is refused. Exit 1 when one fails."""
@@ -58,6 +62,8 @@ def publish_command(
 
     from mmetools.release.publish import PublishOptions, PublishResult, PublishTarget, publish
     from mmetools.release.storage import MiB, LocalArtifact, S3Tuning
+    from mmetools.rendering.files import check_report_path
+    from mmetools.rendering.json_report import write_publish_json
     from mmetools.rendering.tables import publish_line, publish_table
 
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
@@ -65,6 +71,8 @@ def publish_command(
         # mmetools logs the endpoint and region it uses itself. -v shows everything.
         for name in ("boto3", "botocore", "s3transfer", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if json_path is not None:
+        check_report_path(json_path, "--json")
     options = PublishOptions(
         dry_run=dry_run,
         retest=retest,
@@ -96,6 +104,8 @@ def publish_command(
             artifacts, branch, options=options, on_result=on_result, on_progress=on_progress
         )
     console.print(publish_table(report, artifacts, branch, dry_run))
+    if json_path is not None:
+        write_publish_json(report, branch, dry_run, json_path)
     for failure in report.failures:
         err_console.print(f"error: {failure.message}", markup=False, soft_wrap=True)
     if not report.ok:

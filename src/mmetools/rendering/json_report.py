@@ -1,7 +1,10 @@
-"""JSON reports: the diff's and the load test's results as documents other tools read.
+"""JSON reports: the diff's, the publish's and the load test's results as documents other
+tools read.
 
-``mmetools diff --json`` writes :func:`diff_report_json`; ``mmetools loadtest`` writes
-:func:`mmetools.release.loadtest.result_json`. Both are indented by 2 and end with a newline.
+``mmetools diff --json`` writes :func:`diff_report_json`; ``mmetools publish --json`` writes
+:func:`publish_report_json` (``ci/pipeline`` lists the published URIs from it);
+``mmetools loadtest`` writes :func:`mmetools.release.loadtest.result_json`. All are indented by 2
+and end with a newline.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mmetools.build.files import StoredFiles
 from mmetools.release.diff import DiffReport
+from mmetools.release.publish import PublishReport
 from mmetools.release.loadtest import LoadTestResult, result_json
 from mmetools.rendering.files import write_report
 
@@ -56,6 +61,39 @@ def diff_report_json(report: DiffReport) -> dict[str, Any]:
 def write_diff_json(report: DiffReport, path: Path) -> None:
     """``mmetools diff --json``: the report at ``path`` (written atomically, folders created)."""
     write_report(path, _document(diff_report_json(report)), "JSON report")
+
+
+def publish_report_json(report: PublishReport, branch: str, dry_run: bool) -> dict[str, Any]:
+    """Every destination's outcome; ``objects`` are the URIs of the artifact and its sidecars
+    (what a staging or production endpoint reads)."""
+    return {
+        "branch": branch,
+        "dry_run": dry_run,
+        "ok": report.ok,
+        "results": [
+            {
+                "artifact": r.artifact,
+                "role": r.role,
+                "action": r.action,
+                "uri": r.destination,
+                "objects": [r.destination, *StoredFiles(r.destination).sidecars],
+                "sha256": r.sha256,
+                "size": r.size,
+                "seconds": r.seconds,
+                "detail": r.detail,
+            }
+            for r in report.results
+        ],
+        "failures": [
+            {"artifact": f.artifact, "role": f.role, "uri": f.destination, "message": f.message}
+            for f in report.failures
+        ],
+    }
+
+
+def write_publish_json(report: PublishReport, branch: str, dry_run: bool, path: Path) -> None:
+    """``mmetools publish --json``: the report at ``path`` (written atomically, folders created)."""
+    write_report(path, _document(publish_report_json(report, branch, dry_run)), "JSON report")
 
 
 def write_loadtest_json(result: LoadTestResult, path: Path) -> None:

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -165,6 +166,20 @@ class Recorder:
             report.write_text(json.dumps(self.diff))
             if not self.diff.get("passed", True):
                 return pipeline.CommandResult(1, "LABEL: 3 flips, over the threshold 0\n")
+        if "publish" in argv and "--json" in argv:
+            # What `mmetools publish --json` reports: staging, and production from main.
+            name = Path(argv[argv.index("publish") + 1]).name
+            branch = argv[argv.index("--branch") + 1]
+            roles = ["staging", "production"] if branch == "main" else ["staging"]
+            results = []
+            for role in roles:
+                folder = f"file:///published/{role}" + ("/" + branch if role == "staging" else "")
+                uri = f"{folder}/{name}"
+                objects = [uri, f"{uri}.sha256", f"{uri}.manifest.json"]
+                results.append({"role": role, "action": "uploaded", "uri": uri, "objects": objects})
+            report = cwd / argv[argv.index("--json") + 1]
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(json.dumps({"results": results, "failures": []}))
         return pipeline.CommandResult(0, "ok\n")
 
 
@@ -201,12 +216,14 @@ def test_steps_run_in_pipeline_order_for_each_model(repo: Path) -> None:
         (".venv/bin/mmetools", "diff", "models/alpha", "--artifact", f"{run}/alpha_2.tar.gz",
          "--branch", "feature/x", "--markdown", "dist/reports/alpha-diff.md",
          "--junit-xml", "dist/reports/alpha-diff.xml", "--json", "dist/reports/alpha-diff.json"),
-        (".venv/bin/mmetools", "publish", f"{run}/alpha_2.tar.gz", "--branch", "feature/x"),
+        (".venv/bin/mmetools", "publish", f"{run}/alpha_2.tar.gz", "--branch", "feature/x",
+         "--json", "dist/reports/alpha-publish.json"),
     ]  # fmt: skip
     assert runner.calls[0] == ("./pants", "lint", "check", "::")
-    assert f"pipeline passed: 3 model(s) built and published on branch feature/x from {run}" in (
-        output
-    )
+    assert (
+        "pipeline passed: 3 model(s) built and published to staging from branch feature/x "
+        f"(run folder {run}; the objects are listed above)"
+    ) in output
 
 
 def test_each_run_packages_into_its_own_new_folder(repo: Path) -> None:
@@ -301,7 +318,12 @@ def test_a_failed_step_stops_that_model_and_names_it(repo: Path) -> None:
         f"{run}/gamma_2.tar.gz",
         "--branch",
         "main",
+        "--json",
+        "dist/reports/gamma-publish.json",
     ) in runner.calls
+    # The summary says where each model went, or why it went nowhere.
+    assert "beta: nothing published: build failed (exit 3)" in output
+    assert "gamma: production uploaded: file:///published/production/gamma_2.tar.gz" in output
     report = ElementTree.parse(repo / "dist/reports/pipeline.xml").getroot()
     beta = report.find("testsuite[@name='beta']")
     assert beta is not None
@@ -316,7 +338,9 @@ def test_failed_code_quality_publishes_nothing(repo: Path) -> None:
     assert code == 1
     assert "pipeline failed: (repo): step 'quality' (exit 1)" in output
     assert not [c for c in runner.calls if "publish" in c]
-    assert output.count("code quality failed") == 3
+    # each model's publish step is skipped for it, and the summary says so per model
+    assert output.count("code quality failed") == 6
+    assert "alpha: nothing published: code quality failed" in output
 
 
 def test_summary_table_shows_each_model_and_the_builds_own_steps(repo: Path) -> None:
@@ -368,7 +392,7 @@ def test_skip_quality_runs_no_lint_and_still_publishes(repo: Path) -> None:
     assert code == 0, output
     assert not [c for c in runner.calls if "lint" in c]
     assert (".venv/bin/mmetools", "publish", f"{_run_dir(output)}/beta_2.tar.gz", "--branch",
-            "b") in runner.calls  # fmt: skip
+            "b", "--json", "dist/reports/beta-publish.json") in runner.calls  # fmt: skip
 
 
 def test_a_first_version_skips_the_diff_with_its_note_and_publishes(repo: Path) -> None:
@@ -378,7 +402,7 @@ def test_a_first_version_skips_the_diff_with_its_note_and_publishes(repo: Path) 
     junit = ElementTree.parse(repo / "dist" / "reports" / "pipeline.xml").getroot()
     diff = next(c for c in junit.iter("testcase") if c.get("name") == "diff")
     assert diff.find("skipped") is not None
-    assert "published on branch b" in output
+    assert "published to staging from branch b" in output
 
 
 def test_a_changed_model_fails_at_diff_and_is_not_published(repo: Path) -> None:
@@ -537,3 +561,79 @@ def test_main_fails_when_production_cannot_be_asked_mocked_store(
     assert code == 1, output
     assert "error: s3://bucket/p: cannot check which versions production holds" in output
     assert runner.calls == []
+
+
+# -------------------------------------------------------------------------------------------------
+# The pipeline talks while it works (issue 21 item 3)
+
+
+class SlowRecorder(Recorder):
+    """A Recorder whose quality step takes a while (a fake slow step: a cold runner's lint)."""
+
+    def __call__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> object:
+        if "lint" in argv:
+            time.sleep(0.4)
+        return super().__call__(argv, cwd, env)
+
+
+def test_a_slow_step_prints_a_heartbeat_naming_it_in_a_ci_log(repo: Path) -> None:
+    argv = ["--model", "alpha", "--branch", "feature/x", "--heartbeat", "0.05"]
+    code, output = _run_main(repo, argv, SlowRecorder())
+    assert code == 0, output
+    assert "▶ quality: started" in output
+    assert "… quality: still running after" in output
+    assert "▶ build alpha: started" in output
+
+
+def test_the_summary_lists_every_published_object(repo: Path) -> None:
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "feature/x"], Recorder())
+    assert code == 0, output
+    uri = "file:///published/staging/feature/x/alpha_2.tar.gz"
+    lines = output.split("published objects:\n", 1)[1].splitlines()
+    assert lines[0] == f"  alpha: staging uploaded: {uri}"
+    assert lines[1].endswith(f"+ {uri}.sha256") and lines[2].endswith(f"+ {uri}.manifest.json")
+
+
+def test_no_publish_says_nothing_was_published(repo: Path) -> None:
+    code, output = _run_main(repo, ["--model", "alpha", "--no-publish"], Recorder())
+    assert code == 0, output
+    assert "published objects: none (--no-publish)" in output
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_a_heartbeat_that_is_not_a_positive_number_is_a_usage_error(repo: Path, value: str) -> None:
+    code, output = _run_main(repo, ["--all", "--branch", "b", "--heartbeat", value], Recorder())
+    assert code == 2 and f"--heartbeat {value}" in output
+
+
+# -------------------------------------------------------------------------------------------------
+# One rule for a branch's base (issue 21 item 6): origin/main when the clone has it
+
+
+def test_a_branch_compares_with_origin_main_even_after_a_local_merge(
+    repo: Path, tmp_path: Path
+) -> None:
+    """Local `main` has a merge origin does not have yet: the base stays the merge base with
+    origin/main (what CI compares with), and the run says which ref it used."""
+    remote = tmp_path / "remote.git"
+    _git(repo, "clone", "-q", "--bare", str(repo), str(remote))
+    _git(repo, "remote", "add", "origin", str(remote))
+    _git(repo, "fetch", "-q", "origin")
+    pushed = _git(repo, "rev-parse", "origin/main")
+    _write(repo, {"models/alpha/alpha_pipeline/config.pbtxt": 'platform: "ensemble"\n# x\n'})
+    _commit(repo, "feature: change alpha")
+    _git(repo, "checkout", "-q", "main")
+    _git(repo, "merge", "-q", "--no-ff", "-m", "local merge", "feature/x")  # not pushed
+    _git(repo, "checkout", "-q", "feature/x")
+    base = pipeline.change_base(repo, "feature/x", "main", {})
+    assert base is not None and (base.sha, base.how) == (pushed, "the merge base with origin/main")
+    runner = Recorder()
+    code, output = _run_main(repo, ["--detect", "git", "--branch", "feature/x"], runner)
+    assert code == 0, output
+    assert f"changed since {pushed[:12]} (the merge base with origin/main): alpha" in output
+    assert _built_models(runner) == ["alpha"]
+
+
+def test_without_origin_a_branch_compares_with_the_local_main(repo: Path) -> None:
+    base = pipeline.change_base(repo, "feature/x", "main", {})
+    assert base is not None and base.how == "the merge base with main"
