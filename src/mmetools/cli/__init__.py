@@ -3,7 +3,8 @@
 Commands parse arguments, call the library, print what :mod:`mmetools.rendering` draws and exit.
 Every MmetoolsError becomes a message and an exit code here, in :func:`main`; anything else is a
 bug and keeps its traceback. The typer app is :mod:`mmetools.cli.app`; the commands live by stage
-in :mod:`.model`, :mod:`.build`, :mod:`.test`, :mod:`.release` and :mod:`.serving` and are registered below, in
+in :mod:`.model`, :mod:`.build`, :mod:`.test`, :mod:`.release`, :mod:`.serving` and
+:mod:`.staging` and are registered below, in
 the order ``mmetools --help`` lists them.
 """
 
@@ -15,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from mmetools.cli.app import app, err_console, fixtures_app
+from mmetools.cli.app import app, err_console, fixtures_app, staging_app
 from mmetools.cli.build import (
     build_command,
     env_command,
@@ -27,12 +28,14 @@ from mmetools.cli.build import (
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
 from mmetools.cli.release import diff_command, loadtest_command, publish_command
 from mmetools.cli.serving import endpoint_app, plan_command, serve_command
+from mmetools.cli.staging import staging_prune
 from mmetools.cli.test import test_command
 from mmetools.core.errors import MmetoolsError, Terminated, ValidationFailed
 from mmetools.core.process import sigterm_raises
 
 fixtures_app.command("regen")(fixtures_regen)
 fixtures_app.command("check")(fixtures_check)
+staging_app.command("prune")(staging_prune)
 app.command("new")(new_model)
 app.command("validate")(validate)
 app.command("publish")(publish_command)

@@ -1,8 +1,8 @@
 """The typer application of the ``mmetools`` command line, and what every command shares.
 
-The app, its global options (logging), the ``fixtures`` sub-app, the two consoles (stdout for
-results, stderr for logs, progress and errors), the ``--mode`` option and the model-folder
-arguments. The commands live in the stage modules beside this one and are registered, in the
+The app, its global options (logging), the ``fixtures`` and ``staging`` sub-apps, the two
+consoles (stdout for results, stderr for logs, progress and errors), the ``--mode`` option and
+the model-folder arguments. The commands live in the stage modules beside this one and are registered, in the
 order ``mmetools --help`` lists them, by :mod:`mmetools.cli`.
 """
 
@@ -49,6 +49,12 @@ fixtures_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(fixtures_app, name="fixtures")
+
+staging_app = typer.Typer(
+    help="Staging housekeeping: the folders of branches that are gone or merged.",
+    no_args_is_help=True,
+)
+app.add_typer(staging_app, name="staging")
 
 # The --mode option of every command that starts a Triton server.
 TritonModeOption = Annotated[

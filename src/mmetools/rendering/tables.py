@@ -1,7 +1,8 @@
 """Rendering the other commands' results for people: rich tables and one-line summaries.
 
 Pure: values from the library in, rich ``Table``s or plain lines out; the CLI prints them
-(``mmetools fixtures``, ``publish``, ``inspect``, ``targets``, ``loadtest``). Steps and Triton
+(``mmetools fixtures``, ``publish``, ``staging prune``, ``inspect``, ``targets``,
+``loadtest``). Steps and Triton
 test reports are :mod:`mmetools.rendering.console`.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from mmetools.build.audit import AuditReport
@@ -20,6 +22,7 @@ from mmetools.model.cases import CaseResult
 from mmetools.model.reference import RegeneratedCase
 from mmetools.release.loadtest import LoadTestResult
 from mmetools.release.publish import PublishReport, PublishResult
+from mmetools.release.staging import StagingFolder
 from mmetools.release.storage import describe_size
 from mmetools.testing.memory import describe_bytes
 
@@ -138,6 +141,27 @@ def publish_table(
 
 # ------------------------------------------------------------------------------------------------
 # mmetools inspect, mmetools targets
+
+
+def staging_table(uri: str, folders: Sequence[StagingFolder], dry_run: bool) -> Table:
+    """``mmetools staging prune``: one row per staging folder, its branch and verdict."""
+    table = Table(
+        title=f"staging folders in {uri}" + (" (dry run)" if dry_run else ""),
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("folder", "branch", "verdict", "why"):
+        table.add_column(column, no_wrap=column != "why")
+    for folder in folders:
+        verdict = "[red]prune[/red]" if folder.verdict == "prune" else "keep"
+        table.add_row(escape(folder.slug), escape(folder.branch or "-"), verdict,
+                      escape(folder.reason))  # fmt: skip
+    table.caption = (
+        f"{sum(f.verdict == 'prune' for f in folders)} to prune, "
+        f"{sum(f.verdict == 'keep' for f in folders)} kept"
+    )
+    return table
 
 
 def audit_table(report: AuditReport, target: ServingTarget) -> Table:
