@@ -77,6 +77,11 @@ class ScaffoldError(MmetoolsError):
     """``mmetools new`` cannot create the requested model."""
 
 
+class ScaffoldUsageError(ScaffoldError, UsageError):
+    """``mmetools new`` was asked for something no call can create (an invalid name, an unknown
+    framework): a usage error, exit 2."""
+
+
 class ModelRunError(MmetoolsError):
     """A model's ensemble failed when run in-process by the reference runner (a step's model.py
     raised, returned an error, or produced a tensor its config does not declare)."""

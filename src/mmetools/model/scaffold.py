@@ -20,7 +20,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from mmetools.model.dvc import find_dvc_root, local_remote_folder
-from mmetools.core.errors import DvcError, ScaffoldError
+from mmetools.core.errors import DvcError, ScaffoldError, ScaffoldUsageError
 from mmetools.model.folder import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,12 @@ FRAMEWORKS = {
 
 def check_name(name: str) -> None:
     if len(name) > MAX_MODEL_NAME_LENGTH:
-        raise ScaffoldError(
+        raise ScaffoldUsageError(
             f"invalid model name {name[:20]!r}... ({len(name)} characters): at most "
             f"{MAX_MODEL_NAME_LENGTH}; it becomes folder, Triton model and artifact names"
         )
     if not MODEL_NAME_PATTERN.match(name):
-        raise ScaffoldError(
+        raise ScaffoldUsageError(
             f"invalid model name {name!r}: use lowercase letters, digits and '_', starting with a "
             "letter and not ending with '_' (e.g. 'fraud_scorer'); it becomes the folder name, "
             "the Triton model names and the artifact name <name>_<version>.tar.gz"
@@ -67,10 +67,11 @@ def check_name(name: str) -> None:
 
 def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
     """Create ``models_dir/name`` for ``framework`` ("onnx" or "torchscript"); returns the folder.
-    ScaffoldError if the name is invalid, the framework unknown or the folder exists."""
+    ScaffoldUsageError (exit 2) if the name is invalid or the framework unknown, ScaffoldError
+    if the folder exists or cannot be written."""
     check_name(name)
     if framework not in FRAMEWORKS:
-        raise ScaffoldError(
+        raise ScaffoldUsageError(
             f"unknown framework {framework!r}: choose one of {', '.join(FRAMEWORKS)}"
         )
     target = models_dir / name

@@ -43,6 +43,28 @@ def test_unknown_framework(tmp_path: Path) -> None:
     assert str(info.value) == "unknown framework 'tensorflow': choose one of onnx, torchscript"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["new", "demo", "--framework", "tensorflow"], ["new", "x", "--framework", "tensorflow"]],
+)
+def test_bad_arguments_to_new_are_usage_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """As every other usage error (issue 21 item 6): exit 2, one message, nothing written."""
+    assert main([*argv, "--models-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_folder_is_no_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "demo").mkdir()
+    assert main(["new", "demo", "--models-dir", str(tmp_path)]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
 def test_existing_folder_is_never_overwritten(tmp_path: Path) -> None:
     existing = tmp_path / "demo"
     existing.mkdir()
@@ -73,7 +95,7 @@ def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_cli_new_reports_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["new", "Bad", "--models-dir", str(tmp_path)]) == 1
+    assert main(["new", "Bad", "--models-dir", str(tmp_path)]) == 2  # a usage error
     assert "error: invalid model name 'Bad'" in capsys.readouterr().err
     assert main(["new", "good", "--framework", "torchscript", "--models-dir", str(tmp_path)]) == 0
     assert f"created {tmp_path / 'good'}" in capsys.readouterr().out.replace("\n", "")
