@@ -59,7 +59,7 @@ instances:
 SPAWNED = re.compile(r'spawned local process as .*? description: "([^"]*)"')
 COUNTER = re.compile(r"^\s+([a-z_]+): (\d+)$", re.MULTILINE)
 # The processes that test or package a model (the fetch process always runs: it is uncached).
-MODEL_PROCESS = re.compile(r"^mmetools (test|package|env) ")
+MODEL_PROCESS = re.compile(r"^mmetools (test|build|env) ")
 
 
 def _free_port() -> int:
