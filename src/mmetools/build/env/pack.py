@@ -19,7 +19,7 @@ from mmetools.build.env.cache import (
     place_in_step,
     remove_interrupted_builds,
 )
-from mmetools.build.env.lock import lock_path, locked_digest
+from mmetools.build.env.lock import lock_path, lock_problem, locked_digest
 from mmetools.build.env.requirements import env_hash, normalized_requirements, requirements_digest
 from mmetools.core.errors import ArtifactError, EnvPackError
 from mmetools.core.settings import Settings
@@ -92,6 +92,9 @@ def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, s
                 f"{lock}: stale: it was not made from the current {model.requirements_file.name} "
                 f"of model '{model.name}'; run `mmetools lock {model.path}` and commit the lock"
             )
+        problem = lock_problem(text, target)
+        if problem is not None:  # a lock edited by hand, or made before locks were checked
+            raise EnvPackError(f"{lock}:{problem[0]}: model '{model.name}': {problem[1]}")
         return lock, text
     logger.warning(
         "%s: no %s; the env is resolved from %s and may differ between builds: run "
