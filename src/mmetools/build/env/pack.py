@@ -16,6 +16,8 @@ from mmetools.build.env.backends import EnvBackend, Progress, select_backend
 from mmetools.build.env.cache import (
     CACHE_SUBDIR,
     build_into_cache,
+    discard_entry,
+    entry_problem,
     place_in_step,
     remove_interrupted_builds,
 )
@@ -142,6 +144,24 @@ def pack_env(
     cached_archive = cache_entry / ENV_ARCHIVE
     remove_interrupted_builds(cache_entry.parent)  # also on a cache hit: a killed build's folder
     cached = cached_archive.is_file()
+    if cached_archive.is_file() or cache_entry.exists():
+        problem = entry_problem(cache_entry)
+        if problem is not None:
+            # Never used, never left for the next run: rebuilt from the requirements.
+            logger.warning(
+                "%s: env cache entry %s is damaged (%s): discarded, building it again",
+                model.name,
+                cache_entry,
+                problem,
+            )
+            try:
+                discard_entry(cache_entry)
+            except OSError as e:
+                raise EnvPackError(
+                    f"model '{model.name}': env cache entry {cache_entry} is damaged ({problem}) "
+                    f"and cannot be removed: {e.strerror or e}; remove it by hand"
+                ) from e
+            cached = False
     if cached:
         report(f"env {digest[:12]} found in the cache ({chosen.name}, Python {python_version})")
     else:
