@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -42,6 +41,7 @@ from mmetools.model.folder import (
 from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
 from mmetools.core.settings import Settings
 from mmetools.testing.triton import LoadResult, TritonServer, resolve_mode
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def with_source_paths(report: ModelReport, staged: str, source: str) -> ModelRep
 
 def unstage(staged: StagedModel) -> None:
     for name in staged.names:
-        shutil.rmtree(staged.repository / name, ignore_errors=True)
+        remove_tree(staged.repository / name, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from mmetools.core.atomic import (
 from mmetools.core.errors import EnvPackError, ProcessError
 from mmetools.core.targets import ServingTarget
 from mmetools.model.folder import ENV_ARCHIVE
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def discard_entry(cache_entry: Path) -> None:
         os.replace(cache_entry, aside)
     except FileNotFoundError:
         return  # someone else discarded it
-    shutil.rmtree(aside, ignore_errors=True)
+    remove_tree(aside, ignore_errors=True)
 
 
 def _check_no_hard_links(archive: Path, context: str) -> None:
@@ -149,7 +149,7 @@ def build_into_cache(
             if entry_problem(cache_entry) is not None:
                 raise
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir, ignore_errors=True)
 
 
 def _read_json(path: Path) -> dict[str, object] | None:
