@@ -128,8 +128,8 @@ def test_a_staged_source_test_with_1100_nested_folders_is_unstaged(tmp_path: Pat
         subprocess.run(["rm", "-rf", str(step_version / "d"), str(repository)], check=True)
 
 
-# Trees of mmetools' own making, a few levels deep (a venv, Triton's workdir, templates).
-OWN_SHALLOW_TREES = {"server.py", "serving_env.py", "backends.py", "scaffold.py"}
+# Trees of mmetools' own making, a few levels deep (a venv, a backend build, the templates).
+OWN_SHALLOW_TREES = {"serving_env.py", "backends.py", "scaffold.py"}
 
 
 def test_no_other_walker_in_the_source() -> None:
