@@ -17,7 +17,6 @@ fetch -> env -> package, each step's module called once (weights are fetched onc
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from mmetools.build.parallel_gzip import DEFAULT_LEVEL
 from mmetools.testing.artifact_test import run_artifacts
 from mmetools.core.settings import Settings
 from mmetools.testing.triton import resolve_mode
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def build(
             packaged, out, settings, options, mode, image, run, reports, on_report
         )
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_tree(staging, ignore_errors=True)
     order = {name: index for index, name in enumerate(names)}
     return BuildReport(
         requested=tuple(names),

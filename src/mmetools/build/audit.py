@@ -2,87 +2,56 @@
 ``package``, ``test --artifact`` and ``publish`` run before they write anything.
 
 For the tarball: the SageMaker rules (step folders at the root, no wrapper folder, exactly one
-folder whose config matches the frontend's ensemble regex, a TargetModel-safe name). For each
-packed env (``<step>/python_env.tar.gz``): its Python minor version against the target's stub,
-where its interpreter and stdlib resolve inside the container (pyvenv.cfg ``home``, ``bin/python``),
-``bin/activate`` (the python backend sources it), the highest GLIBC/GLIBCXX symbol version any
-ELF file needs and the ELF architecture (read with pyelftools), hard links and absolute symlinks
-that break unpacking, build-machine paths, numpy against the target's python backend, and sizes.
+folder whose config matches the frontend's ensemble regex, a TargetModel-safe name) and the secret
+rules of :mod:`mmetools.build.secrets` over every member's name and whole content (a note names the
+members whose content they could not read: compressed ones, such as a packed env). For each packed
+env (``<step>/python_env.tar.gz``): :mod:`mmetools.build.env_audit`.
+
+Everything is read as one stream (the tarball, and each packed env inside it as it passes): memory
+does not grow with the size of any member.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import posixpath
 import re
 import tarfile
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
-
+from mmetools.build.env_audit import (
+    EnvAudit,
+    Finding,
+    Severity,
+    audit_env,
+    numpy_problem,
+)
+from mmetools.build.secrets import (
+    CHUNK_SIZE,
+    compressed_kind,
+    content_rules_matching,
+    has_secret_name,
+)
 from mmetools.core.atomic import write_text_atomically
 from mmetools.core.errors import ArtifactError
 from mmetools.model.folder import ENV_ARCHIVE
-from mmetools.core.targets import ServingTarget, version_tuple
+from mmetools.core.targets import ServingTarget
 
-Severity = Literal["error", "warning"]
+__all__ = ["AuditReport", "EnvAudit", "Finding", "Severity", "audit_artifact", "audit_env",
+           "numpy_problem", "require_audit", "require_audit_of"]  # fmt: skip
 
 # SageMaker's Triton frontend finds the ensemble by this regex over config.pbtxt's raw text
 # (triton server src/sagemaker_server.h, platform_ensemble_regex_).
 _ENSEMBLE_TEXT = re.compile(rb'platform:(\s)*"ensemble"')
 # What the TargetModel header may carry as a file name (S3 key characters SageMaker accepts).
 _TARGET_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.gz$")
-_SYMBOL_VERSION = re.compile(r"^(GLIBC|GLIBCXX)_([0-9][0-9.]*)$")
-_NUMPY_DIST = re.compile(r"^lib/python3\.[0-9]+/site-packages/numpy-([0-9][^/]*)\.dist-info$")
-_STDLIB_DIR = re.compile(r"^lib/python(3\.[0-9]+)$")
-_BUILD_PATH = re.compile(rb"(/home/|/root/|/tmp/|/Users/|/private/var/)[^\s\"']*")
-_X86_64 = "EM_X86_64"
-_ELF_MAGIC = b"\x7fELF"
+_CONFIG_LIMIT = 1 << 20  # a config.pbtxt is a few KB: no more is read
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    step: str  # the step folder the finding is about ("" for the tarball itself)
-    file: str  # path inside the artifact (an env member as "<step>/python_env.tar.gz:<member>")
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.message}"
-
-    def as_json(self) -> dict[str, str]:
-        return {"severity": self.severity, "step": self.step, "file": self.file,
-                "message": self.message}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class EnvAudit:
-    step: str
-    archive: str
-    kind: str  # "venv" (interpreter from the image) or "conda" (ships its interpreter)
-    size: int
-    unpacked_size: int
-    python_version: str | None
-    interpreter: str | None  # where bin/python resolves
-    home: str | None  # pyvenv.cfg home (venv)
-    max_glibc: str | None
-    max_glibc_file: str | None
-    max_glibcxx: str | None
-    max_glibcxx_file: str | None
-    architectures: tuple[str, ...]
-    numpy: str | None
-    has_activate: bool
-
-    def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__, architectures=list(self.architectures))
 
 
 @dataclass(frozen=True)
@@ -111,250 +80,25 @@ class AuditReport:
         }
 
 
-@dataclass
-class _EnvScan:
-    step: str
-    archive: str
-    findings: list[Finding] = field(default_factory=list)
-    glibc: tuple[tuple[int, ...], str, str] | None = None
-    glibcxx: tuple[tuple[int, ...], str, str] | None = None
-    architectures: set[str] = field(default_factory=set)
+class _CountingReader:
+    """A member's stream that counts and keeps what passed through it: its first bytes (for the
+    compressed-format check) and, for a config.pbtxt, its text up to a limit."""
 
-    def error(self, member: str, message: str) -> None:
-        self.findings.append(Finding("error", self.step, f"{self.archive}:{member}", message))
+    def __init__(self, stream: IO[bytes], keep: int) -> None:
+        self._stream = stream
+        self._keep = keep
+        self.kept = b""
 
-    def warning(self, member: str, message: str) -> None:
-        self.findings.append(Finding("warning", self.step, f"{self.archive}:{member}", message))
-
-
-def _needed_versions(data: bytes) -> tuple[str | None, list[tuple[str, str]]]:
-    """The ELF machine and the (GLIBC|GLIBCXX, version) pairs the file needs, or (None, [])."""
-    try:
-        elf = ELFFile(io.BytesIO(data))
-        needed: list[tuple[str, str]] = []
-        for section in elf.iter_sections():
-            if isinstance(section, GNUVerNeedSection):
-                for _, auxiliaries in section.iter_versions():
-                    for aux in auxiliaries:
-                        match = _SYMBOL_VERSION.match(aux.name)
-                        if match:
-                            needed.append((match.group(1), match.group(2)))
-        return str(elf["e_machine"]), needed
-    except (ELFError, ValueError, KeyError, IndexError):
-        return None, []
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._stream.read(size)
+        if len(self.kept) < self._keep:
+            self.kept += data[: self._keep - len(self.kept)]
+        return data
 
 
-def _resolve_link(name: str, links: dict[str, str], depth: int = 0) -> str:
-    """Where an env member that is a symlink ends up (absolute targets are returned as is)."""
-    if name not in links or depth > 16:
-        return name
-    target = links[name]
-    if target.startswith("/"):
-        return target
-    return _resolve_link(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)),
-                         links, depth + 1)  # fmt: skip
-
-
-def audit_env(
-    data: bytes, step: str, archive: str, target: ServingTarget
-) -> tuple[EnvAudit, list[Finding]]:
-    """Audit one packed env (the bytes of a python_env.tar.gz) against ``target``."""
-    scan = _EnvScan(step, archive)
-    links: dict[str, str] = {}
-    files: dict[str, bytes] = {}
-    python_dirs: set[str] = set()
-    numpy: str | None = None
-    names: set[str] = set()
-    unpacked = 0
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            for member in tar:
-                name = posixpath.normpath(member.name.removeprefix("./"))
-                unpacked += member.size
-                names.add(name)
-                top = name.split("/")
-                if member.islnk():
-                    scan.error(name, f"hard link to {member.linkname}: Triton's python backend "
-                               "cannot unpack hard links (server issue 8356)")  # fmt: skip
-                    continue
-                if member.issym():
-                    links[name] = member.linkname
-                    continue
-                if len(top) >= 2 and _STDLIB_DIR.match("/".join(top[:2])):
-                    python_dirs.add(top[1].removeprefix("python"))
-                if member.isdir():
-                    match = _NUMPY_DIST.match(name)
-                    if match:
-                        numpy = match.group(1)
-                    continue
-                if not member.isfile():
-                    continue
-                dist = _NUMPY_DIST.match(posixpath.dirname(name))
-                if dist:
-                    numpy = dist.group(1)
-                extracted = tar.extractfile(member)
-                content = extracted.read() if extracted is not None else b""
-                if content[:4] == _ELF_MAGIC:
-                    _scan_elf(scan, name, content)
-                if (
-                    name == "pyvenv.cfg"
-                    or name.endswith((".pth", "direct_url.json"))
-                    or (name.startswith("bin/") and content[:2] == b"#!")
-                ):
-                    files[name] = content
-    except (tarfile.TarError, OSError, EOFError) as e:
-        scan.error("", f"not a readable .tar.gz: {e}")
-    env_kind = "venv" if "pyvenv.cfg" in files else "conda"
-    python_version = _python_version(scan, python_dirs, target)
-    home = _check_pyvenv(scan, files.get("pyvenv.cfg"), target) if env_kind == "venv" else None
-    interpreter = _check_interpreter(scan, env_kind, links, target)
-    _check_links(scan, links, target)
-    _check_build_paths(scan, files)
-    has_activate = "bin/activate" in names
-    if not has_activate:
-        scan.error("bin/activate", "missing: Triton's python backend sources it to start the step")
-    _check_numpy(scan, numpy, python_version, target)
-    _check_glibc(scan, target)
-    env = EnvAudit(
-        step=step,
-        archive=archive,
-        kind=env_kind,
-        size=len(data),
-        unpacked_size=unpacked,
-        python_version=python_version,
-        interpreter=interpreter,
-        home=home,
-        max_glibc=scan.glibc[1] if scan.glibc else None,
-        max_glibc_file=scan.glibc[2] if scan.glibc else None,
-        max_glibcxx=scan.glibcxx[1] if scan.glibcxx else None,
-        max_glibcxx_file=scan.glibcxx[2] if scan.glibcxx else None,
-        architectures=tuple(sorted(scan.architectures)),
-        numpy=numpy,
-        has_activate=has_activate,
-    )
-    return env, scan.findings
-
-
-def _scan_elf(scan: _EnvScan, name: str, content: bytes) -> None:
-    machine, needed = _needed_versions(content)
-    if machine is None:
-        return
-    scan.architectures.add(machine)
-    if machine != _X86_64:
-        scan.error(name, f"ELF for {machine}, but the target image is x86_64 ({_X86_64})")
-    for library, version in needed:
-        key = version_tuple(version)
-        current = scan.glibc if library == "GLIBC" else scan.glibcxx
-        if current is None or key > current[0]:
-            value = (key, version, name)
-            if library == "GLIBC":
-                scan.glibc = value
-            else:
-                scan.glibcxx = value
-
-
-def _python_version(scan: _EnvScan, found: set[str], target: ServingTarget) -> str | None:
-    if len(found) != 1:
-        scan.error("lib/", f"expected exactly one lib/python3.X folder, found "
-                   f"{', '.join(sorted(found)) or 'none'}")  # fmt: skip
-        return None
-    version = next(iter(found))
-    if version != target.python_version:
-        scan.error(
-            f"lib/python{version}",
-            f"env is for Python {version}, but target {target.image} runs Python "
-            f"{target.python_version} (its python backend stub); rebuild the env for the target",
-        )
-    return version
-
-
-def _check_pyvenv(scan: _EnvScan, content: bytes | None, target: ServingTarget) -> str | None:
-    values: dict[str, str] = {}
-    for line in (content or b"").decode("utf-8", "replace").splitlines():
-        key, separator, value = line.partition("=")
-        if separator:
-            values[key.strip().lower()] = value.strip()
-    home = values.get("home")
-    expected = posixpath.dirname(target.interpreter_path)
-    if home != expected:
-        scan.error(
-            "pyvenv.cfg",
-            f"home = {home}: the env's stdlib is looked up there, but target {target.image} has "
-            f"its Python at {target.interpreter_path} (home = {expected})",
-        )
-    if "command" in values:
-        scan.error("pyvenv.cfg", f"records the build command ({values['command']}): a path of "
-                   "the build machine")  # fmt: skip
-    return home
-
-
-def _check_interpreter(
-    scan: _EnvScan, kind: str, links: dict[str, str], target: ServingTarget
-) -> str | None:
-    if kind == "conda":
-        return "bin/python (shipped in the env)"
-    resolved = _resolve_link("bin/python", links) if "bin/python" in links else None
-    if resolved is None:
-        scan.error("bin/python", "missing: a venv's bin/python must link to the image's Python")
-    elif resolved != target.interpreter_path:
-        scan.error(
-            "bin/python",
-            f"resolves to {resolved}, outside the target's Python: target {target.image} has "
-            f"Python {target.python_version} at {target.interpreter_path}",
-        )
-    return resolved
-
-
-def _check_links(scan: _EnvScan, links: dict[str, str], target: ServingTarget) -> None:
-    prefix = target.python_prefix.rstrip("/") + "/"
-    for name, link in sorted(links.items()):
-        if link.startswith("/"):
-            if not link.startswith(prefix):
-                scan.error(name, f"absolute symlink to {link}, which is not in the target image "
-                           f"(only its Python prefix {target.python_prefix} is)")  # fmt: skip
-        else:
-            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), link))
-            if resolved.startswith("../") or resolved == "..":
-                scan.error(name, f"symlink to {link} leaves the env folder when unpacked")
-
-
-def _check_build_paths(scan: _EnvScan, files: dict[str, bytes]) -> None:
-    for name, content in sorted(files.items()):
-        if name == "pyvenv.cfg":
-            continue  # its home is checked against the target above
-        match = _BUILD_PATH.search(content)
-        if match:
-            scan.error(
-                name, f"names a build-machine path ({match.group(0).decode(errors='replace')})"
-            )
-
-
-def _check_numpy(
-    scan: _EnvScan, numpy: str | None, python_version: str | None, target: ServingTarget
-) -> None:
-    where = f"lib/python{python_version or '3.X'}/site-packages"
-    if numpy is None:
-        scan.warning(where, "no numpy: triton_python_backend_utils imports it")
-    elif version_tuple(numpy)[:1] >= (2,) and not target.numpy2_supported:
-        scan.error(
-            f"{where}/numpy-{numpy}.dist-info",
-            f"numpy {numpy}, but target {target.image} has a python backend that predates "
-            f"numpy 2 support (python_backend PR 384, Triton 24.11): its outputs arrive empty; "
-            f"pin numpy<2 (e.g. numpy==1.26.4) in requirements.txt",
-        )
-
-
-def _check_glibc(scan: _EnvScan, target: ServingTarget) -> None:
-    for found, allowed, library in (
-        (scan.glibc, target.glibc, "GLIBC"),
-        (scan.glibcxx, target.glibcxx, "GLIBCXX"),
-    ):
-        if found is not None and found[0] > version_tuple(allowed):
-            scan.error(
-                found[2],
-                f"needs {library}_{found[1]}, but target {target.image} has {library} {allowed}: "
-                f"it would not load there (use a wheel for manylinux within {target.glibc})",
-            )
+def _chunks(stream: _CountingReader) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK_SIZE):
+        yield chunk
 
 
 def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None) -> AuditReport:
@@ -365,33 +109,68 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
     if not _TARGET_MODEL_NAME.match(artifact_name):
         findings.append(Finding("error", "", artifact_name, "not a TargetModel-safe name "
                                 "(letters, digits, '.', '_', '-', ending .tar.gz)"))  # fmt: skip
+    configs: dict[str, bytes] = {}
+    roots: set[str] = set()
     try:
-        with tarfile.open(path, "r:gz") as tar:
-            configs: dict[str, bytes] = {}
-            roots: set[str] = set()
+        # "r|gz": one pass over the stream, each member read as it passes, never whole.
+        with tarfile.open(path, "r|gz") as tar:
             for member in tar:
-                parts = posixpath.normpath(member.name.removeprefix("./")).split("/")
+                member_name = posixpath.normpath(member.name.removeprefix("./"))
+                parts = member_name.split("/")
                 roots.add(parts[0])
-                if len(parts) == 2 and parts[1] == "config.pbtxt" and member.isfile():
-                    extracted = tar.extractfile(member)
-                    configs[parts[0]] = extracted.read() if extracted else b""
-                elif len(parts) == 2 and parts[1] == ENV_ARCHIVE and member.isfile():
-                    extracted = tar.extractfile(member)
-                    data = extracted.read() if extracted else b""
-                    env, env_findings = audit_env(data, parts[0], "/".join(parts), target)
+                step = parts[0] if len(parts) > 1 else ""
+                if any(has_secret_name(part) for part in parts):
+                    findings.append(Finding("error", step, member_name, "its name is that of a "
+                                            "secret (see mmetools.build.secrets)"))  # fmt: skip
+                if not member.isfile():
+                    continue
+                extracted = tar.extractfile(member)
+                if extracted is None:
+                    continue
+                is_config = len(parts) == 2 and parts[1] == "config.pbtxt"
+                reader = _CountingReader(extracted, _CONFIG_LIMIT if is_config else 8)
+                if len(parts) == 2 and parts[1] == ENV_ARCHIVE:
+                    env, env_findings = audit_env(
+                        reader, member.size, step, member_name, target  # type: ignore[arg-type]
+                    )
                     envs.append(env)
                     findings.extend(env_findings)
+                    rules: tuple[str, ...] = ()
+                else:
+                    rules = content_rules_matching(_chunks(reader))
+                findings.extend(_secret_findings(step, member_name, rules, reader.kept))
+                if is_config:
+                    configs[parts[0]] = reader.kept
+                    if member.size > _CONFIG_LIMIT:
+                        findings.append(Finding("error", step, member_name, f"{member.size} "
+                                                f"bytes: more than a config.pbtxt holds"))  # fmt: skip
     except FileNotFoundError as e:
         raise ArtifactError(f"{path}: no such file") from e
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ArtifactError(f"{path}: not a readable .tar.gz: {e}") from e
+    findings.extend(_layout_findings(artifact_name, roots, configs))
+    return AuditReport(path, artifact_name, target, tuple(envs), tuple(findings))
+
+
+def _secret_findings(step: str, name: str, rules: tuple[str, ...], head: bytes) -> list[Finding]:
+    found = [Finding("error", step, name, f"looks like a secret (rule {rule}): remove it from "
+                     "the model folder") for rule in rules]  # fmt: skip
+    kind = compressed_kind(head)
+    if kind is not None:
+        found.append(Finding("note", step, name, f"{kind}-compressed: the secret rules did not "
+                             "look inside (only at its compressed bytes)"))  # fmt: skip
+    return found
+
+
+def _layout_findings(name: str, roots: set[str], configs: dict[str, bytes]) -> list[Finding]:
+    findings = []
     without_config = sorted(roots - set(configs))
     if without_config:
         findings.append(
             Finding(
                 "error",
                 "",
-                artifact_name,
+                name,
                 "root entries without a config.pbtxt "
                 f"(a wrapper folder or stray files?): {', '.join(without_config)}",
             )
@@ -402,13 +181,13 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
             Finding(
                 "error",
                 "",
-                artifact_name,
+                name,
                 "SageMaker's frontend needs exactly "
                 f"one ensemble config at the root, found {len(ensembles)}"
                 f"{': ' + ', '.join(ensembles) if ensembles else ''}",
             )
         )
-    return AuditReport(path, artifact_name, target, tuple(envs), tuple(findings))
+    return findings
 
 
 def require_audit_of(
@@ -439,10 +218,11 @@ def require_audit_of(
 
 
 def _audit_marker(cache_dir: Path, sha256: str, target: ServingTarget) -> Path:
+    from mmetools.build import env_audit, secrets
     from mmetools.core import targets
 
     key = hashlib.sha256(f"{sha256}\n{target!r}\n".encode())
-    for module in (__file__, targets.__file__):
+    for module in (__file__, env_audit.__file__, secrets.__file__, targets.__file__):
         key.update(Path(module).read_bytes())
     return cache_dir / "audits" / key.hexdigest()
 

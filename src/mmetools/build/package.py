@@ -61,6 +61,7 @@ from mmetools.build.parallel_gzip import (
 )
 from mmetools.build.secrets import has_secret_name, looks_like_secret, matches_name
 from mmetools.core.settings import Settings
+from mmetools.core.tree import TreeEntry, walk
 
 logger = logging.getLogger(__name__)
 
@@ -163,41 +164,36 @@ class Artifact:
 def _walk(
     folder: Path, archive_name: str, skip: frozenset[str], offenders: _Offenders
 ) -> Iterator[Member]:
-    """Members below ``folder`` (not including it), depth first, in sorted order.
+    """Members below ``folder`` (not including it), depth first, in sorted order (the repository's
+    one walker, :func:`mmetools.core.tree.walk`: no recursion, whatever the depth)."""
 
-    Iterative (an explicit stack), so folder depth is limited by the file system, not by
-    Python's recursion limit."""
-    stack: list[tuple[Path, str]] = [(folder, archive_name)]
-    while stack:
-        here, here_name = stack.pop()
-        with os.scandir(here) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
-        below: list[tuple[Path, str]] = []
-        for entry in entries:
-            name = f"{here_name}/{entry.name}"
-            # Secrets first: a .env is refused, not quietly dropped as a dotfile.
-            if has_secret_name(entry.name):
-                offenders.secrets.append(name)
-                continue
-            if matches_name(entry.name, EXCLUDED_NAME_PATTERNS) or name in skip:
-                logger.debug("leaving out %s", name)
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISLNK(info.st_mode):
-                offenders.symlinks.append(name)
-            elif stat.S_ISDIR(info.st_mode):
-                yield Member(name, "dir", Path(entry.path))
-                below.append((Path(entry.path), name))
-            elif stat.S_ISREG(info.st_mode):
-                if info.st_nlink > 1:
-                    offenders.hard_links.append(name)
-                elif looks_like_secret(Path(entry.path), info.st_size):
-                    offenders.secrets.append(f"{name} (content)")
-                else:
-                    yield Member(name, "file", Path(entry.path), info.st_size)
+    def left_out(entry: TreeEntry) -> bool:
+        # Secrets first: a .env is refused, not quietly dropped as a dotfile.
+        return (
+            has_secret_name(entry.name)
+            or matches_name(entry.name, EXCLUDED_NAME_PATTERNS)
+            or f"{archive_name}/{entry.relative}" in skip
+        )
+
+    for entry in walk(folder, enter=lambda entry: not left_out(entry)):
+        name = f"{archive_name}/{entry.relative}"
+        if has_secret_name(entry.name):
+            offenders.secrets.append(name)
+        elif left_out(entry):
+            logger.debug("leaving out %s", name)
+        elif entry.is_symlink:
+            offenders.symlinks.append(name)
+        elif entry.is_dir:
+            yield Member(name, "dir", entry.path)
+        elif entry.is_file:
+            if entry.info.st_nlink > 1:
+                offenders.hard_links.append(name)
+            elif looks_like_secret(entry.path, entry.info.st_size):
+                offenders.secrets.append(f"{name} (content)")
             else:
-                offenders.special.append(name)
-        stack.extend(reversed(below))
+                yield Member(name, "file", entry.path, entry.info.st_size)
+        else:
+            offenders.special.append(name)
 
 
 def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Member]:

@@ -14,9 +14,10 @@ import errno
 import logging
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
+
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def remove_temp(entry: Path) -> None:
     """Delete a temp file or folder (best effort: what cannot be removed stays, logged)."""
     logger.info("removing %s, left by an interrupted run", entry)
     if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry, ignore_errors=True)
+        remove_tree(entry, ignore_errors=True)
     else:
         try:
             entry.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from mmetools.model.folder import ModelFolder, weight_paths
 from mmetools.core import process
 from mmetools.core.process import run
 from mmetools.core.settings import Settings
+from mmetools.core.tree import files_named
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _tracked_file(pointer: Path, index: int, out: Any) -> TrackedFile:
 
 def tracked_files(model: ModelFolder) -> list[TrackedFile]:
     """Every output of every .dvc pointer inside the model folder, sorted by path."""
-    pointers = sorted(p for p in model.path.rglob(f"*{POINTER_SUFFIX}") if p.is_file())
+    pointers = files_named(model.path, POINTER_SUFFIX)  # the one walker: no recursion
     return sorted((f for p in pointers for f in read_pointer(p)), key=lambda f: f.path)
 
 

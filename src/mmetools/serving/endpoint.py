@@ -16,7 +16,6 @@ stops Triton and removes every temporary folder.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ from mmetools.serving.runtime_api import (
 )
 from mmetools.serving.source import ArtifactSource, target_model_problem
 from mmetools.testing.triton import LOOPBACK, HttpResponse
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def serve_local_endpoint(
             if endpoint is not None:
                 endpoint.stop()
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work, ignore_errors=True)
 
     try:
         source = ArtifactSource.from_uri(models_from, settings.root, work / "disk")

@@ -22,6 +22,7 @@ from typing import Any
 from mmetools.core.errors import UsageError
 from mmetools.release.storage import Destination, S3Connection, S3Tuning, parse_destination
 from mmetools.serving.cache import LoadFailed, ModelMissing
+from mmetools.core.tree import files_named, remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class ArtifactSource:
         found = self.stat(target_model)
         folder = self.disk / hashlib.sha256(target_model.encode()).hexdigest()[:24]
         if found is None:
-            shutil.rmtree(folder, ignore_errors=True)
+            remove_tree(folder, ignore_errors=True)
             bucket = self.destination.bucket or str(self.destination.path)
             raise ModelMissing(
                 target_model,
@@ -136,7 +137,7 @@ class ArtifactSource:
         copy = folder / version / PurePosixPath(target_model).name
         if copy.is_file():
             return Fetched(copy, False, time.perf_counter() - begin)
-        shutil.rmtree(folder, ignore_errors=True)  # older versions
+        remove_tree(folder, ignore_errors=True)  # older versions
         copy.parent.mkdir(parents=True, exist_ok=True)
         partial = copy.with_name(copy.name + ".part")
         try:
@@ -169,7 +170,7 @@ class ArtifactSource:
         if self.destination.kind == "file":
             assert self.destination.path is not None
             root = self.destination.path
-            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.tar.gz"))
+            return [p.relative_to(root).as_posix() for p in files_named(root, ".tar.gz")]
         prefix = self.destination.prefix + "/" if self.destination.prefix else ""
         paginator = self._s3().get_paginator("list_objects_v2")
         names = [

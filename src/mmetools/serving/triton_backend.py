@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ from mmetools.testing.artifact_test import (
 from mmetools.testing.memory import sample_process_tree
 from mmetools.testing.serving_env import ServingEnv, current_environment
 from mmetools.testing.triton import SAGEMAKER, HttpResponse, TritonServer, resolve_mode
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class TritonBackend:
             self._post_load(server, target_model, model_id, folder, names)
             after = sample_process_tree(server.pid)
         except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work, ignore_errors=True)
             raise
         seconds = time.perf_counter() - begin
         memory = max(after.total - before.total, MiB)
@@ -259,7 +259,7 @@ class TritonBackend:
         except Exception as e:  # psutil races with a dying server: the model is gone anyway
             logger.warning("unloading %s: %s", handle.target_model, e)
         finally:
-            shutil.rmtree(handle.folder, ignore_errors=True)
+            remove_tree(handle.folder, ignore_errors=True)
 
     # -- invocations ----------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ from mmetools.core.interpreters import find_python
 from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
 from mmetools.core.settings import Settings
 from mmetools.testing.triton.client import output_arrays
+from mmetools.core.tree import remove_tree
 from mmetools.testing.triton import (
     BUNDLED,
     SAGEMAKER,
@@ -421,7 +422,7 @@ def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 
             client.unload(model_id, target_model)
         return with_source_paths(report, f"{model_dir}/", f"{target_model}:")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree(work, ignore_errors=True)
 
 
 def run_artifacts(

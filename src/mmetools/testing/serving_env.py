@@ -10,6 +10,10 @@ The env holds only the requirements (plus numpy, which Triton's python backend u
 and Triton's images provide), so a step that imports a package the model forgot to list fails here
 as it would in production. The onnxruntime/pytorch Python-based backends find their packages
 through a variable mmetools sets instead (see :mod:`mmetools.testing.triton`).
+
+``serving_env_problem`` runs the audit's package rules on it for the serving target (numpy against
+the target's python backend) before any Triton starts, with the words `mmetools inspect` uses for
+the packed env: the same unpinned requirement fails the source test and the shipped env alike.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmetools.build.env_audit import numpy_problem
 from mmetools.core import process
 from mmetools.core.errors import EnvPackError, ProcessError
+from mmetools.core.targets import ServingTarget
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +147,22 @@ def _build(path: Path, requirements_file: Path | None, text: str, interpreter: P
         [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *files, *extra],
         cwd=cwd,
     )
+
+
+_NUMPY_DIST = re.compile(r"^numpy-([0-9][^/]*)\.dist-info$")
+
+
+def serving_env_problem(env: ServingEnv, target: ServingTarget) -> str | None:
+    """The audit finding (``<file>: <message>``, as `mmetools inspect` words it) that the packages
+    of ``env`` get for ``target``, or None."""
+    site = Path("lib") / f"python{env.python_version}" / "site-packages"
+    try:
+        names = sorted(entry.name for entry in (env.path / site).iterdir())
+    except OSError:
+        return None  # no such folder: nothing installed there to audit
+    for name in names:
+        match = _NUMPY_DIST.match(name)
+        problem = numpy_problem(match.group(1), target) if match else None
+        if problem:
+            return f"{site.as_posix()}/{name}: {problem}"
+    return None

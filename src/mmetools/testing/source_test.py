@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,9 +38,10 @@ from mmetools.model.folder import (
     producer_of,
     weight_paths,
 )
-from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
+from mmetools.testing.serving_env import ServingEnv, ensure_serving_env, serving_env_problem
 from mmetools.core.settings import Settings
 from mmetools.testing.triton import LoadResult, TritonServer, resolve_mode
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def with_source_paths(report: ModelReport, staged: str, source: str) -> ModelRep
 
 def unstage(staged: StagedModel) -> None:
     for name in staged.names:
-        shutil.rmtree(staged.repository / name, ignore_errors=True)
+        remove_tree(staged.repository / name, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,6 +215,17 @@ def prepare_model(model: ModelFolder, settings: Settings) -> _Prepared | ModelRe
                 f"missing: {', '.join(missing)} (tracked by DVC: run `dvc pull`)",
             )
         env = ensure_serving_env(model.requirements_file, settings.cache_dir)
+        problem = serving_env_problem(env, settings.target) if model.python_steps() else None
+        if problem:
+            target = settings.target
+            return ModelReport(
+                model.name,
+                source,
+                error=f"model '{model.name}': the serving env its Python steps run in here, from "
+                f"{model.requirements_file}, fails the audit for target {target.image} (Python "
+                f"{target.python_version}, glibc {target.glibc}); no Triton was started:\n"
+                f"  {problem}\n(the same rule refuses the packed env in `mmetools inspect`)",
+            )
     except MmetoolsError as e:
         return ModelReport(model.name, source, error=str(e))
     return _Prepared(model, cases, env)

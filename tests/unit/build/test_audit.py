@@ -229,3 +229,102 @@ def test_a_pass_is_remembered_for_these_bytes_and_this_target_only(
     with pytest.raises(ArtifactError, match="env is for Python 3.11"):
         require_audit_of(bad, TARGET_2412, "publish", sha256=other, cache_dir=cache)
     assert len(calls) == 4
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 20: the audit streams (defect 17) and runs the secret rules over every member (defect 5)
+
+
+def _big_artifact(tmp_path: Path, size: int, name: str) -> Path:
+    """An artifact whose env holds an ELF-looking file and a plain file of ``size`` bytes each,
+    beside a weight file of ``size`` bytes (incompressible: the archive is as big)."""
+    import os
+
+    block = os.urandom(1 << 20)
+    payload = (block * (size // len(block) + 1))[:size]
+    env = env_bytes(extra={"lib/libbig.so": b"\x7fELF" + payload, "lib/data.bin": payload})
+    path = tmp_path / name
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        _add(tar, "demo_pipeline/config.pbtxt", CONFIG)
+        _add(tar, f"{STEP}/config.pbtxt", b'name: "demo_preprocessing"\nbackend: "python"\n')
+        _add(tar, f"{STEP}/1/weights.bin", payload)
+        _add(tar, f"{STEP}/python_env.tar.gz", env)
+    return path
+
+
+def _peak_bytes(path: Path) -> int:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        report = audit_artifact(path, TARGET_2412)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        assert report.ok, report.errors
+
+
+def test_audit_memory_does_not_grow_with_member_size(tmp_path: Path) -> None:
+    """Defect 17: the audit read every packed env, and every member of it, whole: a 28 MB artifact
+    needed 4.2 GB of RSS. Peak Python allocation for members of 40 MB is that for 1 MB, within a
+    few chunks (the env's own bytes are built in memory before tracing starts)."""
+    small = _peak_bytes(_big_artifact(tmp_path, 1 << 20, "small_1.tar.gz"))
+    large = _peak_bytes(_big_artifact(tmp_path, 40 << 20, "large_1.tar.gz"))
+    print(f"peak traced: 1 MB members {small / 1e6:.1f} MB, 40 MB members {large / 1e6:.1f} MB")
+    assert large - small < 8 << 20
+
+
+def _artifact_with(tmp_path: Path, files: dict[str, bytes], env: bytes | None = None) -> Path:
+    path = tmp_path / "demo_1.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        _add(tar, "demo_pipeline/config.pbtxt", CONFIG)
+        _add(tar, f"{STEP}/config.pbtxt", b'name: "demo_preprocessing"\nbackend: "python"\n')
+        if env is not None:
+            _add(tar, f"{STEP}/python_env.tar.gz", env)
+        for name, data in files.items():
+            _add(tar, name, data)
+    return path
+
+
+def test_inspect_refuses_secrets_in_any_member_and_notes_where_it_could_not_look(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 5: a GitHub token, a kubeconfig, a Slack webhook and an API key in a *.bak shipped
+    (an artifact not made by `package`, or before these rules) and `inspect` said ok."""
+    import gzip
+
+    token = b"ghp_" + b"A1b2C3d4E5" * 3 + b"F6g7H8"
+    path = _artifact_with(
+        tmp_path,
+        {
+            f"{STEP}/1/model.py": b"TOKEN = '" + token + b"'\n",
+            f"{STEP}/1/settings.bak": b'API_KEY = "a8f5f167f44f4964e6c998dee827110c"\n',
+            f"{STEP}/1/big.txt": b"x" * (3 << 20) + b"AKIA" + b"ABCDEFGHIJKLMNOP\n",
+            f"{STEP}/1/kubeconfig": b"apiVersion: v1\n",
+            f"{STEP}/1/vocab.txt.gz": gzip.compress(b"hello\n"),
+        },
+        env_bytes(),
+    )
+    assert main(["inspect", str(path)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    for member, rule in (("model.py", "github-token"), ("settings.bak", "api-key"),
+                         ("big.txt", "aws-access-key-id")):  # fmt: skip
+        assert (f"error: {STEP}/1/{member}: looks like a secret (rule {rule}): remove it from "
+                "the model folder") in out  # fmt: skip
+    assert f"error: {STEP}/1/kubeconfig: its name is that of a secret" in out
+    assert (f"note: {STEP}/1/vocab.txt.gz: gzip-compressed: the secret rules did not look "
+            "inside") in out  # fmt: skip
+    assert f"note: {STEP}/python_env.tar.gz: gzip-compressed: the secret rules did not" in out
+    assert "demo_1.tar.gz: REFUSED" in out
+
+
+def test_inspect_passes_an_artifact_without_secrets_and_still_notes_the_env(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _artifact_with(tmp_path, {f"{STEP}/1/model.py": b"api_key = os.environ['API_KEY']\n"},
+                          env_bytes())  # fmt: skip
+    assert main(["inspect", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "demo_1.tar.gz: ok" in out and "note: demo_preprocessing/python_env.tar.gz" in out

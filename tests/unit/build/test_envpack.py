@@ -508,3 +508,101 @@ def test_unwritable_cache_is_a_clear_error(tmp_path: Path, tools: FakeTools) -> 
         "Not a directory"
     )
     assert tools.calls == []
+
+
+# --------------------------------------------------------------------------------------------
+# A cache hit is checked against the sha256 its entry recorded (issue 20, defect 9)
+
+
+def _tampered_archive(path: Path) -> None:
+    """The cached env with one extra .pth that would run code at interpreter start."""
+    with tarfile.open(path, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]  # type: ignore
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+        evil = b"import os; os.system('echo owned')\n"
+        info = tarfile.TarInfo("lib/python3.12/site-packages/zzz_evil.pth")
+        info.size = len(evil)
+        tar.addfile(info, io.BytesIO(evil))
+
+
+def _names(archive: Path) -> list[str]:
+    with tarfile.open(archive, "r:gz") as tar:
+        return tar.getnames()
+
+
+@pytest.mark.parametrize("damage", ["tampered", "truncated", "record_lost", "archive_lost"])
+def test_a_damaged_cache_entry_is_discarded_and_rebuilt_never_shipped(
+    tmp_path: Path, tools: FakeTools, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """Defect 9: an entry with an extra .pth was copied into the steps under the clean env hash;
+    a truncated one made every later package fail without naming the cache, run after run."""
+    model = make_model(tmp_path)
+    settings = settings_for(tmp_path)
+    backend = VenvPackBackend(LOCAL_312, "uv")
+    first = pack_env(model, settings, backend=backend)
+    assert first is not None
+    clean = first.path.read_bytes()
+    entry = first.path.parent
+    if damage == "tampered":
+        _tampered_archive(first.path)
+    elif damage == "truncated":
+        first.path.write_bytes(clean[: len(clean) // 2])
+    elif damage == "record_lost":
+        (entry / "env.json").unlink()
+    else:
+        first.path.unlink()  # an entry folder left half-made
+    tools.calls.clear()
+    caplog.set_level("WARNING")
+    again = pack_env(model, settings, backend=backend)
+    assert again is not None and not again.cached and again.env_hash == first.env_hash
+    assert tools.calls  # built again
+    assert f"env cache entry {entry} is damaged" in caplog.text
+    assert again.path.read_bytes() == clean
+    for copy in again.steps:
+        assert copy.read_bytes() == clean
+        assert not any(name.endswith(".pth") for name in _names(copy))
+    caplog.clear()
+    tools.calls.clear()
+    third = pack_env(model, settings, backend=backend)  # the rebuilt entry is a clean hit
+    assert (
+        third is not None
+        and third.cached
+        and tools.calls == []
+        and "is damaged (" not in caplog.text
+    )
+
+
+def test_a_step_copy_changed_in_place_is_copied_again(tmp_path: Path, tools: FakeTools) -> None:
+    """A sibling: a step's copy was kept on its size and mtime; a same-size edit with the mtime
+    put back stayed in the step (and shipped)."""
+    model = make_model(tmp_path)
+    settings = settings_for(tmp_path)
+    backend = VenvPackBackend(LOCAL_312, "uv")
+    first = pack_env(model, settings, backend=backend)
+    assert first is not None
+    copy = first.steps[0]
+    clean = copy.read_bytes()
+    stat = copy.stat()
+    copy.write_bytes(bytes(b ^ 0xFF for b in clean[:16]) + clean[16:])
+    os.utime(copy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    pack_env(model, settings, backend=backend)
+    assert copy.read_bytes() == clean
+
+
+def test_an_entry_changed_between_check_and_copy_is_refused_naming_the_cache(
+    tmp_path: Path, tools: FakeTools
+) -> None:
+    from mmetools.build.env.cache import place_in_step
+
+    model = make_model(tmp_path)
+    first = pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
+    assert first is not None
+    _tampered_archive(first.path)
+    step = first.steps[0].parent
+    first.steps[0].unlink()
+    with pytest.raises(EnvPackError) as error:
+        place_in_step(first.path, first.env_hash, step)
+    assert f"env cache entry {first.path.parent}: python_env.tar.gz has sha256" in str(error.value)
+    assert not first.steps[0].exists()

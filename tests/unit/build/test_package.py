@@ -225,6 +225,40 @@ SECRET_ROWS = [
     ("aws-secret-access-key", "settings.sh", "export AWS_SECRET_ACCESS_KEY=abc\n"),
     ("private-key", "deploy.txt", "-----BEGIN RSA PRIVATE KEY-----\nabc\n"),
     ("pgp-private-key", "backup.asc", "-----BEGIN PGP PRIVATE KEY BLOCK-----\nabc\n"),
+    # issue 20, defect 5: these shipped (test values are assembled here, so no scanner of this
+    # repository mistakes the file for a leak)
+    ("kubeconfig", "kubeconfig.yaml", "x"),
+    ("kube-folder", ".kube/config", "x"),
+    ("github-token", "ci.sh", "export GH_TOKEN=" + "ghp_" + "A1b2C3d4E5" * 3 + "F6g7H8" + "\n"),
+    (
+        "github-fine-grained-token",
+        "notes.md",
+        "token " + "github_pat_" + "11ABCDEFG" * 2 + "0123" + "_" + "aZ09" * 14 + "xyz" + "\n",
+    ),
+    (
+        "kubeconfig-token",
+        "cluster.yaml",
+        "users:\n- name: ci\n  user:\n    token: " + "eyJhbGciOiJSUzI1NiIsImtpZCI6" + "\n",
+    ),
+    (
+        "bearer-token",
+        "client.py",
+        'HEADERS = {"Authorization": "Bearer ' + "d8e8fca2dc0f896fd7cb4cb0031ba249" + '"}\n',
+    ),
+    (
+        "slack-webhook",
+        "alerts.json",
+        '{"url": "https://hooks.slack.com/services/'
+        + "T0000/B0000/XXXXXXXXXXXXXXXXXXXXXXXX"
+        + '"}',
+    ),
+    ("slack-token", "bot.env.txt", "SLACK=" + "xoxb" + "-123456789012-abcdefghijkl\n"),
+    (
+        "google-api-key",
+        "maps.js",
+        'const k = "' + "AIza" + "Sy" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q" + '";\n',
+    ),
+    ("api-key", "settings.bak", 'API_KEY = "' + "a8f5f167f44f4964e6c998dee827110c" + '"\n'),
 ]
 
 
@@ -252,7 +286,15 @@ def test_secret_rule_refuses(tmp_path: Path, rule: str, name: str, content: str)
 @pytest.mark.parametrize(
     ("name", "content"),
     [("my_credentials.md", "how to rotate"), ("notes.txt", "AKIA is the prefix of a key id"),
-     ("keys.txt", "aws_secret_access_key is read from the environment")],
+     ("keys.txt", "aws_secret_access_key is read from the environment"),
+     # near misses of the rules of issue 20, defect 5
+     ("gh.md", "tokens start with ghp_ or github_pat_; see the docs"),
+     ("tokenizer.yaml", "pad_token: <pad>\nmax_token: 512\ntoken: [CLS]\n"),
+     ("client.py", 'headers = {"Authorization": f"Bearer {token}"}\n'),
+     ("hooks.md", "post to https://hooks.slack.com/services/<your webhook>\n"),
+     ("keys.py", 'api_key = os.environ["API_KEY"]\nsecret_key = get_secret_key_from_vault(name)\n'),
+     ("doc.bak", "api_key: YOUR_API_KEY_GOES_HERE\n"),
+     ("tokens.txt", "xoxb- is a Slack bot token prefix\n")],
 )  # fmt: skip
 def test_near_misses_of_secret_rules_are_packaged(tmp_path: Path, name: str, content: str) -> None:
     model = make_demo_model(tmp_path)
@@ -260,6 +302,21 @@ def test_near_misses_of_secret_rules_are_packaged(tmp_path: Path, name: str, con
     built = build(model, tmp_path / "dist")
     with tarfile.open(built.path) as tar:
         assert f"demo_preprocessing/1/{name}" in tar.getnames()
+
+
+@pytest.mark.parametrize("offset", [(1 << 20) + 17, (1 << 20) - 9, 3 * (1 << 20) + 5])
+def test_a_secret_after_the_first_mib_or_across_a_chunk_boundary_is_refused(
+    tmp_path: Path, offset: int
+) -> None:
+    """Defect 5: contents were only sniffed below 1 MiB; an AWS key pair after it shipped. The
+    whole file is read in chunks (1 MiB): a key across a chunk boundary is seen too."""
+    model = make_demo_model(tmp_path)
+    pair = b"AKIA" + b"ABCDEFGHIJKLMNOP" + b"\naws_secret_access_key = x\n"
+    path = model.path / "demo_preprocessing" / "1" / "big.txt"
+    path.write_bytes(b"a" * offset + pair + b"b" * 1000)
+    with pytest.raises(ArtifactError) as error:
+        build(model, tmp_path / "dist")
+    assert "demo_preprocessing/1/big.txt (content)" in str(error.value)
 
 
 def test_symlinked_step_folder_is_refused(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ examples and on broken copies of them (integration)."""
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -258,3 +259,66 @@ def test_junit_xml_that_cannot_be_written_after_the_run_is_a_message(tmp_path: P
     path = Path("/proc/mmetools-report.xml")
     with pytest.raises(MmetoolsError, match=r"^/proc/mmetools-report.xml: cannot write the JUnit"):
         write_test_junit(_reports(tmp_path / "model"), path)
+
+
+# --------------------------------------------------------------------------------------------
+# The serving env passes the shipped env's audit before any Triton starts (issue 20, defect 19)
+
+
+def _cached_serving_env(cache: Path, requirements: Path, numpy: str) -> Path:
+    """The serving env `ensure_serving_env` would reuse for ``requirements``, holding numpy
+    ``numpy`` (what an unpinned `numpy` resolves to for the local Python)."""
+    from mmetools.testing.serving_env import COMPLETE_MARKER, env_key, python_version
+
+    text = requirements.read_text(encoding="utf-8")
+    env = cache / "serving-envs" / env_key(text)
+    site = env / "lib" / f"python{python_version()}" / "site-packages"
+    (site / f"numpy-{numpy}.dist-info").mkdir(parents=True)
+    (env / COMPLETE_MARKER).write_text(text, encoding="utf-8")
+    return env
+
+
+def test_an_unpinned_numpy_2_for_a_24_09_target_fails_before_triton_with_the_audit_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 19: the source test ran, and failed with "input byte size mismatch ... Expected 64,
+    got 0", naming neither numpy nor the target. Now the serving env gets the audit's numpy rule
+    for the target, and no server is started (a server start here fails the test)."""
+    from mmetools.testing import source_test
+    from mmetools.testing.triton import TritonServer
+    from support.build.envpack_support import IMAGE_2409, make_model, settings_for
+
+    model = make_model(tmp_path, requirements="numpy\n")
+    settings = settings_for(tmp_path, IMAGE_2409)
+    _cached_serving_env(settings.cache_dir, model.requirements_file, "2.1.3")
+    monkeypatch.setattr(
+        TritonServer, "start", lambda self: pytest.fail("a Triton server was started")
+    )
+    monkeypatch.setattr(source_test, "load_fixtures", lambda model: [])
+    result = source_test.run_models([model.path], settings)
+    (report,) = result.reports
+    assert report.error is not None
+    site = f"lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
+    assert report.error.splitlines() == [
+        f"model 'demo': the serving env its Python steps run in here, from "
+        f"{model.requirements_file}, fails the audit for target {IMAGE_2409} (Python 3.10, "
+        "glibc 2.35); no Triton was started:",
+        f"  {site}/numpy-2.1.3.dist-info: numpy 2.1.3, but target {IMAGE_2409} has a python "
+        "backend that predates numpy 2 support (python_backend PR 384, Triton 24.11): its "
+        "outputs arrive empty; pin numpy<2 (e.g. numpy==1.26.4) in requirements.txt",
+        "(the same rule refuses the packed env in `mmetools inspect`)",
+    ]
+
+
+def test_a_numpy_2_serving_env_passes_the_audit_for_a_target_that_takes_numpy_2(
+    tmp_path: Path,
+) -> None:
+    from mmetools.testing.serving_env import ServingEnv, python_version, serving_env_problem
+    from mmetools.core.targets import resolve_target
+    from support.build.envpack_support import IMAGE_2409, IMAGE_2412
+
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    env = _cached_serving_env(tmp_path, tmp_path / "requirements.txt", "2.1.3")
+    serving = ServingEnv(env, python_version(), "k")
+    assert serving_env_problem(serving, resolve_target(IMAGE_2412)) is None
+    assert serving_env_problem(serving, resolve_target(IMAGE_2409)) is not None

@@ -4,6 +4,11 @@ An env is built in a temp folder beside its cache entry (``.build.tmp-<pid>-<ran
 removes the folders of builds whose process died, ``remove_interrupted_builds``) and renamed into
 place (a concurrent build of the same env is as good as ours); each Python step then gets a copy (not a hard link: Triton
 refuses hard links) with a record beside it, so an unchanged copy is not rewritten.
+
+A cache hit is used only when the archive still has the size and sha256 its record gave it when it
+was built (``entry_problem``): a changed entry (an extra ``.pth`` that runs code) or a truncated one
+is discarded with a warning naming it and built again, never copied into a step; the copy into a
+step is hashed as it is written and checked against the record too.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from mmetools.core.atomic import (
 from mmetools.core.errors import EnvPackError, ProcessError
 from mmetools.core.targets import ServingTarget
 from mmetools.model.folder import ENV_ARCHIVE
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +54,38 @@ def _file_sha256(path: Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def entry_problem(cache_entry: Path) -> str | None:
+    """Why the env cache entry may not be used, or None when its archive has the size and sha256
+    recorded when it was built."""
+    archive = cache_entry / ENV_ARCHIVE
+    record = _read_json(cache_entry / CACHE_RECORD)
+    if record is None:
+        return f"its record {CACHE_RECORD} is missing or unreadable"
+    sha256, size = record.get("sha256"), record.get("size")
+    if not isinstance(sha256, str) or not isinstance(size, int):
+        return f"its record {CACHE_RECORD} gives no sha256 and size"
+    try:
+        found_size = archive.stat().st_size
+        if found_size != size:
+            return f"{ENV_ARCHIVE} holds {found_size} bytes, {size} when built (truncated?)"
+        found = _file_sha256(archive)
+    except OSError as e:
+        return f"{ENV_ARCHIVE} cannot be read: {e.strerror or e}"
+    if found != sha256:
+        return f"{ENV_ARCHIVE} has sha256 {found}, {sha256} when built: changed since"
+    return None
+
+
+def discard_entry(cache_entry: Path) -> None:
+    """Remove a damaged cache entry (renamed aside first: no one picks up half of it)."""
+    aside = cache_entry.with_name(f".discarded-{cache_entry.name}-{os.getpid()}")
+    try:
+        os.replace(cache_entry, aside)
+    except FileNotFoundError:
+        return  # someone else discarded it
+    remove_tree(aside, ignore_errors=True)
 
 
 def _check_no_hard_links(archive: Path, context: str) -> None:
@@ -108,11 +145,11 @@ def build_into_cache(
         try:
             os.replace(staged, cache_entry)
         except OSError:
-            # Another build of the same env won the race: its entry is as good as ours.
-            if not (cache_entry / ENV_ARCHIVE).is_file():
+            # Another build of the same env won the race: its entry is as good as ours, if whole.
+            if entry_problem(cache_entry) is not None:
                 raise
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_tree(workdir, ignore_errors=True)
 
 
 def _read_json(path: Path) -> dict[str, object] | None:
@@ -123,26 +160,48 @@ def _read_json(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def _copy_hashing(source: Path, destination: Path) -> str:
+    digest = hashlib.sha256()
+    with source.open("rb") as reader, destination.open("wb") as writer:
+        while chunk := reader.read(1 << 20):
+            digest.update(chunk)
+            writer.write(chunk)
+    return digest.hexdigest()
+
+
 def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
-    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there."""
+    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there.
+
+    The copy must have the sha256 the cache entry recorded when it was built (EnvPackError naming
+    the cache entry otherwise); an existing copy is kept only when it has that sha256 too."""
     destination = step_dir / ENV_ARCHIVE
     record_path = step_dir / STEP_RECORD
     cache_record = _read_json(cached_archive.parent / CACHE_RECORD) or {}
-    sha256 = cache_record.get("sha256") or _file_sha256(cached_archive)
+    sha256 = cache_record.get("sha256")
+    if not isinstance(sha256, str):
+        raise EnvPackError(
+            f"env cache entry {cached_archive.parent}: its record {CACHE_RECORD} gives no sha256"
+        )
     record = _read_json(record_path)
     if record is not None and destination.is_file() and not destination.is_symlink():
         stat = destination.stat()
         if (
             record.get("env_hash") == digest
             and record.get("sha256") == sha256
-            and record.get("size") == stat.st_size
-            and record.get("mtime_ns") == stat.st_mtime_ns
+            and stat.st_size == cache_record.get("size")
+            and _file_sha256(destination) == sha256
         ):
             return False
     remove_orphaned_temps(destination)  # a copy a killed run left
     temporary = owned_temp_path(destination)
     try:
-        shutil.copyfile(cached_archive, temporary)
+        copied = _copy_hashing(cached_archive, temporary)
+        if copied != sha256:
+            raise EnvPackError(
+                f"env cache entry {cached_archive.parent}: {ENV_ARCHIVE} has sha256 {copied}, "
+                f"{sha256} when built: it changed while it was copied into {step_dir}; "
+                f"nothing was copied (run again to rebuild it)"
+            )
         os.replace(temporary, destination)
     finally:
         temporary.unlink(missing_ok=True)

@@ -16,10 +16,12 @@ from mmetools.build.env.backends import EnvBackend, Progress, select_backend
 from mmetools.build.env.cache import (
     CACHE_SUBDIR,
     build_into_cache,
+    discard_entry,
+    entry_problem,
     place_in_step,
     remove_interrupted_builds,
 )
-from mmetools.build.env.lock import lock_path, locked_digest
+from mmetools.build.env.lock import lock_path, lock_problem, locked_digest
 from mmetools.build.env.requirements import env_hash, normalized_requirements, requirements_digest
 from mmetools.core.errors import ArtifactError, EnvPackError
 from mmetools.core.settings import Settings
@@ -92,6 +94,9 @@ def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, s
                 f"{lock}: stale: it was not made from the current {model.requirements_file.name} "
                 f"of model '{model.name}'; run `mmetools lock {model.path}` and commit the lock"
             )
+        problem = lock_problem(text, target)
+        if problem is not None:  # a lock edited by hand, or made before locks were checked
+            raise EnvPackError(f"{lock}:{problem[0]}: model '{model.name}': {problem[1]}")
         return lock, text
     logger.warning(
         "%s: no %s; the env is resolved from %s and may differ between builds: run "
@@ -139,6 +144,24 @@ def pack_env(
     cached_archive = cache_entry / ENV_ARCHIVE
     remove_interrupted_builds(cache_entry.parent)  # also on a cache hit: a killed build's folder
     cached = cached_archive.is_file()
+    if cached_archive.is_file() or cache_entry.exists():
+        problem = entry_problem(cache_entry)
+        if problem is not None:
+            # Never used, never left for the next run: rebuilt from the requirements.
+            logger.warning(
+                "%s: env cache entry %s is damaged (%s): discarded, building it again",
+                model.name,
+                cache_entry,
+                problem,
+            )
+            try:
+                discard_entry(cache_entry)
+            except OSError as e:
+                raise EnvPackError(
+                    f"model '{model.name}': env cache entry {cache_entry} is damaged ({problem}) "
+                    f"and cannot be removed: {e.strerror or e}; remove it by hand"
+                ) from e
+            cached = False
     if cached:
         report(f"env {digest[:12]} found in the cache ({chosen.name}, Python {python_version})")
     else:

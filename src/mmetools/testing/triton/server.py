@@ -57,6 +57,7 @@ from mmetools.testing.triton.lifecycle import (
     stop_process_group,
 )
 from mmetools.testing.triton.logs import _PORT_IN_USE, _first_paragraph, log_excerpt
+from mmetools.core.tree import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ class TritonServer:
                 self._log_file.close()
                 self._log_file = None
             if self.workdir is not None:
-                shutil.rmtree(self.workdir, ignore_errors=True)
+                remove_tree(self.workdir, ignore_errors=True)
                 self.workdir = None
             if self._signals_held:
                 self._signals_held = False
