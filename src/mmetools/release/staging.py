@@ -17,7 +17,6 @@ every object under the folder's prefix, and the incomplete multipart uploads the
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from mmetools.core import process
 from mmetools.core.errors import MmetoolsError, PublishError, UsageError
 from mmetools.core.settings import Settings
+from mmetools.core.tree import remove_tree
 from mmetools.release.publish import branch_from_slug, branch_slug, destinations
 from mmetools.release.storage import Destination, S3Connection, S3Tuning, redact_credentials
 
@@ -242,7 +242,7 @@ def prune(
             path = staging.path / folder.slug
             if path.is_symlink():
                 raise PublishError(f"{folder.uri}: a symbolic link, not deleted")
-            shutil.rmtree(path)
+            remove_tree(path)
             logger.info("deleted %s", folder.uri)
         else:
             assert client is not None
