@@ -1252,7 +1252,7 @@ LOW_ROWS = [
     Row("fixture_file_is_dev_zero", ("fixtures", "check", MODEL), 1,
         change=_fixture(lambda d: d["inputs"]["IMAGE"].update(files=["/dev/zero"])),
         err=(f"{CASE_MESSAGE}: inputs.IMAGE.files[0]: /dev/zero is not a regular file",)),
-    Row("new_300_character_name", ("new", "a" * 300), 1,
+    Row("new_300_character_name", ("new", "a" * 300), 2,  # a usage error since issue 21
         err=(f"error: invalid model name {'a' * 20!r}... (300 characters): at most 64; it "
              "becomes folder, Triton model and artifact names",)),
     Row("new_models_dir_is_a_file", ("new", "fraud", "--models-dir", "a_file"), 1,
