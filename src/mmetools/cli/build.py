@@ -19,6 +19,7 @@ from mmetools.cli.app import (
     model_folders_of,
     status_while,
 )
+from mmetools.core.redaction import redact
 
 
 def env_command(
@@ -119,7 +120,7 @@ def fetch_command(
                 fetched = fetch_weights(folder, settings, remote=remote, force=force)
         except DvcError as e:
             failed += 1
-            err_console.print(f"error: {e}", markup=False, soft_wrap=True)
+            err_console.print(f"error: {redact(str(e))}", markup=False, soft_wrap=True)
             continue
         elapsed = time.perf_counter() - started
         if not tracked:
@@ -237,7 +238,7 @@ def build_command(
     def on_step(outcome: StepOutcome) -> None:
         console.print(step_line(row(outcome)), soft_wrap=True)
         if outcome.status == "failed" and "\n" in outcome.detail:
-            err_console.print(outcome.detail, markup=False, soft_wrap=True)
+            err_console.print(redact(outcome.detail), markup=False, soft_wrap=True)
 
     options = BuildOptions(
         with_env=not no_env,
@@ -257,7 +258,7 @@ def build_command(
     for name in report.failed_models:
         failed = next(o for o in report.outcomes if o.model == name and o.status == "failed")
         err_console.print(
-            f"error: {name}: step '{failed.step}' failed: {failed.detail}",
+            f"error: {name}: step '{failed.step}' failed: {redact(failed.detail)}",
             markup=False,
             soft_wrap=True,
         )
