@@ -64,9 +64,11 @@ def package_command(
     its manifest into --out. The same inputs always give the same bytes."""
     import time
 
-    from mmetools.pipeline import package_model
     from mmetools.core.settings import load_settings
+    from mmetools.pipeline import package_model
+    from mmetools.rendering.files import check_output_folder
 
+    check_output_folder(out, "--out")  # before the env is packed, not after
     settings = load_settings()
     for folder in model_folders_of(models):
         started = time.perf_counter()
@@ -224,11 +226,12 @@ def build_command(
     from mmetools.core.settings import load_settings
     from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
     from mmetools.rendering.console import StepRow, step_line, steps_table
-    from mmetools.rendering.files import check_report_path
+    from mmetools.rendering.files import check_output_folder, check_report_path
     from mmetools.rendering.junit import write_steps_junit
 
     if junit_xml is not None:
         check_report_path(junit_xml)
+    check_output_folder(out, "--out")  # before the tests on Triton, not after
     settings = load_settings()
     folders = model_folders_of(models)
 

@@ -155,8 +155,17 @@ def diff_command(
     from mmetools.release.diff import diff_against_published
     from mmetools.rendering.json_report import write_diff_json
     from mmetools.rendering.junit import write_diff_junit
+    from mmetools.rendering.files import check_report_path
     from mmetools.rendering.markdown import markdown_report, write_markdown_report
 
+    # The report paths before two Triton loads, not after them.
+    for option, path in (
+        ("--markdown", markdown),
+        ("--junit-xml", junit_xml),
+        ("--json", json_path),
+    ):
+        if path is not None:
+            check_report_path(path, option)
     folder = model_folder(model)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"diff {folder.name}", total=None)
