@@ -37,6 +37,9 @@ def tripwire(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setattr(loadtest, "ensure_serving_env", work)
     monkeypatch.setattr(loadtest, "run_locust", work)
     monkeypatch.setattr(loadtest, "_cases", work)
+    import mmetools.cli.serving
+
+    monkeypatch.setattr(mmetools.cli.serving, "fleet_loadtest", work)
     shutil.copytree(MODELS_DIR / "intent_classifier", tmp_path / "models" / "intent_classifier",
                     ignore=shutil.ignore_patterns("python_env.tar.gz", "*.onnx"))  # fmt: skip
     (tmp_path / "a-file").write_text("not a folder\n")
@@ -46,6 +49,7 @@ def tripwire(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 LOCAL = ["loadtest", "models/intent_classifier"]
 ENDPOINT = ["loadtest", "--endpoint", "e", "--target-model", "intent_classifier_1.tar.gz"]
+FLEET = ["loadtest", "--endpoint", "e", "--models", "a_1.tar.gz,b_1.tar.gz"]
 
 
 @pytest.mark.parametrize(
@@ -81,6 +85,15 @@ ENDPOINT = ["loadtest", "--endpoint", "e", "--target-model", "intent_classifier_
         (ENDPOINT + ["--instance-memory", "16"], "error: --instance-memory: only for a local load test"),
         (ENDPOINT + ["--rates", "nan"], "error: --rates: nan requests/s"),
         (ENDPOINT + ["--out", "a-file"], "error: --out a-file: is a file, not a folder"),
+        # the fleet load test (loadtest --endpoint --models|--prefix) checks first too
+        (FLEET + ["--rates", "nan"], "error: --rates: nan requests/s"),
+        (FLEET + ["--rates", "1,2"], "error: --rates '1,2': a fleet load test takes one rate"),
+        (FLEET + ["--seconds", "inf"], "error: --seconds inf: give a duration"),
+        (FLEET + ["--users", "100000"], "error: --users: 100000 users; give 1 to 10000"),
+        (FLEET + ["--cold-threshold-ms", "nan"], "error: --cold-threshold-ms nan: give a latency"),
+        (FLEET + ["--cold-threshold-ms", "-5"], "error: --cold-threshold-ms -5: give a latency"),
+        (FLEET + ["--out", "a-file"], "error: --out a-file: is a file, not a folder"),
+        (LOCAL + ["--models", "a_1.tar.gz"], "error: --models: only with --endpoint NAME"),
     ],
 )  # fmt: skip
 def test_bad_options_stop_before_any_work(
