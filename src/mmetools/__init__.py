@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mmetools.build.env import pack_env
     from mmetools.core.errors import MmetoolsError
+    from mmetools.core.redaction import RedactingFilter, install_log_redaction, redact
     from mmetools.core.settings import Settings, load_settings
     from mmetools.model.folder import ModelFolder, ModelRef, model_folder
     from mmetools.model.validation import validate_model
@@ -34,6 +35,9 @@ _WHERE = {
     "build_models": "mmetools.pipeline:build",
     "package_model": "mmetools.pipeline",
     "MmetoolsError": "mmetools.core.errors",
+    "RedactingFilter": "mmetools.core.redaction",
+    "install_log_redaction": "mmetools.core.redaction",
+    "redact": "mmetools.core.redaction",
     "Settings": "mmetools.core.settings",
     "load_settings": "mmetools.core.settings",
     "ModelFolder": "mmetools.model.folder",

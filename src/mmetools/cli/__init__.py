@@ -32,6 +32,7 @@ from mmetools.cli.staging import staging_prune
 from mmetools.cli.test import test_command
 from mmetools.core.errors import MmetoolsError, Terminated, ValidationFailed
 from mmetools.core.process import sigterm_raises
+from mmetools.core.redaction import redact
 
 fixtures_app.command("regen")(fixtures_regen)
 fixtures_app.command("check")(fixtures_check)
@@ -68,10 +69,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # soft_wrap: each message stays one line whatever the terminal width, so the paths in it
         # are not broken (rich wraps CI logs at 80 columns) and stay grep-able.
         for problem in e.problems:
-            err_console.print(problem, markup=False, soft_wrap=True)
+            err_console.print(redact(problem), markup=False, soft_wrap=True)
         return e.exit_code
     except MmetoolsError as e:
-        err_console.print(f"error: {e}", markup=False, soft_wrap=True)
+        err_console.print(f"error: {redact(str(e))}", markup=False, soft_wrap=True)
         return e.exit_code
     except typer.Exit as e:
         return int(e.exit_code)

@@ -18,6 +18,8 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
+from mmetools.core.redaction import install_log_redaction
+
 if TYPE_CHECKING:
     from mmetools.model.folder import ModelFolder
 
@@ -42,6 +44,9 @@ def _global_options(
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
+    # Every record of every logger (botocore's debug lines included) leaves with its
+    # credentials masked: the endpoint's user:password, the session token, signatures.
+    install_log_redaction()
 
 
 fixtures_app = typer.Typer(

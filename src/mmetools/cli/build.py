@@ -19,6 +19,7 @@ from mmetools.cli.app import (
     model_folders_of,
     status_while,
 )
+from mmetools.core.redaction import redact
 
 
 def env_command(
@@ -63,9 +64,11 @@ def package_command(
     its manifest into --out. The same inputs always give the same bytes."""
     import time
 
-    from mmetools.pipeline import package_model
     from mmetools.core.settings import load_settings
+    from mmetools.pipeline import package_model
+    from mmetools.rendering.files import check_output_folder
 
+    check_output_folder(out, "--out")  # before the env is packed, not after
     settings = load_settings()
     for folder in model_folders_of(models):
         started = time.perf_counter()
@@ -119,7 +122,7 @@ def fetch_command(
                 fetched = fetch_weights(folder, settings, remote=remote, force=force)
         except DvcError as e:
             failed += 1
-            err_console.print(f"error: {e}", markup=False, soft_wrap=True)
+            err_console.print(f"error: {redact(str(e))}", markup=False, soft_wrap=True)
             continue
         elapsed = time.perf_counter() - started
         if not tracked:
@@ -223,11 +226,12 @@ def build_command(
     from mmetools.core.settings import load_settings
     from mmetools.pipeline import STEP_NAMES, BuildOptions, StepOutcome, TritonOptions, build
     from mmetools.rendering.console import StepRow, step_line, steps_table
-    from mmetools.rendering.files import check_report_path
+    from mmetools.rendering.files import check_output_folder, check_report_path
     from mmetools.rendering.junit import write_steps_junit
 
     if junit_xml is not None:
         check_report_path(junit_xml)
+    check_output_folder(out, "--out")  # before the tests on Triton, not after
     settings = load_settings()
     folders = model_folders_of(models)
 
@@ -237,7 +241,7 @@ def build_command(
     def on_step(outcome: StepOutcome) -> None:
         console.print(step_line(row(outcome)), soft_wrap=True)
         if outcome.status == "failed" and "\n" in outcome.detail:
-            err_console.print(outcome.detail, markup=False, soft_wrap=True)
+            err_console.print(redact(outcome.detail), markup=False, soft_wrap=True)
 
     options = BuildOptions(
         with_env=not no_env,
@@ -257,7 +261,7 @@ def build_command(
     for name in report.failed_models:
         failed = next(o for o in report.outcomes if o.model == name and o.status == "failed")
         err_console.print(
-            f"error: {name}: step '{failed.step}' failed: {failed.detail}",
+            f"error: {name}: step '{failed.step}' failed: {redact(failed.detail)}",
             markup=False,
             soft_wrap=True,
         )

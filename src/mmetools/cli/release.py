@@ -8,6 +8,7 @@ over its threshold); registered by :mod:`mmetools.cli`.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -154,8 +155,17 @@ def diff_command(
     from mmetools.release.diff import diff_against_published
     from mmetools.rendering.json_report import write_diff_json
     from mmetools.rendering.junit import write_diff_junit
+    from mmetools.rendering.files import check_report_path
     from mmetools.rendering.markdown import markdown_report, write_markdown_report
 
+    # The report paths before two Triton loads, not after them.
+    for option, path in (
+        ("--markdown", markdown),
+        ("--junit-xml", junit_xml),
+        ("--json", json_path),
+    ):
+        if path is not None:
+            check_report_path(path, option)
     folder = model_folder(model)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"diff {folder.name}", total=None)
@@ -182,18 +192,6 @@ def diff_command(
     console.print(markdown_report(report), markup=False, soft_wrap=True)
     if not report.passed:
         raise typer.Exit(1)
-
-
-def _numbers(text: str, what: str) -> list[float]:
-    from mmetools.core.errors import UsageError
-
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError as e:
-        raise UsageError(f"{what} {text!r}: give comma-separated numbers, e.g. 1,2,4") from e
-    if any(v <= 0 for v in values):
-        raise UsageError(f"{what} {text!r}: every value must be > 0")
-    return values
 
 
 def loadtest_command(
@@ -266,23 +264,60 @@ def loadtest_command(
     from mmetools.core.errors import UsageError
     from mmetools.core.settings import load_settings
     from mmetools.release.loadtest import endpoint_model_folder, loadtest_endpoint, loadtest_local
+    from mmetools.release.loadtest_options import (
+        check_concurrency,
+        check_loadtest_options,
+        parse_concurrency,
+        parse_rates,
+    )
+    from mmetools.rendering.files import check_output_folder
     from mmetools.rendering.html import write_html
     from mmetools.rendering.json_report import write_loadtest_json
     from mmetools.rendering.tables import loadtest_lines, suggestion_line
 
+    # Every option before any work: a run takes minutes, a bad option must not cost them.
+    levels = parse_concurrency(concurrency)
+    paced = parse_rates(rates)
     if endpoint is not None and (models or prefix):
         from mmetools.cli.serving import fleet_loadtest
 
-        paced_rates = _numbers(rates, "--rates")
+        # The fleet run: one paced rate at most, its users as the concurrency.
+        if len(paced) > 1:
+            raise UsageError(f"--rates {rates!r}: a fleet load test takes one rate")
+        check_concurrency((users,), "--users")
+        check_loadtest_options(concurrency=(users,), rates=paced, seconds=seconds,
+                               p99_budget_ms=p99_budget_ms, safety_factor=safety_factor)  # fmt: skip
+        if not (math.isfinite(cold_threshold_ms) and cold_threshold_ms > 0):
+            raise UsageError(f"--cold-threshold-ms {cold_threshold_ms:g}: give a latency above 0")
+        check_output_folder(out, "--out")
         fleet_loadtest(
             endpoint, endpoint_url=endpoint_url, models=models, prefix=prefix, mix=mix,
-            users=users, seconds=seconds, rate=paced_rates[0] if paced_rates else None, seed=seed,
+            users=users, seconds=seconds, rate=paced[0] if paced else None, seed=seed,
             cold_threshold_ms=cold_threshold_ms, target_hit_ratio=target_hit_ratio,
             p99_budget_ms=p99_budget_ms, out=out,
         )  # fmt: skip
         return
-    levels = [int(v) for v in _numbers(concurrency, "--concurrency")]
-    paced = _numbers(rates, "--rates")
+    check_loadtest_options(concurrency=levels, rates=paced, seconds=seconds,
+                           p99_budget_ms=p99_budget_ms, safety_factor=safety_factor,
+                           instance_memory_gib=instance_memory)  # fmt: skip
+    if endpoint is not None:
+        if not target_model:
+            raise UsageError("--endpoint needs --target-model (the artifact name to invoke)")
+        local_only = {"--instance-memory": instance_memory, "--mode": mode}
+        given = [name for name, value in local_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only for a local load test, not --endpoint")
+    else:
+        if target is None:
+            raise UsageError("give an artifact or a model folder, or --endpoint NAME")
+        if not target.exists():
+            raise UsageError(f"{target}: no such artifact or model folder")
+        endpoint_only = {"--target-model": target_model, "--model": model,
+                         "--models": models or None, "--prefix": prefix or None}  # fmt: skip
+        given = [name for name, value in endpoint_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --endpoint NAME")
+    check_output_folder(out, "--out")
     progress = Progress(
         "{task.description}",
         BarColumn(),
@@ -298,13 +333,12 @@ def loadtest_command(
 
     with progress:
         if endpoint is not None:
-            if not target_model:
-                raise UsageError("--endpoint needs --target-model (the artifact name to invoke)")
-            given = model or (target and target.is_dir() and target) or None
+            assert target_model is not None
+            folder = model or (target and target.is_dir() and target) or None
             result = loadtest_endpoint(
                 endpoint,
                 target_model,
-                endpoint_model_folder(target_model, given, load_settings()),
+                endpoint_model_folder(target_model, folder, load_settings()),
                 concurrency=levels,
                 rates=paced,
                 seconds=seconds,
@@ -313,8 +347,7 @@ def loadtest_command(
                 progress=on_progress,
             )
         else:
-            if target is None:
-                raise UsageError("give an artifact or a model folder, or --endpoint NAME")
+            assert target is not None
             result = loadtest_local(
                 target,
                 load_settings(),

@@ -56,6 +56,7 @@ def test_command(
     from mmetools.rendering.console import report_renderable, summary_text
     from mmetools.rendering.files import check_report_path
     from mmetools.rendering.junit import write_test_junit
+    from mmetools.testing.memory import check_instance_memory
     from mmetools.testing.source_test import ModelReport, RunResult, run_models
 
     folders = [folder.path for folder in model_folders_of(models or [])]
@@ -63,6 +64,7 @@ def test_command(
         raise UsageError("give model folders (e.g. models/*) or --artifact dist/<name>_<v>.tar.gz")
     if junit_xml is not None:
         check_report_path(junit_xml)
+    check_instance_memory(instance_memory)
     settings = load_settings()
 
     def show(report: ModelReport) -> None:

@@ -31,6 +31,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mmetools.release.loadtest_options import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_SAFETY_FACTOR,
+    check_loadtest_options,
+)
 from mmetools.testing.loaded_models import staged_model_folder
 from mmetools.core.errors import LoadTestError, UsageError
 from mmetools.model.cases import EnsembleSignature, FixtureCase, load_fixtures
@@ -50,8 +55,6 @@ from mmetools.testing.triton import SAGEMAKER, TritonServer, resolve_mode
 logger = logging.getLogger(__name__)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-DEFAULT_CONCURRENCY = (1, 2, 4, 8, 16)
-DEFAULT_SAFETY_FACTOR = 0.5
 LOCUST_GRACE = 60.0  # seconds beyond the run time before a locust process is given up on
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
@@ -295,6 +298,8 @@ def suggest_target(
 
 def _model_and_candidate(target: Path) -> tuple[ModelFolder, Path | None]:
     """(model folder, tarball or None) for ``ARTIFACT|models/NAME``."""
+    if not target.exists():
+        raise UsageError(f"{target}: no such artifact or model folder")
     if target.is_dir():
         return model_folder(target), None
     ref = parse_artifact_name(target)
@@ -325,6 +330,9 @@ def loadtest_local(
     mode: str | None = None,
     progress: Progress | None = None,
 ) -> LoadTestResult:
+    check_loadtest_options(concurrency=concurrency, rates=rates, seconds=seconds,
+                           p99_budget_ms=p99_budget_ms, safety_factor=safety_factor,
+                           instance_memory_gib=instance_memory_gib)  # fmt: skip
     model, artifact = _model_and_candidate(target)
     cases, outputs = _cases(model)
     env = ensure_serving_env(model.requirements_file, settings.cache_dir)
@@ -422,6 +430,8 @@ def loadtest_endpoint(
 ) -> LoadTestResult:
     """The same steps against a deployed endpoint through boto3 ``invoke_endpoint`` (AWS_* /
     AWS_ENDPOINT_URL from the environment, as boto3 reads them)."""
+    check_loadtest_options(concurrency=concurrency, rates=rates, seconds=seconds,
+                           p99_budget_ms=p99_budget_ms, safety_factor=safety_factor)  # fmt: skip
     cases, outputs = _cases(model)
     config = {
         "kind": "endpoint",

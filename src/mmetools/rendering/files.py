@@ -31,6 +31,19 @@ def check_report_path(path: Path, option: str = "--junit-xml") -> None:
         raise UsageError(f"{option} {path}: not writable")
 
 
+def check_output_folder(path: Path, option: str = "--out") -> None:
+    """UsageError unless ``path`` is, or can be made, a writable folder for reports: checked
+    before any work starts (a file there used to fail only when the reports were written)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder")
+    existing = next((p for p in path.parents if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
+    folder = path if path.exists() else existing
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {folder} is not writable")
+
+
 def write_report(path: Path, data: bytes, what: str) -> None:
     """Write the report ``what`` (e.g. "JUnit XML report") to ``path`` atomically."""
     try:

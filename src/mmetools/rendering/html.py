@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmetools.release.loadtest import LoadStep, LoadTestResult
+from mmetools.rendering.files import write_report
 from mmetools.testing.memory import describe_bytes
 
 _STYLE = """
@@ -153,5 +154,7 @@ def render_html(result: LoadTestResult) -> str:
 
 
 def write_html(result: LoadTestResult, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(result), encoding="utf-8")
+    """The HTML report at ``path``, written atomically like every report (a path argument with
+    a byte that is not UTF-8 is shown as ``\\xff``, not a UnicodeEncodeError)."""
+    data = render_html(result).encode("utf-8", "backslashreplace")
+    write_report(path, data, "HTML report")

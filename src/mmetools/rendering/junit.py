@@ -2,11 +2,14 @@
 Triton test runs (``mmetools test``) and output diffs (``mmetools diff``).
 
 Every report is indented, UTF-8 with an XML declaration, and written atomically
-(:func:`mmetools.rendering.files.write_report`).
+(:func:`mmetools.rendering.files.write_report`). Every name, message and text is made XML-safe
+first (:func:`xml_safe`): a fixture file name with a control character or an undecodable byte
+must not make the whole report unparseable.
 """
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -129,8 +132,38 @@ def write_diff_junit(report: DiffReport, path: Path) -> None:
     _write_xml(suite, path)
 
 
+# What XML 1.0 forbids (Char ::= #x9 | #xA | #xD | [#x20-#xD7FF] | [#xE000-#xFFFD] |
+# [#x10000-#x10FFFF]): other C0 controls, lone surrogates (undecodable bytes of a file name,
+# os.fsdecode's surrogateescape) and U+FFFE/U+FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode: show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with every character XML 1.0 forbids shown as a Python-style escape
+    (``\\x01``, ``\\xff`` for an undecodable byte of a file name, ``\\ud800``)."""
+    return _NOT_XML.sub(_escaped, text)
+
+
+def _make_xml_safe(root: ET.Element) -> None:
+    for element in root.iter():
+        for key, value in element.attrib.items():
+            element.set(key, xml_safe(value))
+        if element.text:
+            element.text = xml_safe(element.text)
+        if element.tail:
+            element.tail = xml_safe(element.tail)
+
+
 def _write_xml(root: ET.Element, path: Path) -> None:
-    """The one JUnit file writer: indented, UTF-8, written atomically."""
+    """The one JUnit file writer: XML-safe, indented, UTF-8, written atomically."""
+    _make_xml_safe(root)
     ET.indent(root)
     data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
     write_report(path, data, "JUnit XML report")

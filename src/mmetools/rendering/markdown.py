@@ -82,4 +82,7 @@ def _summary(value: Any) -> str:
 
 def write_markdown_report(report: DiffReport, path: Path) -> None:
     """The diff's Markdown report at ``path`` (written atomically, folders created)."""
-    write_report(path, markdown_report(report).encode(), "Markdown report")
+    # backslashreplace: a path argument with a byte that is not UTF-8 (a lone surrogate after
+    # os.fsdecode) is shown as \xff instead of failing the write.
+    text = markdown_report(report)
+    write_report(path, text.encode("utf-8", "backslashreplace"), "Markdown report")

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mmetools.core.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 GiB = 1024**3
@@ -114,11 +116,22 @@ class Fit:
         }
 
 
+def check_instance_memory(gib: float | None, option: str = "--instance-memory") -> None:
+    """UsageError unless ``gib`` (an instance's memory in GiB, or None) is finite and above 0:
+    checked before a run, not after it (nan used to fail in int() once the run was over)."""
+    if gib is not None and (not math.isfinite(gib) or not 0 < gib <= 1e6):
+        raise UsageError(
+            f"{option} {gib:g}: give the instance's memory in GiB, above 0 (e.g. 16 for "
+            "ml.m5.xlarge)"
+        )
+
+
 def models_per_instance(
     before: MemorySample, after: MemorySample, instance_gib: float, fill: float = INSTANCE_FILL
 ) -> Fit:
     """floor((instance * fill - server baseline) / per-model growth); GPU memory is the budget
     when there is a GPU, RSS otherwise."""
+    check_instance_memory(instance_gib, "instance memory")
     instance = int(instance_gib * GiB)
     if before.gpus and after.gpus:
         baseline, growth = before.gpu_used, after.gpu_used - before.gpu_used

@@ -16,16 +16,25 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from support.fuzz import (
+    FEW,
+    JSON_VALUES,
+    MANY,
+    bounded,
+    assert_clean_exit,
+    mutated,
+    replace_somewhere,
+    run_cli,
+)
+
 from conftest import MODELS_DIR
-from mmetools.cli import main
 from mmetools.core.errors import ArtifactError
 from mmetools.testing.artifact_test import check_artifact, unpack_artifact
 
@@ -38,18 +47,8 @@ CONFIGS = [
 COPY_IGNORE = shutil.ignore_patterns(
     "python_env.tar.gz", ".python_env.json", "__pycache__", ".mypy_cache", "model.onnx"
 )
-FEW, MANY = 10, 1000
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def _bounded(examples: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    return settings(
-        max_examples=examples,
-        deadline=timedelta(seconds=10),
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        database=None,  # no .hypothesis folder in the repository
-    )
 
 
 @pytest.fixture(scope="module")
@@ -67,65 +66,6 @@ def fresh_copy(template: Path) -> Iterator[Path]:
         shutil.copytree(template / MODEL, root / MODEL)
         with contextlib.chdir(root):
             yield root
-
-
-def run_cli(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)  # an exception escaping here is a failure of the property
-    text = out.getvalue() + err.getvalue()
-    return code, text
-
-
-def assert_clean_exit(code: int, text: str, allowed: tuple[int, ...] = (0, 1, 2)) -> None:
-    assert code in allowed, text
-    assert "Traceback" not in text, text
-    if code != 0:
-        assert text.strip(), "a failure must say why"
-
-
-# -------------------------------------------------------------------------------------------------
-# Strategies
-
-
-def mutated(text: str) -> st.SearchStrategy[bytes]:
-    """``text`` with a few slices deleted, duplicated or replaced by random bytes."""
-    data = text.encode()
-
-    @st.composite
-    def build(draw: st.DrawFn) -> bytes:
-        result = bytearray(data)
-        for _ in range(draw(st.integers(1, 4))):
-            start = draw(st.integers(0, len(result)))
-            end = draw(st.integers(start, min(len(result), start + 40)))
-            kind = draw(st.sampled_from(["delete", "duplicate", "replace"]))
-            if kind == "delete":
-                del result[start:end]
-            elif kind == "duplicate":
-                result[start:start] = result[start:end]
-            else:
-                result[start:end] = draw(st.binary(max_size=20))
-        return bytes(result)
-
-    return build()
-
-
-JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-)
-
-
-def replace_somewhere(document: Any, path: list[int], value: Any) -> Any:
-    """``document`` with the node reached by following ``path`` (indexes mod size) replaced."""
-    if not path or not isinstance(document, (dict, list)) or not document:
-        return value
-    keys = list(document) if isinstance(document, dict) else list(range(len(document)))
-    key = keys[path[0] % len(keys)]
-    document[key] = replace_somewhere(document[key], path[1:], value)
-    return document
 
 
 # -------------------------------------------------------------------------------------------------
@@ -219,32 +159,32 @@ def _pair(examples: int, marks: list[pytest.MarkDecorator]) -> dict[str, Callabl
     case_text = (MODELS_DIR / CASE).read_text()
     paths = st.lists(st.integers(0, 10), max_size=5)
 
-    @_bounded(examples)
+    @bounded(examples)
     @given(configs)
     def configs_test(template: Path, drawn: tuple[int, bytes]) -> None:
         config_property(template, *drawn)
 
-    @_bounded(examples)
+    @bounded(examples)
     @given(paths, JSON_VALUES)
     def fixtures_test(template: Path, path: list[int], value: Any) -> None:
         fixture_property(template, path, value)
 
-    @_bounded(examples)
+    @bounded(examples)
     @given(mutated(case_text))
     def fixture_bytes_test(template: Path, mutation: bytes) -> None:
         fixture_bytes_property(template, mutation)
 
-    @_bounded(examples)
+    @bounded(examples)
     @given(mutated((MODELS_DIR.parent / "mmetools.toml").read_text()))
     def settings_test(template: Path, mutation: bytes) -> None:
         settings_property(template, mutation)
 
-    @_bounded(examples)
+    @bounded(examples)
     @given(paths, JSON_VALUES)
     def manifests_test(template: Path, path: list[int], value: Any) -> None:
         manifest_property(template, path, value)
 
-    @_bounded(examples * 4)
+    @bounded(examples * 4)
     @given(MEMBERS)
     def tarballs_test(members: list[tuple[str, bytes, str, int]]) -> None:
         tarball_property(members)

@@ -69,8 +69,8 @@ def test_the_suggestion_is_the_best_step_within_budget_without_errors() -> None:
     [
         (["loadtest", "--endpoint", "e"], "--endpoint needs --target-model"),
         (["loadtest"], "give an artifact or a model folder, or --endpoint NAME"),
-        (["loadtest", "models/x", "--concurrency", "1,two"], "give comma-separated numbers"),
-        (["loadtest", "models/x", "--rates", "0"], "every value must be > 0"),
+        (["loadtest", "models/x", "--concurrency", "1,two"], "give comma-separated whole numbers"),
+        (["loadtest", "models/x", "--rates", "0"], "--rates: 0 requests/s; give a number above 0"),
     ],
 )
 def test_loadtest_usage_errors(

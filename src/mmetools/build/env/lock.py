@@ -186,14 +186,19 @@ def lock_model(model: ModelFolder, target: ServingTarget, *, check: bool = False
     """Write (or with ``check`` only compare) the model's lock for ``target``."""
     path = lock_path(model, target)
     text = compile_lock(model, target)
-    current = path.read_text(encoding="utf-8") if path.is_file() else None
+    # Compared as bytes: a lock edited into something that is not UTF-8 is stale, not a
+    # UnicodeDecodeError (found by the fuzz tier).
+    current = path.read_bytes() if path.is_file() else None
     if check:
-        problem = lock_problem(current, target) if current is not None else None
+        readable = current.decode("utf-8", errors="replace") if current is not None else None
+        problem = lock_problem(readable, target) if readable is not None else None
         if problem is not None:
             raise EnvPackError(f"{path}:{problem[0]}: model '{model.name}': {problem[1]}")
-        status = "missing" if current is None else "current" if current == text else "stale"
+        status = (
+            "missing" if current is None else "current" if current == text.encode() else "stale"
+        )
         return LockResult(model.name, path, status)
-    if current == text:
+    if current == text.encode():
         return LockResult(model.name, path, "unchanged")
     write_text_atomically(path, text)
     logger.info("%s: wrote %s", model.name, path)

@@ -13,19 +13,20 @@ from pathlib import Path
 from typing import Literal
 
 from mmetools.core.errors import ConfigError
+from mmetools.core.redaction import redact
 
 logger = logging.getLogger(__name__)
 
 DestinationKind = Literal["s3", "file"]
 
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s\"'<>]+@")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def redact_credentials(text: str) -> str:
     """``http://user:password@host`` -> ``http://***@host`` wherever a URL appears in ``text``
-    (AWS_ENDPOINT_URL may carry credentials; botocore repeats the URL in its errors)."""
-    return _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    (AWS_ENDPOINT_URL may carry credentials; botocore repeats the URL in its errors), and every
+    other credential the process knows (see :mod:`mmetools.core.redaction`)."""
+    return redact(text)
 
 
 @dataclass(frozen=True)

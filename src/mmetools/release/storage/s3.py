@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from mmetools.build.files import ARTIFACT_SUFFIX, StoredFiles
 from mmetools.build.verified import DEFAULT_PART_SIZE, LocalArtifact, MiB, parse_sha256_text
 from mmetools.core.errors import ArtifactError
+from mmetools.core.redaction import register_boto_credentials
 from mmetools.release.storage.base import (
     MANIFEST_READ_LIMIT,
     Deadline,
@@ -110,6 +111,9 @@ class S3Connection:
             max_pool_connections=max(10, tuning.max_concurrency + 2),
         )
         self.client: S3Client = session.client("s3", config=config)
+        # What boto3 resolved (a profile, SSO, a web identity: in no variable) is masked in
+        # every log line and message from now on.
+        register_boto_credentials(session.get_credentials())
         logger.info(
             "S3 endpoint %s, region %s",
             redact_credentials(str(self.client.meta.endpoint_url)),
