@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmetools.core.errors import ConfigError
+from mmetools.core.redaction import register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ def load_evidence_key(
         raise ConfigError(
             f"{path}: not an evidence key ({len(secret)} bytes); delete it and a new one is made"
         )
+    # The key file's secret is in no environment variable: mask it in every log line too.
+    register_secret(secret.decode("utf-8", errors="replace"))
     return EvidenceKey(secret, str(path))
 
 
