@@ -38,8 +38,13 @@ def secrets_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 @pytest.fixture
-def root_stream() -> Iterator[io.StringIO]:
-    """A plain handler on the root logger, redacted the way the CLI's is."""
+def root_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """A plain handler on the root logger, redacted the way the CLI's is. The libraries' loggers
+    pass everything up to it, whatever an earlier test (a CLI run's -v setup) set on them."""
+    for name in ("botocore", "botocore.endpoint", "urllib3", "urllib3.connectionpool", "mmetools"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     root = logging.getLogger()
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
