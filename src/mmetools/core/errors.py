@@ -105,3 +105,7 @@ class Terminated(SystemExit):
 class EvidenceError(PublishError):
     """An artifact's evidence does not show that these bytes passed their tests here: missing,
     unsigned or signed with another key, for other bytes or another target, or failing."""
+
+
+class VersionError(MmetoolsError):
+    """A model's version cannot ship: not above production's, or already there with other bytes."""

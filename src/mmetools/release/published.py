@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Literal
 from mmetools.core.errors import ArtifactError, PublishError, UsageError
 from mmetools.build.files import ARTIFACT_SUFFIX, ArtifactFiles, StoredFiles
 from mmetools.model.folder import ARTIFACT_NAME_PATTERN, parse_artifact_name
-from mmetools.release.publish import branch_slug, destinations
+from mmetools.release.publish.branches import branch_slug
+from mmetools.release.publish.plan import destinations
 from mmetools.core.settings import Settings
 from mmetools.release.storage import Destination, S3Connection, S3Tuning
-from mmetools.release.storage import parse_sha256_text
+from mmetools.release.storage import parse_sha256_text, redact_credentials
 
 if TYPE_CHECKING:
     import boto3
@@ -52,7 +53,7 @@ class PublishedVersion:
         return ArtifactFiles(self.model, self.version).tarball
 
 
-def _client(session: boto3.session.Session | None) -> S3Client:
+def s3_client_for(session: boto3.session.Session | None) -> S3Client:
     import boto3
     from botocore.exceptions import BotoCoreError
 
@@ -62,7 +63,7 @@ def _client(session: boto3.session.Session | None) -> S3Client:
         raise PublishError(f"cannot set up S3 access: {e}") from e
 
 
-def _versions_in(
+def versions_in(
     destination: Destination, folder_key: str, model: str, client: S3Client | None
 ) -> Iterator[tuple[int, str]]:
     """(version, key) of every ``<model>_<version>.tar.gz`` directly under ``folder_key``."""
@@ -87,7 +88,10 @@ def _versions_in(
                 for item in page.get("Contents", [])
             ]
         except (BotoCoreError, ClientError) as e:
-            raise PublishError(f"{destination.uri}: cannot list published versions: {e}") from e
+            raise PublishError(
+                f"{destination.uri}: cannot list published versions: {type(e).__name__}: "
+                f"{redact_credentials(str(e))}"
+            ) from e
     for key in keys:
         match = ARTIFACT_NAME_PATTERN.match(key.rsplit("/", 1)[-1])
         if match and match.group("name") == model:
@@ -106,8 +110,9 @@ def find_previous(
     """The highest published version of ``model`` below ``below``, or None when there is none.
 
     ``against``: ``production``; ``staging`` (the branch's folder when staging is namespaced);
-    ``auto`` (both, the higher version wins, production on a tie); or a path to a local
-    ``<name>_<version>.tar.gz``.
+    ``auto`` (what the branch will reach: production when it holds any version of the model,
+    else the branch's staging); or a path to a local ``<name>_<version>.tar.gz``. The check that
+    ``below`` is above production's highest version is :mod:`mmetools.release.versions`'.
     """
     if against not in AGAINST_CHOICES:
         path = Path(against)
@@ -133,10 +138,12 @@ def find_previous(
                 raise UsageError("--against staging needs --branch (staging is per branch)")
         if namespace or not settings.publish.namespace_staging_by_branch:
             places.append(("staging", staging, namespace))
-    client = _client(session) if any(d.kind == "s3" for _, d, _ in places) else None
+    client = s3_client_for(session) if any(d.kind == "s3" for _, d, _ in places) else None
     best: PublishedVersion | None = None
     for role, destination, namespace in places:
-        for version, key in _versions_in(destination, namespace, model, client):
+        if best is not None and against == "auto":
+            break  # production holds a version: it is the baseline, staging is not consulted
+        for version, key in versions_in(destination, namespace, model, client):
             if version < below and (best is None or version > best.version):
                 best = PublishedVersion(
                     role, model, version, destination.object_uri(key), destination, key
@@ -163,19 +170,25 @@ def fetch_published(
         assert destination.path is not None
         source = destination.path / version.key
         shutil.copyfile(source, target)
-        sidecar = (destination.path / StoredFiles(version.key).sha256).read_text(encoding="utf-8")
+        sidecar_bytes = (destination.path / StoredFiles(version.key).sha256).read_bytes()
     else:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = _client(session)
+        client = s3_client_for(session)
         try:
             client.download_file(destination.bucket, version.key, str(target))
-            body = client.get_object(
+            sidecar_bytes = client.get_object(
                 Bucket=destination.bucket, Key=StoredFiles(version.key).sha256
             )["Body"].read()
         except (BotoCoreError, ClientError) as e:
             raise PublishError(f"{version.uri}: cannot fetch: {e}") from e
-        sidecar = body.decode("utf-8", "replace")
+    try:
+        sidecar = sidecar_bytes.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ArtifactError(
+            f"{StoredFiles(version.uri).sha256}: not UTF-8 text (byte {e.start}): a .sha256 "
+            "sidecar holds '<sha256 hex>  <file name>'; the published version cannot be checked"
+        ) from e
     expected = parse_sha256_text(sidecar)
     with target.open("rb") as f:
         actual = hashlib.file_digest(f, "sha256").hexdigest()

@@ -115,11 +115,12 @@ def test_s3_republish_is_two_head_requests(tmp_path: Path, s3_settings: Settings
     report = run([artifact], "feature/x", s3_settings, session=session)
     assert actions(report) == [("staging", "unchanged")]
     assert recorder.operations == [
+        ("ListObjectsV2", ""),  # production's versions of demo (release/versions.py)
         ("HeadObject", "mme/feature~x/demo_1.tar.gz"),
         ("HeadObject", "mme/feature~x/demo_1.tar.gz.manifest.json"),
     ]
-    assert recorder.sent == 2
-    assert report.results[0].requests == 2
+    assert recorder.sent == 3
+    assert report.results[0].requests == 2  # the step's own: the version check's is before it
 
 
 @pytest.mark.integration
@@ -141,8 +142,8 @@ def test_s3_refuses_different_bytes_and_keeps_the_original(
         "members that differ: changed demo_model/1/model.onnx; the model's files changed since "
         "it was published"
     ]
-    # One HEAD, then the published manifest to name the members that differ.
-    assert recorder.names() == ["HeadObject", "GetObject"]
+    # Production's versions, one HEAD, then the published manifest to name the members that differ.
+    assert recorder.names() == ["ListObjectsV2", "HeadObject", "GetObject"]
     body = s3_client().get_object(Bucket=staging, Key="mme/feature~x/demo_1.tar.gz")["Body"]
     assert hashlib.sha256(body.read()).hexdigest() == sha256_of(first)
 
@@ -221,7 +222,7 @@ def test_s3_dry_run_writes_nothing(
             f"would copy server-side from s3://{staging}/mme/main/demo_1.tar.gz",
         ),
     ]
-    assert set(recorder.names()) == {"HeadObject"}
+    assert set(recorder.names()) == {"ListObjectsV2", "HeadObject"}  # reads only
     client = s3_client()
     assert keys(client, buckets[0]) == keys(client, buckets[1]) == []
 
@@ -316,12 +317,11 @@ def test_aws_endpoint_url_is_honoured(
                  s3=S3Tuning(max_attempts=1, connect_timeout=2))  # fmt: skip
     assert len(report.failures) == 1
     message = report.failures[0].message
+    # The first request is the version check's listing of production (release/versions.py).
     assert message.startswith(
-        f"could not publish demo_1.tar.gz to s3://{s3_settings.publish.staging_uri[5:]}/feature~x/"
-        f"demo_1.tar.gz: EndpointConnectionError: Could not connect to the endpoint URL: "
-        f'"{dead}/'
+        f"{s3_settings.publish.production_uri}: cannot list published versions: "
+        f'EndpointConnectionError: Could not connect to the endpoint URL: "{dead}/'
     )
-    assert message.endswith("is AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3 right and reachable?")
 
 
 @pytest.mark.integration
@@ -389,7 +389,12 @@ def test_cli_publish_prints_results_and_a_table(
     make_artifact(tmp_path / "dist", "alpha_1.tar.gz", seed=7)  # different bytes, same name
     assert cli.main(argv) == 1
     captured = capsys.readouterr()
-    assert "error: refusing to publish alpha_1.tar.gz to production: staging" in captured.err
+    # Refused before staging is written (release/versions.py), naming the fix.
+    assert (
+        "error: models/alpha/model_version.txt: version 1 is already in production "
+        f"(s3://{production}/alpha_1.tar.gz) with different bytes" in captured.err
+    )
+    assert "run `mmetools bump models/alpha` (it writes 2)" in captured.err
     assert "unchanged staging" in captured.out  # beta is still published (no-op)
 
 

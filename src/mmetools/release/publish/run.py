@@ -39,7 +39,7 @@ from mmetools.release.publish.plan import (
     destinations,
     plan_targets,
 )
-from mmetools.release.publish.step import ProgressHook, PublishStep, Stores
+from mmetools.release.publish.step import _HINTS, ProgressHook, PublishStep, Stores, _error_code
 from mmetools.release.storage import (
     Deadline,
     Destination,
@@ -157,6 +157,13 @@ def _publish_plans(
     results: list[PublishResult] = []
     failures: list[PublishFailure] = []
     for local, manifest, targets in plans:
+        try:  # the version gate, on every branch, before this artifact is written anywhere
+            _check_version(local, manifest, stores, production, connection)
+        except MmetoolsError as e:
+            message = redact_credentials(str(e))
+            uri = production.object_uri(production.key(local.name))
+            failures.append(PublishFailure(local.name, uri, "production", message))
+            continue
         staging_target = targets[0]
         for target in targets:
             step = PublishStep(
@@ -181,6 +188,41 @@ def _publish_plans(
             if on_result is not None:
                 on_result(result)
     return PublishReport(tuple(results), tuple(failures))
+
+
+def _check_version(
+    local: LocalArtifact,
+    manifest: Manifest,
+    stores: Stores,
+    production: Destination,
+    connection: Callable[[], S3Connection],
+) -> None:
+    """The artifact's version must be above production's highest, or production must hold
+    these very bytes under it (VersionError naming model_version.txt; release/versions.py)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # Imported here: versions lists what is published through release/published.py, which
+    # imports this package.
+    from mmetools.release.versions import (
+        candidate_of_artifact,
+        check_against_production,
+        production_versions,
+    )
+
+    candidate = candidate_of_artifact(
+        local.model, local.version, local.sha256, manifest.model_folder
+    )
+    try:
+        client = connection().client if production.kind == "s3" else None
+        versions = production_versions(production, local.model, client)
+        check_against_production(candidate, versions, stores.open("production"))
+    except (BotoCoreError, ClientError) as e:
+        code = _error_code(e)
+        hint = _HINTS.get(code)
+        raise PublishError(
+            f"could not check {local.name} against production {production.uri}: {code}: "
+            f"{redact_credentials(str(e))}" + (f"; {hint}" if hint else "")
+        ) from e
 
 
 __all__ = ["ProgressHook", "publish"]
