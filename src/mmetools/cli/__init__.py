@@ -26,7 +26,7 @@ from mmetools.cli.build import (
     targets_command,
 )
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
-from mmetools.cli.release import diff_command, loadtest_command, publish_command
+from mmetools.cli.release import bump_command, diff_command, loadtest_command, publish_command
 from mmetools.cli.serving import endpoint_app, plan_command, serve_command
 from mmetools.cli.staging import staging_prune
 from mmetools.cli.test import test_command
@@ -45,6 +45,7 @@ app.command("package")(package_command)
 app.command("fetch")(fetch_command)
 app.command("test")(test_command)
 app.command("diff")(diff_command)
+app.command("bump")(bump_command)
 app.command("loadtest")(loadtest_command)
 app.command("targets")(targets_command)
 app.command("lock")(lock_command)

@@ -128,7 +128,10 @@ def diff_command(
         ),
     ] = "auto",
     branch: Annotated[
-        Optional[str], typer.Option("--branch", help="Branch whose staging folder to look in.")
+        Optional[str],
+        typer.Option(
+            "--branch", help="Branch whose staging folder to look in (default: git's current)."
+        ),
     ] = None,
     dataset: Annotated[
         Optional[Path],
@@ -143,16 +146,34 @@ def diff_command(
     json_path: Annotated[
         Optional[Path], typer.Option("--json", help="Write the report as JSON here.")
     ] = None,
+    accept: Annotated[
+        bool,
+        typer.Option(
+            "--accept",
+            help="After reviewing the report: record this change in "
+            "models/<name>/diff-acceptance.toml (commit it); the diff then passes while it "
+            "measures exactly this change again.",
+        ),
+    ] = False,
     mode: TritonModeOption = None,
 ) -> None:
-    """Compare the candidate's predictions with the published previous version's on one Triton
-    (SageMaker MME emulation). Exit 1 when an output is over its threshold
-    (models/<name>/regression.toml); the first version has nothing to compare and passes."""
+    """Compare the candidate's predictions with the version it replaces (production's highest;
+    without one, the branch's staging) on one Triton (SageMaker MME emulation). Exit 1 when an
+    output is over its threshold (models/<name>/regression.toml) and the change was not
+    accepted (--accept); the first version has nothing to compare and passes."""
     from rich.progress import Progress
 
     from mmetools.core.settings import load_settings
     from mmetools.model.folder import model_folder
+    from dataclasses import replace
+
     from mmetools.release.diff import diff_against_published
+    from mmetools.release.diff.acceptance import (
+        accept_command,
+        check_acceptance,
+        record_acceptance,
+    )
+    from mmetools.rendering.markdown import next_steps
     from mmetools.rendering.json_report import write_diff_json
     from mmetools.rendering.junit import write_diff_junit
     from mmetools.rendering.files import check_report_path
@@ -167,6 +188,8 @@ def diff_command(
         if path is not None:
             check_report_path(path, option)
     folder = model_folder(model)
+    if branch is None and against in ("auto", "staging"):
+        branch = _git_branch(folder.path)
     with Progress(console=err_console, transient=True, disable=not err_console.is_terminal) as bar:
         task = bar.add_task(f"diff {folder.name}", total=None)
 
@@ -183,6 +206,14 @@ def diff_command(
             mode=mode,
             progress=on_progress,
         )
+    if accept:
+        written = record_acceptance(folder, report, accept_command(report))
+        if written is None:
+            err_console.print(
+                f"{folder.name}: the diff is within its thresholds: nothing to accept"
+            )
+        else:
+            report = replace(report, acceptance=check_acceptance(folder, report))
     if markdown is not None:
         write_markdown_report(report, markdown)
     if junit_xml is not None:
@@ -190,8 +221,59 @@ def diff_command(
     if json_path is not None:
         write_diff_json(report, json_path)
     console.print(markdown_report(report), markup=False, soft_wrap=True)
+    if accept and report.accepted and report.acceptance is not None:
+        console.print(
+            f"recorded the reviewed change in {report.acceptance.path}: commit it with the change "
+            f"(git add {report.acceptance.path})",
+            markup=False,
+            soft_wrap=True,
+        )
     if not report.passed:
+        for line in next_steps(report):
+            console.print(line, markup=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _git_branch(where: Path) -> str | None:
+    """The checked-out branch (what CI passes as --branch), or None (detached, no git)."""
+    import subprocess
+
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    name = completed.stdout.strip()
+    return name if completed.returncode == 0 and name and name != "HEAD" else None
+
+
+def bump_command(
+    model: Annotated[Path, typer.Argument(help="Model folder, e.g. models/screen_detector.")],
+) -> None:
+    """Write the next version into models/<name>/model_version.txt: one above both its current
+    version and the highest version production holds."""
+    from mmetools.core.settings import load_settings
+    from mmetools.model.folder import model_folder
+    from mmetools.release.versions import bump_version
+
+    folder = model_folder(model)
+    bumped = bump_version(folder, load_settings())
+    production = (
+        f"production holds up to {bumped.production_highest}"
+        if bumped.production_highest is not None
+        else "production holds no version"
+    )
+    console.print(
+        f"{folder.version_file}: {bumped.before} -> {bumped.after} ({production}); commit it "
+        "with the change",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def loadtest_command(

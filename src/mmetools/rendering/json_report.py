@@ -38,6 +38,22 @@ def diff_report_json(report: DiffReport) -> dict[str, Any]:
         "cases": report.cases,
         "thresholds": report.thresholds_source,
         "errors": list(report.errors),
+        "candidate_version": report.candidate_version,
+        "candidate_identity": report.candidate_identity,
+        "previous_sha256": report.previous_sha256,
+        "outputs_added": list(report.added),
+        "outputs_removed": list(report.removed),
+        "outputs_renamed": [list(pair) for pair in report.renamed],
+        "accepted": report.accepted,
+        "acceptance": (
+            None
+            if report.acceptance is None
+            else {
+                "path": report.acceptance.path,
+                "matched": report.acceptance.matched,
+                "reasons": list(report.acceptance.reasons),
+            }
+        ),
         "outputs": [
             {
                 "output": o.output,

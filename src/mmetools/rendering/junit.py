@@ -118,9 +118,22 @@ def write_diff_junit(report: DiffReport, path: Path) -> None:
             suite, "testcase", classname=f"mmetools.release.diff.{report.model}", name=o.output
         )
         counts["tests"] += 1
-        if not o.passed:
+        if not o.passed and report.accepted:
+            ET.SubElement(case, "system-out").text = "accepted: " + "\n".join(o.violations)
+        elif not o.passed:
             counts["failures"] += 1
             ET.SubElement(case, "failure", message=o.violations[0]).text = "\n".join(o.violations)
+    if report.interface_changes:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"mmetools.release.diff.{report.model}", name="outputs"
+        )
+        counts["tests"] += 1
+        changes = report.interface_changes
+        if report.accepted:
+            ET.SubElement(case, "system-out").text = "accepted: " + "\n".join(changes)
+        else:
+            counts["failures"] += 1
+            ET.SubElement(case, "failure", message=changes[0]).text = "\n".join(changes)
     if report.errors:
         case = ET.SubElement(
             suite, "testcase", classname=f"mmetools.release.diff.{report.model}", name="run"

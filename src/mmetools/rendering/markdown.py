@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmetools.release.diff import DiffReport
+from mmetools.release.diff.acceptance import ACCEPTANCE_FILE, accept_command
 from mmetools.rendering.files import write_report
 
 SHOWN_FLIPS = 50
@@ -27,11 +28,21 @@ def markdown_report(report: DiffReport) -> str:
         return "\n".join(lines)
     assert report.previous is not None
     status = "**PASS**" if report.passed else "**FAIL**"
+    if report.accepted:
+        status = "**PASS** (an accepted change)"
     lines += [
         f"{status}: candidate `{report.candidate}` against {report.previous.role} "
         f"`{report.previous.artifact_name}` over {report.cases} input(s); thresholds: "
         f"{report.thresholds_source}.",
         "",
+    ]
+    if report.added or report.removed or report.renamed:
+        lines += [
+            f"Outputs: {_names('added', report.added)}, {_names('removed', report.removed)}, "
+            f"renamed: {', '.join(f'{a} -> {b}' for a, b in report.renamed) or 'none'}.",
+            "",
+        ]
+    lines += [
         "| output | kind | elements | max abs | max rel | beyond tol | flips | result |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -67,9 +78,41 @@ def markdown_report(report: DiffReport) -> str:
         if len(flips) > SHOWN_FLIPS:
             lines.append(f"| ... {len(flips) - SHOWN_FLIPS} more | | | | |")
     if report.violations:
-        lines += ["", "Over threshold:", ""] + [f"- {v}" for v in report.violations]
+        title = "Over threshold:"
+        if report.accepted and report.acceptance is not None:
+            title = f"Over threshold, accepted after review in `{report.acceptance.path}`:"
+        lines += ["", title, ""] + [f"- {v}" for v in report.violations]
+    if not report.passed:
+        lines += [""] + [line.strip() for line in next_steps(report) if line.strip()]
     lines.append("")
     return "\n".join(lines)
+
+
+def _names(what: str, names: tuple[str, ...]) -> str:
+    return f"{what}: {', '.join(names) or 'none'}"
+
+
+def next_steps(report: DiffReport) -> list[str]:
+    """What to do about a failing diff; the accept command comes last."""
+    if report.skipped or report.passed:
+        return []
+    if report.errors:
+        return [
+            "Inputs that fail on one version only cannot be accepted: fix them, then rerun "
+            "the diff."
+        ]
+    lines: list[str] = []
+    check = report.acceptance
+    if check is not None and not check.matched:
+        lines.append(f"{check.path} records another change than this diff measures:")
+        lines += [f"  - {reason}" for reason in check.reasons]
+    lines += [
+        "If this change is intended: review the report above, then record it (writes "
+        f"{report.model_dir or 'models/' + report.model}/{ACCEPTANCE_FILE}; commit it with the "
+        "change):",
+        f"  {accept_command(report)}",
+    ]
+    return lines
 
 
 def _summary(value: Any) -> str:

@@ -130,6 +130,8 @@ def compare_output(
             for index, (x, y) in enumerate(zip(a_items, b_items)):
                 if x != y:
                     flips.append(Flip(case, index, _text(x), _text(y)))
+    if not pairs:
+        problems.append(f"{output}: not compared: no input was answered by both versions")
     summary: dict[str, Any] = {}
     if kind == "float" and abs_diffs:
         diffs = np.concatenate(abs_diffs)
@@ -166,6 +168,16 @@ def compare_output(
 
 
 @dataclass(frozen=True)
+class AcceptanceCheck:
+    """A recorded acceptance (``diff-acceptance.toml``) against this diff: it holds only when
+    every figure matches (:mod:`.acceptance`)."""
+
+    path: str
+    matched: bool
+    reasons: tuple[str, ...] = ()  # why it does not match
+
+
+@dataclass(frozen=True)
 class DiffReport:
     model: str
     candidate: str  # the candidate's folder or tarball
@@ -175,15 +187,53 @@ class DiffReport:
     errors: tuple[str, ...] = ()  # inputs that failed on one side, load failures
     thresholds_source: str = "defaults"
     note: str = ""
+    model_dir: str = ""  # the model folder as given, e.g. models/screen_detector
+    candidate_version: int = 0
+    candidate_identity: str = ""  # build/identity.py: the model's own files
+    previous_sha256: str = ""
+    added: tuple[str, ...] = ()  # outputs only the candidate has
+    removed: tuple[str, ...] = ()  # outputs only the previous version has
+    renamed: tuple[tuple[str, str], ...] = ()  # (previous name, candidate name), compared
+    acceptance: AcceptanceCheck | None = None
 
     @property
     def skipped(self) -> bool:
         return self.previous is None
 
     @property
+    def interface_changes(self) -> tuple[str, ...]:
+        """Outputs clients read that changed name or went away (a change to review)."""
+        return (
+            *(
+                f"output '{name}' of the previous version is gone (clients reading it break)"
+                for name in self.removed
+            ),
+            *(
+                f"output '{old}' was renamed '{new}' (compared as one output; clients reading "
+                f"'{old}' break)"
+                for old, new in self.renamed
+            ),
+        )
+
+    @property
+    def changes(self) -> tuple[str, ...]:
+        """What differs beyond the thresholds: what a reviewer may accept."""
+        return (*self.interface_changes, *(v for o in self.outputs for v in o.violations))
+
+    @property
+    def accepted(self) -> bool:
+        """Over the thresholds, but exactly the change a reviewer accepted."""
+        return (
+            bool(self.changes)
+            and not self.errors
+            and self.acceptance is not None
+            and self.acceptance.matched
+        )
+
+    @property
     def passed(self) -> bool:
-        return not self.errors and all(o.passed for o in self.outputs)
+        return not self.errors and (not self.changes or self.accepted)
 
     @property
     def violations(self) -> tuple[str, ...]:
-        return (*self.errors, *(v for o in self.outputs for v in o.violations))
+        return (*self.errors, *self.changes)

@@ -7,22 +7,32 @@ into one SageMaker-frontend Triton (:mod:`mmetools.testing.loaded_models`) and g
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmetools.build.identity import folder_identity, tarball_identity
 from mmetools.core.errors import ArtifactError, TritonError, UsageError
 from mmetools.core.settings import Settings
 from mmetools.model.cases import EnsembleSignature, load_fixtures
 from mmetools.model.folder import ModelFolder, parse_artifact_name
+from mmetools.release.diff.acceptance import check_acceptance
 from mmetools.release.diff.compare import DiffReport, compare_output
 from mmetools.release.diff.dataset import load_dataset
 from mmetools.release.diff.thresholds import load_thresholds
 from mmetools.release.published import PublishedVersion, fetch_published, find_previous
-from mmetools.testing.artifact_test import MmeClient, emulated_target, packed_env_steps
+from mmetools.release.versions import Candidate, check_candidate
+from mmetools.testing.artifact_test import (
+    MmeClient,
+    artifact_ensemble,
+    emulated_target,
+    packed_env_steps,
+)
 from mmetools.testing.loaded_models import load_folder, staged_model_folder, unpacked_artifact
 from mmetools.testing.serving_env import ensure_serving_env
 from mmetools.testing.triton import SAGEMAKER, TritonServer, resolve_mode
@@ -33,6 +43,36 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def output_changes(
+    previous: EnsembleSignature, candidate: EnsembleSignature
+) -> tuple[list[tuple[str, str]], tuple[str, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(pairs of outputs to compare as (previous name, candidate name), added, removed, renamed).
+    One output gone and one new of the same datatype and shape is a rename, compared as one."""
+    added = [name for name in candidate.outputs if name not in previous.outputs]
+    removed = [name for name in previous.outputs if name not in candidate.outputs]
+    renamed: list[tuple[str, str]] = []
+    if len(added) == 1 and len(removed) == 1:
+        if previous.outputs[removed[0]] == candidate.outputs[added[0]]:
+            renamed, added, removed = [(removed[0], added[0])], [], []
+    pairs = [(name, name) for name in candidate.outputs if name in previous.outputs] + renamed
+    return pairs, tuple(added), tuple(removed), tuple(renamed)
+
+
+def _unpacked_previous(
+    server: TritonServer, artifact: Path, previous: PublishedVersion, steps: tuple[str, ...]
+) -> tuple[Path, EnsembleSignature]:
+    """The previous version unpacked, and its ensemble's signature; errors name its URI (the
+    fetched copy is a temp file nobody can look at)."""
+    try:
+        folder = unpacked_artifact(server, artifact, steps)
+        return folder, artifact_ensemble(folder, artifact)
+    except (ArtifactError, tarfile.TarError, EOFError, OSError) as e:
+        message = str(e).replace(str(artifact), previous.uri)
+        if previous.uri not in message:
+            message = f"{previous.uri}: {message}"
+        raise ArtifactError(f"the published previous version cannot be unpacked: {message}") from e
 
 
 def compare_versions(
@@ -53,7 +93,6 @@ def compare_versions(
     cases = [replace(c, expected=()) for c in load_fixtures(model)]
     if dataset is not None:
         cases += load_dataset(dataset, signature, model.name)
-    outputs = list(signature.outputs)
     env = ensure_serving_env(model.requirements_file, settings.cache_dir)
     candidate_source = str(candidate or model.path)
     target_candidate = candidate.name if candidate is not None else model.ref().artifact_name
@@ -61,7 +100,11 @@ def compare_versions(
     if target_previous == target_candidate:
         target_previous = f"previous-{target_previous}"
     # Packed envs are built for the serving target: serve them as test --artifact does.
-    previous_steps = packed_env_steps(previous_artifact, settings)
+    try:
+        previous_steps = packed_env_steps(previous_artifact, settings)
+    except (ArtifactError, tarfile.TarError, EOFError, OSError) as e:
+        message = str(e).replace(str(previous_artifact), previous.uri)
+        raise ArtifactError(f"the published previous version cannot be read: {message}") from e
     candidate_steps = packed_env_steps(candidate, settings) if candidate is not None else ()
     chosen = resolve_mode(settings.triton.mode, mode, image)
     server = TritonServer(
@@ -74,27 +117,31 @@ def compare_versions(
         requirements=model.requirements_file if model.requirements_file.is_file() else None,
     )
     errors: list[str] = []
-    results: dict[str, list[tuple[str, Any, Any]]] = {name: [] for name in outputs}
     with server:
         client = MmeClient(server)
-        loaded_previous = load_folder(
-            server, unpacked_artifact(server, previous_artifact, previous_steps), target_previous
+        previous_folder, previous_signature = _unpacked_previous(
+            server, previous_artifact, previous, tuple(previous_steps)
         )
+        pairs, added, removed, renamed = output_changes(previous_signature, signature)
+        results: dict[str, list[tuple[str, Any, Any]]] = {new: [] for _, new in pairs}
+        loaded_previous = load_folder(server, previous_folder, target_previous)
         folder = (
             unpacked_artifact(server, candidate, candidate_steps)
             if candidate is not None
             else staged_model_folder(server, model)
         )
         loaded_candidate = load_folder(server, folder, target_candidate)
+        asked = (
+            (loaded_previous, list(previous_signature.outputs)),
+            (loaded_candidate, list(signature.outputs)),
+        )
         for done, case in enumerate(cases):
             if progress is not None:
                 progress("inputs", done, len(cases))
             answers: list[dict[str, Any] | str] = []
-            for loaded in (loaded_previous, loaded_candidate):
+            for loaded, names in asked:
                 try:
-                    answers.append(
-                        client.invoke(loaded.model_id, loaded.target_model, case, outputs)
-                    )
+                    answers.append(client.invoke(loaded.model_id, loaded.target_model, case, names))
                 except TritonError as e:
                     answers.append(str(e))
             before, after = answers
@@ -103,19 +150,18 @@ def compare_versions(
                     logger.info("input %s fails on both versions", case.name)
                     continue
                 side = "candidate" if isinstance(after, str) else "previous version"
-                errors.append(
-                    f"input '{case.name}' fails on the {side} only: {before if isinstance(before, str) else after}"
-                )
+                failure = before if isinstance(before, str) else after
+                errors.append(f"input '{case.name}' fails on the {side} only: {failure}")
                 continue
-            for name in outputs:
-                results[name].append((case.name, before[name], after[name]))
+            for old, new in pairs:
+                results[new].append((case.name, before[old], after[new]))
         if progress is not None:
             progress("inputs", len(cases), len(cases))
         for loaded in (loaded_previous, loaded_candidate):
             client.unload(loaded.model_id, loaded.target_model)
     diffs = tuple(
-        compare_output(name, signature.outputs[name].datatype, results[name], thresholds.of(name))
-        for name in outputs
+        compare_output(new, signature.outputs[new].datatype, results[new], thresholds.of(new))
+        for _, new in pairs
     )
     return DiffReport(
         model.name,
@@ -125,7 +171,15 @@ def compare_versions(
         diffs,
         tuple(errors),
         thresholds.source,
+        added=added,
+        removed=removed,
+        renamed=renamed,
     )
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def diff_against_published(
@@ -142,23 +196,50 @@ def diff_against_published(
     progress: Progress | None = None,
 ) -> DiffReport:
     """What the pipeline calls before publishing: diff ``candidate`` (a tarball, or the model
-    folder itself when None) against the highest published version below it. No previous
-    version is a skipped report (``report.skipped``), not an error."""
+    folder itself when None) against the version it replaces: with ``against="auto"``,
+    production's highest version (the version must be above it: VersionError otherwise, see
+    :mod:`mmetools.release.versions`), else the branch's staging's highest below it. No previous
+    version, or production already holding these very bytes, is a skipped report
+    (``report.skipped``), not an error. A recorded acceptance (:mod:`.acceptance`) is checked
+    against the result."""
     if candidate is not None:
         ref = parse_artifact_name(candidate)
         if ref.name != model.name:
             raise UsageError(f"{candidate}: an artifact of '{ref.name}', not of '{model.name}'")
         version = ref.version
+        identity = tarball_identity(candidate)
     else:
         version = model.version()
+        identity = folder_identity(model)
+    base = DiffReport(
+        model.name,
+        str(candidate or model.path),
+        None,
+        model_dir=str(model.path),
+        candidate_version=version,
+        candidate_identity=identity,
+    )
+    if against in ("auto", "production"):
+        checked = Candidate(
+            model.name,
+            version,
+            str(model.version_file),
+            sha256=_sha256(candidate) if candidate is not None else None,
+            identity=identity,
+        )
+        state = check_candidate(checked, settings, session)
+        if state.same is not None:
+            return replace(
+                base,
+                note=f"production already holds {state.same.uri} with these bytes: a "
+                "re-release, nothing to compare or publish anew",
+            )
     previous = find_previous(
         model.name, version, settings, against=against, branch=branch, session=session
     )
     if previous is None:
-        return DiffReport(
-            model.name,
-            str(candidate or model.path),
-            None,
+        return replace(
+            base,
             note=f"no published version of {model.name} below {version} ({against}): "
             "the first version has nothing to be compared with",
         )
@@ -167,7 +248,7 @@ def diff_against_published(
             fetched = fetch_published(previous, Path(scratch), session=session)
         except OSError as e:
             raise ArtifactError(f"{previous.uri}: cannot fetch: {e}") from e
-        return compare_versions(
+        compared = compare_versions(
             model,
             candidate,
             fetched,
@@ -178,3 +259,11 @@ def diff_against_published(
             image=image,
             progress=progress,
         )
+        report = replace(
+            compared,
+            model_dir=base.model_dir,
+            candidate_version=version,
+            candidate_identity=identity,
+            previous_sha256=_sha256(fetched),
+        )
+    return replace(report, acceptance=check_acceptance(model, report))

@@ -7,13 +7,14 @@
     [outputs.PROBABILITY]    # per output, any of the same keys
     atol = 1e-3
 
-Unknown keys, negative numbers and outputs the ensemble does not have are ConfigErrors naming
+Unknown keys, negative or non-finite numbers (``nan``, ``inf``) and outputs the ensemble does not have are ConfigErrors naming
 the file and the key.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -55,8 +56,9 @@ def _thresholds(path: Path, where: str, raw: Mapping[str, Any], base: OutputThre
             raise ConfigError(
                 f"{path}: {where}has no setting '{key}' (known: {', '.join(sorted(allowed))})"
             )
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{path}: {where}{key} must be a number >= 0, got {value!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{path}: {where}{key} must be a finite number >= 0, got {value!r}")
         values[key] = float(value)
     return replace(base, **values)
 
