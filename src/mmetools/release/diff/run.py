@@ -93,7 +93,6 @@ def compare_versions(
     cases = [replace(c, expected=()) for c in load_fixtures(model)]
     if dataset is not None:
         cases += load_dataset(dataset, signature, model.name)
-    env = ensure_serving_env(model.requirements_file, settings.cache_dir)
     candidate_source = str(candidate or model.path)
     target_candidate = candidate.name if candidate is not None else model.ref().artifact_name
     target_previous = previous.artifact_name
@@ -106,6 +105,7 @@ def compare_versions(
         message = str(e).replace(str(previous_artifact), previous.uri)
         raise ArtifactError(f"the published previous version cannot be read: {message}") from e
     candidate_steps = packed_env_steps(candidate, settings) if candidate is not None else ()
+    env = ensure_serving_env(model.requirements_file, settings.cache_dir)
     chosen = resolve_mode(settings.triton.mode, mode, image)
     server = TritonServer(
         target_python=emulated_target(settings, chosen, bool(previous_steps or candidate_steps)),
