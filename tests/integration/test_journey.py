@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -237,6 +238,84 @@ def test_two_new_models_reach_staging_then_production_on_a_clean_tree(
         shipped = (production / artifact).read_bytes()
         assert shipped == (staging / artifact).read_bytes(), f"{artifact}: not the staged bytes"
         assert shipped == (published(journey.repo, "staging", "main") / artifact).read_bytes()
+
+
+@pytest.mark.timeout(3600)
+def test_a_retrained_version_2_reaches_production(journey: Journey) -> None:
+    """Issue 21: v1 in production, then a retrained v2 (another seed) through a branch and main,
+    with one `mmetools diff --accept` on the branch; a forgotten bump fails on the branch naming
+    model_version.txt, and an acceptance recorded for other figures fails. The README's
+    "Version 2" section, command for command (quality is the first journey's: skipped here)."""
+    run = journey.run
+    name, folder = "fraud_scorer", "models/fraud_scorer"
+    pipeline = "python ci/pipeline.py --skip-quality"
+    # v1 on main, straight to production (the first journey covers the branch route)
+    run(f"mmetools new {name} --framework onnx")
+    for command in next_steps(Path(folder), "onnx"):
+        if not command.startswith("./pants"):
+            run(command)
+    run(f"git add {folder} .dvc/example-remote")
+    run('git commit -q -m "fraud_scorer: first version"')
+    run(pipeline)
+    production = published(journey.repo, "production")
+    v1 = (production / f"{name}_1.tar.gz").read_bytes()
+
+    # v2: retrain with another seed, forget the bump
+    branch = "feature/fraud-scorer-v2"
+    run(f"git switch -q -c {branch}")
+    train = journey.repo / folder / "train.py"
+    train.write_text(train.read_text().replace("SEED = 1234", "SEED = 4321", 1))
+    weights = f"{folder}/{name}_inferencer/1/model.onnx"
+    for command in (f"python {folder}/train.py", f"dvc add {weights}", "dvc push",
+                    f"mmetools fixtures regen {folder}"):  # fmt: skip
+        run(command)
+    run(f"git add {folder} .dvc/example-remote")
+    run('git commit -q -m "fraud_scorer: retrained"')
+    staging = published(journey.repo, "staging", branch_slug(branch))
+    forgot = run(pipeline, check=False)
+    assert forgot.returncode == 1, forgot.stdout
+    said = " ".join(forgot.stdout.split())  # the pipeline's console wraps long lines
+    assert f"{folder}/model_version.txt: version 1 is already in production" in said, said
+    assert f"mmetools bump {folder}" in said
+    assert not staging.exists(), sorted(os.listdir(staging))
+
+    # bump, push: the diff fails and says how to accept the reviewed change
+    bumped = run(f"mmetools bump {folder}")
+    assert f"{folder}/model_version.txt: 1 -> 2" in bumped.stdout
+    run("git commit -q -am 'fraud_scorer: v2'")
+    unreviewed = run(pipeline, check=False)
+    assert unreviewed.returncode == 1, unreviewed.stdout
+    accept = f"mmetools diff {folder} --accept"
+    assert accept in " ".join(unreviewed.stdout.split()), unreviewed.stdout
+    assert not staging.exists()
+
+    # review, accept, commit
+    accepted = run(accept)
+    assert "recorded the reviewed change" in accepted.stdout, accepted.stdout
+    record = journey.repo / folder / "diff-acceptance.toml"
+    text = record.read_text()
+    assert "candidate_version = 2" in text and "previous_version = 1" in text
+    # An acceptance recorded for other figures fails, naming the figure.
+    edited = re.sub(r"(?m)^max_abs = .*$", "max_abs = 0.5", text, count=1)
+    assert edited != text
+    record.write_text(edited)
+    other = run(f"mmetools diff {folder}", check=False)
+    assert other.returncode == 1 and "accepted max_abs 0.5" in other.stdout, other.stdout
+    record.write_text(text)
+    run(f"git add {folder}/diff-acceptance.toml")
+    run('git commit -q -m "fraud_scorer v2: accept the reviewed diff"')
+    journey.assert_clean("the acceptance commit")
+
+    # push: v2 to the branch's staging; merge: to production
+    run(pipeline)
+    assert (staging / f"{name}_2.tar.gz").is_file()
+    run("git switch -q main")
+    run(f"git merge -q --no-ff {branch} -m 'Merge {branch}'")
+    run(pipeline)
+    journey.assert_clean("ci/pipeline on main")
+    shipped = (production / f"{name}_2.tar.gz").read_bytes()
+    assert shipped == (staging / f"{name}_2.tar.gz").read_bytes()
+    assert (production / f"{name}_1.tar.gz").read_bytes() == v1  # never overwritten
 
 
 def test_journey_copy_carries_the_working_tree(tmp_path: Path) -> None:

@@ -98,7 +98,10 @@ def test_thresholds_per_model_and_output(tmp_path: Path) -> None:
         ("max_flips = 1\n", "has no setting 'max_flips'"),
         ("atol = -1\n", "atol must be a finite number >= 0"),
         ("max_flip_rate = nan\n", "max_flip_rate must be a finite number >= 0, got nan"),
-        ("[outputs.LABEL]\nmax_flip_rate = nan\n", r"\[outputs.LABEL\] max_flip_rate must be a finite"),
+        (
+            "[outputs.LABEL]\nmax_flip_rate = nan\n",
+            r"\[outputs.LABEL\] max_flip_rate must be a finite",
+        ),
         ("rtol = inf\n", "rtol must be a finite number >= 0, got inf"),
         ("[outputs.SCORE]\natol = 1\n", "'SCORE' is not an output of ensemble"),
         ("atol = \n", "invalid TOML"),

@@ -43,7 +43,9 @@ def _model(tmp_path: Path) -> ModelFolder:
     return model_folder(copy)
 
 
-def _report(model: ModelFolder, shift: float = 0.1, flips: int = 1, **changes: object) -> DiffReport:
+def _report(
+    model: ModelFolder, shift: float = 0.1, flips: int = 1, **changes: object
+) -> DiffReport:
     candidate = PREVIOUS + np.float32(shift)
     flipped = LABELS.copy()
     for index in range(flips):
@@ -78,7 +80,9 @@ def test_an_unreviewed_change_fails_and_says_how_to_accept_it(tmp_path: Path) ->
     steps = next_steps(report)
     assert steps[-1] == "  mmetools diff models/screen_detector --accept"
     assert "models/screen_detector/diff-acceptance.toml" in steps[-2]
-    assert markdown_report(report).rstrip().endswith("mmetools diff models/screen_detector --accept")
+    assert (
+        markdown_report(report).rstrip().endswith("mmetools diff models/screen_detector --accept")
+    )
 
 
 def test_an_accepted_change_passes_only_while_it_measures_the_same(tmp_path: Path) -> None:
@@ -237,9 +241,7 @@ def test_removed_and_renamed_outputs_are_reported_as_such(tmp_path: Path) -> Non
 def test_an_output_no_input_reached_is_not_a_pass() -> None:
     diff = compare_output("PROBABILITY", "FP32", [], OutputThresholds())
     assert not diff.passed
-    assert diff.violations == (
-        "PROBABILITY: not compared: no input was answered by both versions",
-    )
+    assert diff.violations == ("PROBABILITY: not compared: no input was answered by both versions",)
 
 
 # -------------------------------------------------------------------------------------------------
