@@ -251,10 +251,9 @@ def test_a_retrained_version_2_reaches_production(journey: Journey) -> None:
     pipeline = "python ci/pipeline.py --skip-quality"
     # v1 on main, straight to production (the first journey covers the branch route)
     run(f"mmetools new {name} --framework onnx")
-    for command in next_steps(Path(folder), "onnx"):
+    for command in next_steps(Path(folder), "onnx"):  # train .. lock, git add
         if not command.startswith("./pants"):
             run(command)
-    run(f"git add {folder} .dvc/example-remote")
     run('git commit -q -m "fraud_scorer: first version"')
     run(pipeline)
     production = published(journey.repo, "production")
