@@ -124,3 +124,47 @@ def test_the_same_name_check_reads_bytes_not_sidecars(tmp_path: Path) -> None:
     stored.write_bytes(b"replaced behind mmetools' back")
     report = publish([original], "feature/y", settings=settings_for(tmp_path, staging, production))
     assert "already in production" in report.failures[0].message
+
+
+def test_a_model_folder_at_productions_version_is_compared_by_its_files(tmp_path: Path) -> None:
+    """`mmetools diff models/NAME` (no tarball): the folder's own files against the published
+    manifest's members; the same files are a re-release, other weights are refused."""
+    import shutil
+
+    from conftest import MODELS_DIR
+
+    from mmetools.build.identity import folder_identity
+    from mmetools.build.manifest import Manifest, ManifestMember, file_sha256, write_manifest
+    from mmetools.build.package import collect_members
+    from mmetools.core.errors import VersionError
+    from mmetools.model.folder import model_folder
+    from mmetools.release.versions import Candidate, check_candidate
+
+    copy = tmp_path / "models" / "screen_detector"
+    shutil.copytree(MODELS_DIR / "screen_detector", copy, ignore=shutil.ignore_patterns("*.onnx"))
+    weights = copy / "screen_detector_inferencer" / "1" / "model.onnx"
+    weights.write_bytes(b"weights v1")
+    model = model_folder(copy)
+    members = tuple(
+        ManifestMember(m.name, "file", m.size, file_sha256(m.source))
+        for m in collect_members(model)
+        if m.kind == "file" and m.source is not None
+    )
+    staging, production = _destinations(tmp_path)
+    (tmp_path / "production").mkdir()
+    stored = tmp_path / "production" / "screen_detector_1.tar.gz"
+    stored.write_bytes(b"the tarball")
+    manifest = Manifest("screen_detector", 1, sha256_of(stored), 11, 0, members,
+                        model_folder="models/screen_detector")  # fmt: skip
+    write_manifest(tmp_path / "production" / "screen_detector_1.tar.gz.manifest.json", manifest)
+    settings = settings_for(tmp_path, staging, production)
+
+    def candidate() -> Candidate:
+        return Candidate("screen_detector", 1, str(model.version_file),
+                         identity=folder_identity(model))  # fmt: skip
+
+    state = check_candidate(candidate(), settings)
+    assert state.same is not None and state.same.version == 1
+    weights.write_bytes(b"weights v2")  # retrained, version forgotten
+    with pytest.raises(VersionError, match="its model files differ from the folder's"):
+        check_candidate(candidate(), settings)
