@@ -161,23 +161,22 @@ def diff_command(
     without one, the branch's staging) on one Triton (SageMaker MME emulation). Exit 1 when an
     output is over its threshold (models/<name>/regression.toml) and the change was not
     accepted (--accept); the first version has nothing to compare and passes."""
+    from dataclasses import replace
+
     from rich.progress import Progress
 
     from mmetools.core.settings import load_settings
     from mmetools.model.folder import model_folder
-    from dataclasses import replace
-
     from mmetools.release.diff import diff_against_published
     from mmetools.release.diff.acceptance import (
         accept_command,
         check_acceptance,
         record_acceptance,
     )
-    from mmetools.rendering.markdown import next_steps
+    from mmetools.rendering.files import check_report_path
     from mmetools.rendering.json_report import write_diff_json
     from mmetools.rendering.junit import write_diff_junit
-    from mmetools.rendering.files import check_report_path
-    from mmetools.rendering.markdown import markdown_report, write_markdown_report
+    from mmetools.rendering.markdown import markdown_report, next_steps, write_markdown_report
 
     # The report paths before two Triton loads, not after them.
     for option, path in (
