@@ -121,22 +121,6 @@ def diff_truncated_property(template: Path, keep: int) -> None:
         assert PUBLISHED.split("/")[-1] in text, text  # the published URI, not a temp path
 
 
-def utf8(strategy: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
-    """Mutations that stay UTF-8 (an undecodable byte becomes U+FFFD): regression.toml and the
-    previous .sha256 that are not UTF-8 are the known defects below, outside this branch's
-    rooms (release/diff); when they are fixed, drop this and fuzz the raw bytes."""
-    return strategy.map(lambda data: data.decode("utf-8", "replace").encode("utf-8"))
-
-
-KNOWN_NOT_UTF8 = pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="found by the fuzz tier: a file of diff's inputs that is not UTF-8 is a "
-    "UnicodeDecodeError traceback (issue 20 #11 and its sibling in release/diff/thresholds.py)",
-)
-
-
-@KNOWN_NOT_UTF8
 @pytest.mark.parametrize("relative", [f"{MODEL}/regression.toml", PUBLISHED + ".sha256"])
 def test_diff_input_that_is_not_utf8_is_a_message(
     template: Path, tripwires: None, relative: str
@@ -221,12 +205,12 @@ def loadtest_property(template: Path, options: dict[str, str]) -> None:
 
 def _pair(examples: int, marks: list[pytest.MarkDecorator]) -> dict[str, Callable[..., None]]:
     @bounded(examples)
-    @given(utf8(mutated(REGRESSION)))
+    @given(mutated(REGRESSION))
     def thresholds_test(template: Path, tripwires: None, mutation: bytes) -> None:
         diff_file_property(template, f"{MODEL}/regression.toml", mutation)
 
     @bounded(examples)
-    @given(utf8(mutated(SIDECAR)))
+    @given(mutated(SIDECAR))
     def sidecar_test(template: Path, tripwires: None, mutation: bytes) -> None:
         diff_file_property(template, PUBLISHED + ".sha256", mutation)
 

@@ -70,6 +70,8 @@ def load_thresholds(model: ModelFolder) -> Thresholds:
         return Thresholds()
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}): TOML is UTF-8") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from e
     per_output = raw.pop("outputs", {})
