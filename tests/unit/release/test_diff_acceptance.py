@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import io
 import shutil
@@ -121,7 +123,7 @@ def test_an_accepted_change_passes_only_while_it_measures_the_same(tmp_path: Pat
     ],
 )  # fmt: skip
 def test_an_acceptance_never_carries_over(
-    tmp_path: Path, change: dict[str, object], reason: str
+    tmp_path: Path, change: dict[str, Any], reason: str
 ) -> None:
     model = _model(tmp_path)
     record_acceptance(model, _report(model), "mmetools diff --accept")
