@@ -606,3 +606,14 @@ def test_an_entry_changed_between_check_and_copy_is_refused_naming_the_cache(
         place_in_step(first.path, first.env_hash, step)
     assert f"env cache entry {first.path.parent}: python_env.tar.gz has sha256" in str(error.value)
     assert not first.steps[0].exists()
+
+
+def test_a_long_build_path_trampoline_becomes_venv_packs_shebang() -> None:
+    # Found on main after the owned build folders (.build.tmp-<pid>-<random>): in a deep cache
+    # the installer writes a /bin/sh trampoline naming the build folder, which venv-pack leaves.
+    from mmetools.build.env.normalize import _short_shebang
+
+    body = b"# -*- coding: utf-8 -*-\nimport sys\n"
+    long_form = b"#!/bin/sh\n'''exec' '/deep/build/env/bin/python' \"$0\" \"$@\"\n' '''\n" + body
+    assert _short_shebang(long_form) == b"#!/usr/bin/env python\n" + body
+    assert _short_shebang(b"#!/usr/bin/env python\n" + body) == b"#!/usr/bin/env python\n" + body

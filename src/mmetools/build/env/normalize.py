@@ -31,6 +31,17 @@ ENV_FILE_MODE = 0o644
 ENV_EXEC_MODE = 0o755
 
 
+# A script whose interpreter path is too long for a shebang (127 bytes: a deep build folder) gets
+# this shell trampoline from the installer instead; venv-pack rewrites only real shebangs.
+_LONG_SHEBANG = re.compile(rb"^#!/bin/sh\n'''exec' [^\n]*\n' '''\n")
+
+
+def _short_shebang(data: bytes) -> bytes:
+    """The trampoline replaced by the shebang venv-pack writes (``#!/usr/bin/env python``), so a
+    script is the same bytes whatever the length of the build folder's path."""
+    return _LONG_SHEBANG.sub(b"#!/usr/bin/env python\n", data, count=1)
+
+
 def _dropped(name: str) -> bool:
     parts = name.split("/")
     return (
@@ -75,6 +86,8 @@ def normalize_env_archive(
             elif member.isfile() or member.islnk():
                 extracted = source.extractfile(member)
                 data = extracted.read() if extracted is not None else b""
+                if name.startswith("bin/"):
+                    data = _short_shebang(data)
                 info.type = tarfile.REGTYPE
                 info.mode = ENV_EXEC_MODE if member.mode & 0o111 else ENV_FILE_MODE
             else:
