@@ -291,9 +291,10 @@ class ModelCache:
             self._fail(entry, CacheError(target, "the endpoint restarted its model server"))
             return
         self.events.loaded(target, outcome)
-        entry.done.set()
-        # The measurement replaces the estimate: unload more if the model was bigger.
+        # The measurement replaces the estimate: unload more if the model was bigger, before the
+        # waiting requests run on it (the budget holds while they do).
         self._make_room(0, keep=target)
+        entry.done.set()
 
     def _fail(self, entry: _Entry, error: CacheError) -> None:
         with self._lock:

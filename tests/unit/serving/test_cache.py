@@ -33,6 +33,7 @@ class FakeLoader:
     missing: set[str] = field(default_factory=set)
     broken: set[str] = field(default_factory=set)
     gate: threading.Event | None = None
+    unload_seconds: float = 0.0
     loads: list[str] = field(default_factory=list)
     unloads: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -51,6 +52,7 @@ class FakeLoader:
         )
 
     def unload(self, handle: Any) -> None:
+        time.sleep(self.unload_seconds)
         with self.lock:
             self.unloads.append(str(handle).removeprefix("handle-"))
 
@@ -108,6 +110,7 @@ def test_a_measured_model_bigger_than_estimated_evicts_more_after_its_load(
     cache = make_cache(budget=300 * MiB)
     use(cache, "a")
     use(cache, "b")
+    loader.unload_seconds = 0.2  # slow unloads: the request must still find them done
     use(cache, "big")  # estimated 100 MiB (the mean so far), measured 250
     assert loader.unloads == ["a", "b"]
     assert cache.used_bytes() == 250 * MiB
