@@ -30,6 +30,15 @@ def bounded(
     )
 
 
+def marked(
+    tests: dict[str, Callable[..., None]], marks: list[Any]
+) -> dict[str, Callable[..., None]]:
+    """``tests`` with each of ``marks`` applied (the long tier's copies carry ``fuzz``)."""
+    for mark in marks:
+        tests = {name: mark(test) for name, test in tests.items()}
+    return tests
+
+
 def run_cli(argv: list[str]) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

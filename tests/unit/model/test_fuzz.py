@@ -29,6 +29,7 @@ from support.fuzz import (
     MANY,
     bounded,
     assert_clean_exit,
+    marked,
     mutated,
     replace_somewhere,
     run_cli,
@@ -189,17 +190,17 @@ def _pair(examples: int, marks: list[pytest.MarkDecorator]) -> dict[str, Callabl
     def tarballs_test(members: list[tuple[str, bytes, str, int]]) -> None:
         tarball_property(members)
 
-    tests = {
-        "configs": configs_test,
-        "fixtures": fixtures_test,
-        "fixture_bytes": fixture_bytes_test,
-        "settings": settings_test,
-        "manifests": manifests_test,
-        "tarballs": tarballs_test,
-    }
-    for mark in marks:
-        tests = {name: mark(test) for name, test in tests.items()}
-    return tests
+    return marked(
+        {
+            "configs": configs_test,
+            "fixtures": fixtures_test,
+            "fixture_bytes": fixture_bytes_test,
+            "settings": settings_test,
+            "manifests": manifests_test,
+            "tarballs": tarballs_test,
+        },
+        marks,
+    )
 
 
 _SHORT = _pair(FEW, [])

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.fuzz import FEW, MANY, assert_clean_exit, bounded, mutated, run_cli
+from support.fuzz import FEW, MANY, assert_clean_exit, bounded, marked, mutated, run_cli
 from support.release.publish_support import make_artifact
 
 from conftest import MODELS_DIR
@@ -224,15 +224,15 @@ def _pair(examples: int, marks: list[pytest.MarkDecorator]) -> dict[str, Callabl
     def loadtest_test(template: Path, tripwires: None, options: dict[str, str]) -> None:
         loadtest_property(template, options)
 
-    tests = {
-        "thresholds": thresholds_test,
-        "sidecar": sidecar_test,
-        "truncated": truncated_test,
-        "loadtest": loadtest_test,
-    }
-    for mark in marks:
-        tests = {name: mark(test) for name, test in tests.items()}
-    return tests
+    return marked(
+        {
+            "thresholds": thresholds_test,
+            "sidecar": sidecar_test,
+            "truncated": truncated_test,
+            "loadtest": loadtest_test,
+        },
+        marks,
+    )
 
 
 _SHORT = _pair(FEW, [])
