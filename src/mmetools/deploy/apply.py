@@ -95,7 +95,7 @@ def _call(clients: Clients, call: Call) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = clients.sagemaker if call.service == "sagemaker" else clients.autoscaling
-    logger.info("%s %s", call.operation, call.why)
+    logger.debug("%s %s", call.operation, call.why)
     try:
         return dict(getattr(client, call.operation)(**call.params))
     except (BotoCoreError, ClientError) as e:
@@ -132,18 +132,36 @@ def wait_in_service(
         time.sleep(options.poll_seconds)
 
 
+def _restore(plan: Plan, clients: Clients, progress: Progress) -> None:
+    """Put back the autoscaling of the endpoint as it was (the update did not happen)."""
+    for call in plan.restore:
+        progress(f"{call.operation}: {call.why}")
+        try:
+            _call(clients, call)
+        except DeployError as e:
+            logger.error("could not restore autoscaling: %s", e)
+
+
 def apply_plan(
     plan: Plan, clients: Clients, options: WaitOptions, progress: Progress
 ) -> ApplyResult:
     made: list[Call] = []
     waited: float | None = None
+    deregistered = False
     for call in plan.calls:
         progress(f"{call.operation}: {call.why}")
-        _call(clients, call)
-        made.append(call)
-        if call.operation in ("create_endpoint", "update_endpoint"):
-            # Scaling needs the variant to exist, so the wait comes before the autoscaling calls.
-            waited = wait_in_service(clients, plan.state.endpoint_name, options, progress)
+        try:
+            _call(clients, call)
+            made.append(call)
+            deregistered = deregistered or call.operation == "deregister_scalable_target"
+            if call.operation in ("create_endpoint", "update_endpoint"):
+                # Scaling needs the variant to exist: the wait comes before the autoscaling calls.
+                waited = wait_in_service(clients, plan.state.endpoint_name, options, progress)
+                deregistered = False  # the new variant gets the declared scaling next
+        except DeployError:
+            if deregistered:
+                _restore(plan, clients, progress)
+            raise
     for call in plan.replaced:
         progress(f"{call.operation}: {call.why}")
         _call(clients, call)

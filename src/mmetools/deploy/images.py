@@ -74,7 +74,7 @@ def sagemaker_image(release: str, region: str) -> ServingImage:
     note = ""
     if release not in LISTED_RELEASES:
         note = (
-            f"{REPOSITORY}:{release}-py3 is not among the tags {SOURCE_REGISTRIES} lists "
+            f"{REPOSITORY}:{release}-py3 is newer than the tags the SDK's table lists "
             f"({', '.join(LISTED_RELEASES)}): check that AWS publishes it in {region}"
         )
     return ServingImage(

@@ -52,6 +52,8 @@ class Plan:
     differences: tuple[str, ...]  # declaration vs live, one line each
     wait: bool  # the endpoint is created or updated: wait for InService
     replaced: tuple[Call, ...] = field(default=())  # deletions, only after InService
+    # Autoscaling as it was, put back when an update fails after it was deregistered.
+    restore: tuple[Call, ...] = field(default=())
 
     @property
     def changes(self) -> bool:
@@ -219,6 +221,7 @@ def make_plan(state: DesiredState, live: LiveState) -> Plan:
     current_config = live.endpoint["EndpointConfigName"] if live.endpoint else None
     wait = False
     scaling_reset = False
+    restore: tuple[Call, ...] = ()
     if live.endpoint is None:
         calls.append(Call("sagemaker", "create_endpoint",
                           {"EndpointName": state.endpoint_name,
@@ -234,6 +237,7 @@ def make_plan(state: DesiredState, live: LiveState) -> Plan:
                 "ScalableDimension": SCALABLE_DIMENSION,
             }, "the instance type changes: autoscaling is registered again after the update"))  # fmt: skip
             scaling_reset = True
+            restore = _restore_calls(state, live)
         calls.append(Call("sagemaker", "update_endpoint", update_request(state),
                           f"endpoint {state.endpoint_name}: {current_config} -> "
                           f"{state.config_name}"))  # fmt: skip
@@ -264,4 +268,26 @@ def make_plan(state: DesiredState, live: LiveState) -> Plan:
         if old_model and old_model != state.model_name and state.owns(old_model):
             replaced.append(Call("sagemaker", "delete_model", {"ModelName": old_model},
                                  f"replaced model {old_model}"))  # fmt: skip
-    return Plan(state, live, tuple(calls), tuple(differences(state, live)), wait, tuple(replaced))
+    return Plan(
+        state, live, tuple(calls), tuple(differences(state, live)), wait, tuple(replaced), restore
+    )
+
+
+def _restore_calls(state: DesiredState, live: LiveState) -> tuple[Call, ...]:
+    target = live.scalable_target
+    assert target is not None
+    calls = [
+        Call("autoscaling", "register_scalable_target", {
+            "ServiceNamespace": "sagemaker", "ResourceId": state.resource_id,
+            "ScalableDimension": SCALABLE_DIMENSION, "MinCapacity": target["MinCapacity"],
+            "MaxCapacity": target["MaxCapacity"],
+        }, "restore the scalable target the failed update had removed")
+    ]  # fmt: skip
+    policy = live.policy
+    if policy is not None:
+        keys = ("PolicyName", "ServiceNamespace", "ResourceId", "ScalableDimension", "PolicyType",
+                "TargetTrackingScalingPolicyConfiguration")  # fmt: skip
+        params = {key: policy[key] for key in keys if key in policy}
+        calls.append(Call("autoscaling", "put_scaling_policy", params,
+                          "restore the scaling policy the failed update had removed"))  # fmt: skip
+    return tuple(calls)

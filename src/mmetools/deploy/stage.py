@@ -26,6 +26,18 @@ class StageSession:
     declaration: EndpointDeclaration
     clients: Clients
     s3: Any
+    session: Any
+
+    def runtime(self) -> Any:
+        """A ``sagemaker-runtime`` client (AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME points it at the
+        local endpoint of `mmetools endpoint serve`)."""
+        from botocore.config import Config
+
+        return self.session.client(
+            "sagemaker-runtime",
+            region_name=self.declaration.region,
+            config=Config(read_timeout=180, retries={"mode": "standard", "max_attempts": 3}),
+        )
 
 
 def open_stage(settings: Settings, stage: str, session: Any = None) -> StageSession:
@@ -43,7 +55,7 @@ def open_stage(settings: Settings, stage: str, session: Any = None) -> StageSess
         s3 = session.client("s3", region_name=declaration.region)
     except BotoCoreError as e:
         raise DeployError(f"cannot set up AWS clients: {e}") from e
-    return StageSession(declaration, clients, s3)
+    return StageSession(declaration, clients, s3, session)
 
 
 def plan_stage(settings: Settings, stage: StageSession) -> Plan:
