@@ -50,6 +50,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "scale_in_cooldown_s": int,
     "scale_out_cooldown_s": int,
     "loadtest_dir": str,
+    "loadtest_endpoint": str,
     "blue_green_wait_s": int,
 }
 REQUIRED = ("name", "instance_type", "role_arn")
@@ -264,7 +265,8 @@ def _autoscaling(
                 f'minute per instance) or "{FROM_LOADTEST}"'
             )
         folder = settings.root / str(raw.get("loadtest_dir", "dist/loadtest"))
-        value, source = from_loadtest(folder, name, where)
+        # Another endpoint's measurement may be the one to trust (production sized by staging).
+        value, source = from_loadtest(folder, str(raw.get("loadtest_endpoint", name)), where)
     else:
         value, source = _positive(raw, "invocations_per_instance", 1, where), "declared"
     return Autoscaling(

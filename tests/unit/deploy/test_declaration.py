@@ -170,3 +170,14 @@ def test_an_image_of_another_release_than_the_artifacts_is_refused(tmp_path: Pat
     with pytest.raises(DeployError, match="serves Triton 2.50.0, but the production artifacts "
                        r"were built and tested for Triton 2.53.0 \(evidence of s3://b/m\)"):  # fmt: skip
         check_image_target(declaration, ("2.53.0", "evidence of s3://b/m"))
+
+
+def test_production_may_take_its_target_from_staging_loadtests(tmp_path: Path) -> None:
+    text = PRODUCTION.replace(
+        "invocations_per_instance = 900",
+        'invocations_per_instance = "loadtest"\nloadtest_endpoint = "acme-staging"',
+    )
+    _loadtest(tmp_path / "dist" / "loadtest", "a", "acme-staging", 700, age=1)
+    declaration = load_declaration(write_repo(tmp_path, text), "production", "us-east-1")
+    assert declaration.autoscaling is not None
+    assert declaration.autoscaling.invocations_per_instance == 700
