@@ -25,7 +25,7 @@ from mmetools.deploy.plan import Call, Clients, Plan
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-MANIFESTS_CHECKED = 50  # the newest manifests of a prefix whose evidence is read
+MANIFESTS_CHECKED = 20  # the newest manifests of a prefix read for one with evidence
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ def artifacts_target(
     declaration: EndpointDeclaration, settings: Settings, s3: Any
 ) -> tuple[str, str]:
     """(Triton version, where it comes from) the stage's artifacts were tested for: the evidence
-    target of the newest published manifests at the endpoint's prefix, else ``[target]``."""
+    target of the newest published manifest at the endpoint's prefix (the first of the newest
+    ones that carries evidence), else ``[target]``."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, _, prefix = declaration.model_data_url.removeprefix("s3://").partition("/")
@@ -63,17 +64,15 @@ def artifacts_target(
             target = (json.loads(body).get("evidence") or {}).get("target") or {}
             if target.get("triton_version"):
                 versions[str(item["Key"])] = str(target["triton_version"])
+                break
     except (BotoCoreError, ClientError, ValueError, AttributeError) as e:
         raise DeployError(
             f"{declaration.where}: cannot read the published manifests at "
             f"{declaration.model_data_url}: {e}"
         ) from e
-    if len(set(versions.values())) > 1:
-        detail = ", ".join(f"{k}: Triton {v}" for k, v in sorted(versions.items()))
-        raise DeployError(
-            f"{declaration.model_data_url} holds artifacts tested for different targets ({detail})"
-        )
     if versions:
+        # The newest publish says what the stage is built for now: older versions at the prefix
+        # (other branches' folders, production's previous versions) may predate a target change.
         key, version = next(iter(versions.items()))
         return version, f"evidence of s3://{bucket}/{key}"
     return settings.target.triton_version, f"[target] {settings.target.image}"
