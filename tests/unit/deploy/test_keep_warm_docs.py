@@ -15,7 +15,7 @@ from mmetools.cli import main
 DOC = REPO_ROOT / "docs" / "endpoints.md"
 
 
-def _yaml_blocks() -> list[dict[str, Any]]:
+def _yaml_blocks() -> list[dict[Any, Any]]:
     text = DOC.read_text(encoding="utf-8")
     return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
 
