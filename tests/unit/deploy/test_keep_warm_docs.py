@@ -36,7 +36,7 @@ def _check_parses(argv: list[str]) -> None:
 def test_github_and_gitlab_keep_warm_examples_are_valid_and_run_smoke_warm() -> None:
     github, gitlab = _yaml_blocks()
     # PyYAML reads the key `on` as True (YAML 1.1); GitHub reads it as "on".
-    trigger = github.get("on", github.get(True))
+    trigger: dict[str, Any] = github["on"] if "on" in github else github[True]
     assert trigger["schedule"][0]["cron"].split()[1] == "*"  # hourly
     steps = github["jobs"]["warm"]["steps"]
     runs = [step["run"] for step in steps if "run" in step]
