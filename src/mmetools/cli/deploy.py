@@ -120,7 +120,7 @@ def smoke_command(
 
     _quiet_aws_logs()
     settings = load_settings()
-    session = open_stage(settings, stage)
+    session = open_stage(settings, stage, scaling=False)
     names = target_models(settings, stage, models or [], branch)
     runtime = session.runtime()
     endpoint = session.declaration.name

@@ -92,8 +92,12 @@ def declared_stages(settings: Settings) -> tuple[str, ...]:
     return tuple(stage for stage in STAGES if stage in settings.endpoints)
 
 
-def load_declaration(settings: Settings, stage: str, region: str | None) -> EndpointDeclaration:
-    """The checked declaration of ``stage``; ``region`` as boto3 reads it from the environment."""
+def load_declaration(
+    settings: Settings, stage: str, region: str | None, *, scaling: bool = True
+) -> EndpointDeclaration:
+    """The checked declaration of ``stage``; ``region`` as boto3 reads it from the environment.
+    ``scaling=False`` (smoke, keep-warm: they only invoke) leaves the autoscaling target unread,
+    so a keep-warm job needs no load test report."""
     path = settings.settings_file
     unknown = sorted(set(settings.endpoints) - set(STAGES))
     if unknown:
@@ -136,7 +140,7 @@ def load_declaration(settings: Settings, stage: str, region: str | None) -> Endp
         environment=_environment(raw, where),
         model_cache=model_cache,
         variant_name=_variant(raw, where),
-        autoscaling=_autoscaling(settings, raw, name, count, where),
+        autoscaling=_autoscaling(settings, raw, name, count, where) if scaling else None,
         blue_green_wait_s=_optional_positive(raw, "blue_green_wait_s", where),
     )
 

@@ -40,13 +40,16 @@ class StageSession:
         )
 
 
-def open_stage(settings: Settings, stage: str, session: Any = None) -> StageSession:
-    """The declaration of ``stage`` and boto3 clients in the region the environment gives."""
+def open_stage(
+    settings: Settings, stage: str, session: Any = None, *, scaling: bool = True
+) -> StageSession:
+    """The declaration of ``stage`` and boto3 clients in the region the environment gives
+    (``scaling=False``: for invocations only, see :func:`load_declaration`)."""
     import boto3
     from botocore.exceptions import BotoCoreError
 
     session = session or boto3.session.Session()
-    declaration = load_declaration(settings, stage, session.region_name)
+    declaration = load_declaration(settings, stage, session.region_name, scaling=scaling)
     try:
         clients = Clients(
             session.client("sagemaker", region_name=declaration.region),

@@ -25,13 +25,16 @@ NAME = "intent_classifier"
 
 
 def _repository(root: Path) -> Path:
-    """A git repository with the toolkit's ci/, one example model (weights present) and an
+    """A git and DVC repository with the toolkit's ci/, one example model (weights present), an
     mmetools.toml declaring both endpoints over S3 destinations; the .venv is the checkout's."""
     root.mkdir()
     shutil.copytree(REPO_ROOT / "ci", root / "ci", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(MODELS_DIR / NAME, root / "models" / NAME,
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
+    (root / ".dvc").mkdir()  # a DVC repository (the weights are present: nothing is pulled)
+    for name in ("config", ".gitignore"):
+        shutil.copy(REPO_ROOT / ".dvc" / name, root / ".dvc" / name)
     (root / ".venv").symlink_to(REPO_ROOT / ".venv")
     settings = (REPO_ROOT / "mmetools.toml").read_text().split("[publish]")[0]
     (root / "mmetools.toml").write_text(settings + publish_section() + STAGING + PRODUCTION)
