@@ -181,3 +181,11 @@ def test_production_may_take_its_target_from_staging_loadtests(tmp_path: Path) -
     declaration = load_declaration(write_repo(tmp_path, text), "production", "us-east-1")
     assert declaration.autoscaling is not None
     assert declaration.autoscaling.invocations_per_instance == 700
+
+
+def test_an_endpoints_entry_that_is_no_table_is_refused_when_settings_load(tmp_path: Path) -> None:
+    (tmp_path / "mmetools.toml").write_text('[endpoints]\nstaging = "acme-staging"\n')
+    from mmetools.core.settings import load_settings
+
+    with pytest.raises(ConfigError, match=r"\[endpoints\] staging must be a table"):
+        load_settings(tmp_path, {})
