@@ -32,9 +32,10 @@ def _repository(root: Path) -> Path:
     shutil.copytree(MODELS_DIR / NAME, root / "models" / NAME,
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
-    (root / ".dvc").mkdir()  # a DVC repository (the weights are present: nothing is pulled)
-    for name in ("config", ".gitignore"):
-        shutil.copy(REPO_ROOT / ".dvc" / name, root / ".dvc" / name)
+    # The DVC repository with its example remote (fetch checks the weights were pushed there).
+    shutil.copytree(
+        REPO_ROOT / ".dvc", root / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp")
+    )
     (root / ".venv").symlink_to(REPO_ROOT / ".venv")
     settings = (REPO_ROOT / "mmetools.toml").read_text().split("[publish]")[0]
     (root / "mmetools.toml").write_text(settings + publish_section() + STAGING + PRODUCTION)
