@@ -12,6 +12,10 @@ base (every model with --all), in this order:
      fails here and is not published; the first version is skipped with the report's note
   4. publish: exactly the files step 2 wrote in this run's folder, to staging on any branch and
      to production on the production branch (`mmetools publish`, which requires the evidence)
+  5. smoke: on a branch, `mmetools smoke staging <artifact>` runs its fixtures on the staging
+     endpoint; on the production branch, `mmetools smoke production <artifact> --warm` loads it
+     on production with one call and reports the first-call latency; skipped with a line saying
+     so when mmetools.toml declares no endpoint for that stage (docs/endpoints.md)
 A model whose step fails runs no further step; nothing is published when code quality fails.
 Every run packages into its own new folder dist/runs/<run id>-<random>/, so an artifact left in
 dist/ by an earlier run is never published. A model folder without a `triton_model` target, or a
@@ -60,10 +64,10 @@ VERSION_FILE = "model_version.txt"
 # Paths whose change affects every model: mirrors //:toolkit (BUILD) for `--detect git`.
 TOOLKIT_PATHS = ("src/mmetools/", "mmetools.toml", "pyproject.toml", "uv.lock", "models/BUILD")
 REPOSITORY = "(repo)"
-STEPS = ("quality", "build", "diff", "publish")
+STEPS = ("quality", "build", "diff", "publish", "smoke")
 # The build's own steps (from its JUnit report, named by the pipeline), shown in the summary in
 # place of "build".
-TABLE_STEPS = ("quality", "build", *STEP_NAMES, "diff", "publish")
+TABLE_STEPS = ("quality", "build", *STEP_NAMES, "diff", "publish", "smoke")
 TARGET_TYPE = "triton_model"
 # Branch variables CI systems set (a CI checkout is often a detached HEAD).
 BRANCH_VARIABLES = ("MMETOOLS_BRANCH", "GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
@@ -272,6 +276,10 @@ class PipelineOptions:
     mmetools: str = ".venv/bin/mmetools"
     reports: str = "dist/reports"
     heartbeat: float = HEARTBEAT_SECONDS  # a line at least this often while a step runs (no TTY)
+    # After publishing: smoke the new artifacts on staging's endpoint (a branch), or warm them on
+    # production's (the production branch), when mmetools.toml declares that endpoint.
+    endpoint_stage: str = "staging"
+    endpoint_declared: bool = False
 
 
 def _version(repo: Path, model: str) -> str:
@@ -310,6 +318,21 @@ def publish_report(options: PipelineOptions, model: str) -> str:
     return f"{options.reports}/{model}-publish.json"
 
 
+def smoke_junit(options: PipelineOptions, model: str) -> str:
+    return f"{options.reports}/{model}-smoke.xml"
+
+
+def smoke_step(options: PipelineOptions, model: str) -> Step:
+    """`mmetools smoke` of the artifact just published: every fixture on staging's endpoint, or
+    the keep-warm call (first-call latency) on production's."""
+    name = artifact_file_name(model, _version(options.repo, model))
+    argv = (options.mmetools, "smoke", options.endpoint_stage, name, "--junit",
+            smoke_junit(options, model))  # fmt: skip
+    if options.endpoint_stage == "production":
+        return Step(model, "smoke", (*argv, "--warm"))
+    return Step(model, "smoke", (*argv, "--branch", options.branch))
+
+
 def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step:
     """Compare this build with the published previous version before publishing (`mmetools diff`,
     i.e. `mmetools.release.diff.diff_against_published`): exit 1 over a threshold."""
@@ -333,6 +356,7 @@ def model_steps(options: PipelineOptions, model: str) -> list[Step]:
         publish = (tool, "publish", artifact, "--branch", options.branch, "--json",
                    publish_report(options, model))  # fmt: skip
         steps.append(Step(model, "publish", publish))
+        steps.append(smoke_step(options, model))
     return steps
 
 
@@ -440,6 +464,12 @@ class Pipeline:
                     self.skip(step, "--no-publish: no publish to gate")
                 elif step.name == "publish" and quality.status != "passed":
                     self.skip(step, "code quality failed")
+                elif step.name == "smoke" and not self.options.endpoint_declared:
+                    stage = self.options.endpoint_stage
+                    self.skip(step, f"mmetools.toml declares no endpoints.{stage}: no {stage} "
+                                    "endpoint to smoke")  # fmt: skip
+                elif step.name == "smoke" and self.results[-1].status != "passed":
+                    self.skip(step, f"publish {self.results[-1].status}: nothing new to smoke")
                 else:
                     run = {"build": self._build, "diff": self._diff}.get(step.name, self._run)
                     outcome = self._record(run(step))
@@ -506,6 +536,32 @@ def published_lines(pipeline: Pipeline) -> list[str]:
     return lines
 
 
+def smoke_lines(pipeline: Pipeline) -> list[str]:
+    """Per smoked model: its endpoint, fixtures passed and the first (cold) call's latency, from
+    the JUnit report `mmetools smoke --junit` wrote."""
+    lines = []
+    for result in pipeline.results:
+        if result.step.name != "smoke" or result.status == "skipped":
+            continue
+        path = pipeline.options.repo / smoke_junit(pipeline.options, result.step.model)
+        try:
+            root = ElementTree.parse(path).getroot()
+        except (OSError, ElementTree.ParseError):
+            lines.append(f"{result.step.model}: smoke {result.status}, no report ({path.name})")
+            continue
+        endpoint = root.get("name", "").removeprefix("mmetools smoke ")
+        for suite in root.iter("testsuite"):
+            cases = list(suite.iter("testcase"))
+            failed = sum(1 for c in cases if c.find("failure") is not None or
+                         c.find("error") is not None)  # fmt: skip
+            first = float(cases[0].get("time", "0")) * 1000 if cases else 0.0
+            what = "warm call" if pipeline.options.endpoint_stage == "production" else "smoke"
+            lines.append(f"{result.step.model}: {what} on {endpoint} {suite.get('name')}: "
+                         f"{len(cases) - failed}/{len(cases)} fixtures passed, first call "
+                         f"{first:.0f} ms")  # fmt: skip
+    return lines
+
+
 def summary_table(pipeline: Pipeline) -> Table:
     rows = [_row(r) for r in pipeline.results] + pipeline.build_rows
     return steps_table(rows, TABLE_STEPS, "mmetools pipeline")
@@ -539,6 +595,14 @@ def _reaches_production(repo: Path, branch: str) -> bool:
     from mmetools.release.publish import is_production_branch
 
     return bool(branch) and is_production_branch(branch, load_settings(repo))
+
+
+def _endpoint_stage(repo: Path, branch: str) -> tuple[str, bool]:
+    """Which endpoint the run smokes after publishing, and whether mmetools.toml declares it."""
+    from mmetools.core.settings import load_settings
+
+    stage = "production" if _reaches_production(repo, branch) else "staging"
+    return stage, stage in load_settings(repo).endpoints
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -703,6 +767,7 @@ def main(
         write_junit([], repo / "dist" / "reports" / "pipeline.xml")  # CI finds a report
         return 0
     run_dir = new_run_dir(repo, environ)
+    stage, declared = _endpoint_stage(repo, branch or "")
     options = PipelineOptions(
         repo=repo,
         models=tuple(models),
@@ -713,6 +778,8 @@ def main(
         use_pants=not args.no_pants,
         quality=not args.skip_quality,
         heartbeat=args.heartbeat,
+        endpoint_stage=stage,
+        endpoint_declared=declared,
     )
     console.print(f"run folder: {run_dir}", markup=False)
     pipeline = Pipeline(options, runner=runner, console=console)
@@ -721,6 +788,8 @@ def main(
     console.print("published objects:" if options.publish else "published objects: none "
                   "(--no-publish)")  # fmt: skip
     for line in published_lines(pipeline) if options.publish else []:
+        console.print(f"  {line}", markup=False, soft_wrap=True)
+    for line in smoke_lines(pipeline) if options.publish else []:
         console.print(f"  {line}", markup=False, soft_wrap=True)
     write_junit(pipeline.results, repo / options.reports / "pipeline.xml")
     if pipeline.failures or not pipeline.built:

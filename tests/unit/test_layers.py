@@ -1,6 +1,6 @@
 """The package's layers: imports only point down (docs/architecture.md).
 
-core < model < build < testing < release < serving < pipeline < rendering < cli. A module may import
+core < model < build < testing < release < serving < deploy < pipeline < rendering < cli. A module may import
 its own layer and any lower one; function-level imports count too (they hide a cycle, they do not
 remove it). `mmetools/__init__.py` is the public facade and is left out: it re-exports lazily.
 """
@@ -15,7 +15,10 @@ import pytest
 
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "mmetools"
 
-LAYERS = ("core", "model", "build", "testing", "release", "serving", "pipeline", "rendering", "cli")
+LAYERS = (
+    "core", "model", "build", "testing", "release", "serving", "deploy", "pipeline", "rendering",
+    "cli",
+)  # fmt: skip
 
 # Rooms that only the named layers may import, whatever their own layer says: the diff is a
 # release gate the pipeline and the CLI run, and rendering draws its report; no other stage uses it.

@@ -3,7 +3,7 @@
 Commands parse arguments, call the library, print what :mod:`mmetools.rendering` draws and exit.
 Every MmetoolsError becomes a message and an exit code here, in :func:`main`; anything else is a
 bug and keeps its traceback. The typer app is :mod:`mmetools.cli.app`; the commands live by stage
-in :mod:`.model`, :mod:`.build`, :mod:`.test`, :mod:`.release`, :mod:`.serving` and
+in :mod:`.model`, :mod:`.build`, :mod:`.test`, :mod:`.release`, :mod:`.serving`, :mod:`.deploy` and
 :mod:`.staging` and are registered below, in
 the order ``mmetools --help`` lists them.
 """
@@ -27,7 +27,13 @@ from mmetools.cli.build import (
 )
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
 from mmetools.cli.release import bump_command, diff_command, loadtest_command, publish_command
-from mmetools.cli.serving import endpoint_app, plan_command, serve_command
+from mmetools.cli.deploy import (
+    endpoint_apply_command,
+    endpoint_plan_command,
+    endpoint_status_command,
+    smoke_command,
+)
+from mmetools.cli.serving import capacity_command, endpoint_app, serve_command
 from mmetools.cli.staging import staging_prune
 from mmetools.cli.test import test_command
 from mmetools.core.errors import MmetoolsError, Terminated, ValidationFailed
@@ -52,7 +58,11 @@ app.command("lock")(lock_command)
 app.command("inspect")(inspect_command)
 app.command("build")(build_command)
 endpoint_app.command("serve")(serve_command)
-endpoint_app.command("plan")(plan_command)
+endpoint_app.command("capacity")(capacity_command)
+endpoint_app.command("plan")(endpoint_plan_command)
+endpoint_app.command("apply")(endpoint_apply_command)
+endpoint_app.command("status")(endpoint_status_command)
+app.command("smoke")(smoke_command)
 app.add_typer(endpoint_app, name="endpoint")
 
 

@@ -1,4 +1,5 @@
-"""``mmetools endpoint ...``: a local SageMaker multi-model endpoint and its capacity plan.
+"""``mmetools endpoint serve|capacity``: a local SageMaker multi-model endpoint and the capacity
+plan of a fleet run (``endpoint plan|apply|status`` of the declared endpoints: :mod:`.deploy`).
 
 ``serve`` runs until SIGINT or SIGTERM, then stops the HTTP server, unloads the models, stops
 Triton and removes its temporary folders; registered by :mod:`mmetools.cli`.
@@ -19,7 +20,8 @@ import typer
 from mmetools.cli.app import TritonModeOption, console, status_while
 
 endpoint_app = typer.Typer(
-    help="A SageMaker multi-model endpoint on this machine, and capacity plans for real ones.",
+    help="The declared SageMaker endpoints (plan, apply, status), a local multi-model endpoint "
+    "(serve), and capacity plans from fleet runs (capacity).",
     no_args_is_help=True,
 )
 
@@ -191,7 +193,7 @@ def _plan_from_run(result: Any, target_hit_ratio: float, p99_budget_ms: float) -
     )
 
 
-def plan_command(
+def capacity_command(
     run: Annotated[Path, typer.Argument(help="A fleet run's <endpoint>.fleet.json.")],
     rate: Annotated[
         Optional[float], typer.Option("--rate", min=0.001, help="Requests/s to plan for.")

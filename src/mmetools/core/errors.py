@@ -109,3 +109,16 @@ class EvidenceError(PublishError):
 
 class VersionError(MmetoolsError):
     """A model's version cannot ship: not above production's, or already there with other bytes."""
+
+
+class DeployError(MmetoolsError):
+    """An endpoint declaration cannot be applied, or AWS refused or failed a change to it."""
+
+
+class SmokeFailed(MmetoolsError):
+    """A model on a deployed endpoint answered wrongly (or not at all) for a fixture case;
+    ``failures`` holds one line per model and fixture."""
+
+    def __init__(self, failures: Sequence[str]) -> None:
+        self.failures = tuple(failures)
+        super().__init__("\n".join(self.failures))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from mmetools.core.errors import ConfigError
 from mmetools.core.targets import DEFAULT_IMAGE, EXPLICIT_KEYS, ServingTarget, resolve_target
 
 SETTINGS_FILE = "mmetools.toml"
-SECTIONS = ("cache", "env", "publish", "target", "triton")
+SECTIONS = ("cache", "endpoints", "env", "publish", "target", "triton")
 
 # Environment variable -> (section, key) it overrides.
 ENV_OVERRIDES = {
@@ -87,6 +87,13 @@ class Settings:
     publish: PublishSettings = PublishSettings()
     cache: CacheSettings = CacheSettings()
     target_settings: TargetSettings = TargetSettings()
+    # [endpoints.<stage>] tables as written; mmetools.deploy.declaration parses and checks them
+    # (only the endpoint commands need them, so a bad one does not stop a build).
+    endpoints: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+
+    @property
+    def settings_file(self) -> Path:
+        return self.root / SETTINGS_FILE
 
     @property
     def target(self) -> ServingTarget:
@@ -164,4 +171,15 @@ def load_settings(root: Path | None = None, environ: Mapping[str, str] | None = 
         publish=_section(PublishSettings, path, "publish", data.get("publish", {})),
         cache=_section(CacheSettings, path, "cache", data.get("cache", {})),
         target_settings=_section(TargetSettings, path, "target", data.get("target", {})),
+        endpoints=_endpoints(path, data.get("endpoints", {})),
     )
+
+
+def _endpoints(path: Path, tables: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """[endpoints.<stage>] tables, one per stage; their keys are checked by mmetools.deploy."""
+    for stage, table in tables.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{path}: [endpoints] {stage} must be a table ([endpoints.{stage}]), got {table!r}"
+            )
+    return {stage: dict(table) for stage, table in tables.items()}

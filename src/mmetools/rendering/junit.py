@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmetools.model.cases import regen_hint
+from mmetools.deploy.smoke import ModelSmoke
 from mmetools.release.diff import DiffReport
 from mmetools.rendering.console import StepRow, model_folder_of
 from mmetools.rendering.files import write_report
@@ -180,3 +181,27 @@ def _write_xml(root: ET.Element, path: Path) -> None:
     ET.indent(root)
     data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
     write_report(path, data, "JUnit XML report")
+
+
+def write_smoke_junit(endpoint: str, results: Sequence[ModelSmoke], path: Path) -> None:
+    """``mmetools smoke``: one testsuite per TargetModel, one testcase per fixture sent."""
+    root = ET.Element("testsuites", name=f"mmetools smoke {endpoint}")
+    for result in results:
+        suite = ET.SubElement(
+            root, "testsuite", name=result.target_model, tests=str(max(len(result.cases), 1)),
+            failures=str(sum(not c.passed for c in result.cases)),
+            errors=str(int(result.error is not None)),
+            time=f"{sum(c.seconds for c in result.cases):.3f}",
+        )  # fmt: skip
+        if result.error is not None:
+            case = ET.SubElement(suite, "testcase", classname=result.model, name="fixtures")
+            ET.SubElement(case, "error", message=result.error)
+        for check in result.cases:
+            case = ET.SubElement(
+                suite, "testcase", classname=result.model, name=check.fixture,
+                time=f"{check.seconds:.3f}",
+            )  # fmt: skip
+            if not check.passed:
+                failure = ET.SubElement(case, "failure", message=check.message.split("\n")[0])
+                failure.text = check.message
+    _write_xml(root, path)

@@ -180,6 +180,15 @@ class Recorder:
             report = cwd / argv[argv.index("--json") + 1]
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(json.dumps({"results": results, "failures": []}))
+        if "smoke" in argv:
+            # What `mmetools smoke --junit` writes: a suite per TargetModel, a case per fixture.
+            name = argv[argv.index("smoke") + 2]
+            report = cwd / argv[argv.index("--junit") + 1]
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(
+                f'<testsuites name="mmetools smoke acme"><testsuite name="{name}">'
+                '<testcase name="models/x/fixtures/a.json" time="1.250"/></testsuite></testsuites>'
+            )
         return pipeline.CommandResult(0, "ok\n")
 
 
@@ -327,7 +336,7 @@ def test_a_failed_step_stops_that_model_and_names_it(repo: Path) -> None:
     report = ElementTree.parse(repo / "dist/reports/pipeline.xml").getroot()
     beta = report.find("testsuite[@name='beta']")
     assert beta is not None
-    assert beta.get("failures") == "1" and beta.get("skipped") == "2"
+    assert beta.get("failures") == "1" and beta.get("skipped") == "3"  # diff, publish, smoke
     failure = beta.find("testcase[@name='build']/failure")
     assert failure is not None and failure.get("message") == "exit 3"
 
@@ -637,3 +646,74 @@ def test_a_branch_compares_with_origin_main_even_after_a_local_merge(
 def test_without_origin_a_branch_compares_with_the_local_main(repo: Path) -> None:
     base = pipeline.change_base(repo, "feature/x", "main", {})
     assert base is not None and base.how == "the merge base with main"
+
+
+ENDPOINT = """
+[endpoints.{stage}]
+name = "acme"
+instance_type = "ml.g5.xlarge"
+role_arn = "arn:aws:iam::123456789012:role/sm"
+"""
+
+
+def test_a_branch_without_a_staging_endpoint_skips_the_smoke_with_a_clear_line(
+    repo: Path,
+) -> None:
+    runner = Recorder()
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "feature/x"], runner)
+    assert code == 0, output
+    assert "mmetools.toml declares no endpoints.staging: no staging endpoint to smoke" in output
+    assert not [c for c in runner.calls if "smoke" in c]
+
+
+def test_a_branch_smokes_what_it_published_on_the_staging_endpoint(repo: Path) -> None:
+    _write(repo, {"mmetools.toml": ENDPOINT.format(stage="staging")})
+    runner = Recorder()
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "feature/x"], runner)
+    assert code == 0, output
+    names = [c[1] for c in runner.calls]
+    assert names[-2:] == ["publish", "smoke"]  # after the publish, never before
+    assert runner.calls[-1] == (
+        ".venv/bin/mmetools", "smoke", "staging", "alpha_2.tar.gz", "--junit",
+        "dist/reports/alpha-smoke.xml", "--branch", "feature/x",
+    )  # fmt: skip
+    assert "alpha: smoke on acme alpha_2.tar.gz: 1/1 fixtures passed, first call 1250 ms" in output
+
+
+def test_main_warms_what_it_published_on_production_and_reports_the_first_call(
+    repo: Path,
+) -> None:
+    _write(repo, {"mmetools.toml": ENDPOINT.format(stage="production")})
+    runner = Recorder()
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "main"], runner)
+    assert code == 0, output
+    assert runner.calls[-1][1:4] == ("smoke", "production", "alpha_2.tar.gz")
+    assert runner.calls[-1][-1] == "--warm"
+    assert "alpha: warm call on acme alpha_2.tar.gz: 1/1 fixtures passed, first call 1250 ms" in (
+        output
+    )
+
+
+def test_a_failing_smoke_fails_the_run_naming_model_and_fixture(repo: Path) -> None:
+    _write(repo, {"mmetools.toml": ENDPOINT.format(stage="staging")})
+
+    class WrongAnswer(Recorder):
+        def __call__(self, argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> object:
+            if "smoke" in argv:
+                self.calls.append(tuple(argv))
+                return pipeline.CommandResult(1, "error: alpha_2.tar.gz: fixture "
+                                              "models/alpha/fixtures/a.json: LABEL: differs\n")  # fmt: skip
+            return super().__call__(argv, cwd, env)
+
+    code, output = _run_main(repo, ["--model", "alpha", "--branch", "feature/x"], WrongAnswer())
+    assert code == 1
+    assert "pipeline failed: alpha: step 'smoke' (exit 1)" in output
+    assert "fixture models/alpha/fixtures/a.json: LABEL: differs" in output
+
+
+def test_a_failed_publish_is_not_smoked(repo: Path) -> None:
+    _write(repo, {"mmetools.toml": ENDPOINT.format(stage="staging")})
+    runner = Recorder(fail={("alpha", "publish"): 1})
+    code, _ = _run_main(repo, ["--model", "alpha", "--branch", "feature/x"], runner)
+    assert code == 1
+    assert not [c for c in runner.calls if "smoke" in c]

@@ -33,3 +33,13 @@ def test_fleet_load_test_usage_errors(
 ) -> None:
     assert main(["loadtest", "--endpoint", "e", *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_capacity_plan_is_endpoint_capacity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `endpoint plan STAGE` is the declared endpoint's diff now (docs/endpoints.md).
+    run = tmp_path / "run.fleet.json"
+    run.write_text("{}")
+    assert main(["endpoint", "capacity", str(run)]) == 2
+    assert "not a fleet run of the local endpoint" in capsys.readouterr().err
