@@ -188,9 +188,10 @@ def target_models(
     from mmetools.core.errors import UsageError
     from mmetools.release.publish.branches import branch_slug
 
-    names = list(given) or sorted(
-        p.name for p in (settings.root / "models").iterdir() if (p / VERSION_FILE).is_file()
-    )
+    models = settings.root / "models"
+    if not given and not models.is_dir():
+        raise UsageError(f"{models}: no such folder; name the TargetModels to smoke")
+    names = list(given) or sorted(p.name for p in models.iterdir() if (p / VERSION_FILE).is_file())
     folder = ""
     if stage == "staging" and settings.publish.namespace_staging_by_branch:
         if branch is not None:
