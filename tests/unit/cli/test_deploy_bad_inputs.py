@@ -154,3 +154,9 @@ def test_smoke_without_a_models_folder_or_names_exits_2(
     code, err = _run(["smoke", "staging", "--branch", "main"], capsys)
     assert (code, "models: no such folder; name the TargetModels to smoke" in err) == (2, True)
 
+
+def test_with_detailed_exit_code_a_missing_credential_exits_1(
+    no_aws: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = _run(["endpoint", "plan", "staging", "--detailed-exit-code"], capsys)
+    assert (code, "no AWS credentials found" in err) == (1, True)
