@@ -20,7 +20,7 @@ from mmetools.core.errors import DeployError
 from mmetools.core.settings import Settings
 from mmetools.core.targets import release_of
 from mmetools.deploy.declaration import EndpointDeclaration
-from mmetools.deploy.plan import Call, Clients, Plan
+from mmetools.deploy.plan import Call, Clients, Plan, read_live, referenced_names
 
 logger = logging.getLogger(__name__)
 
@@ -165,4 +165,43 @@ def apply_plan(
         progress(f"{call.operation}: {call.why}")
         _call(clients, call)
         made.append(call)
+    made += delete_leftovers(plan, clients, progress)
     return ApplyResult(plan.state.endpoint_name, tuple(made), waited)
+
+
+def delete_leftovers(plan: Plan, clients: Clients, progress: Progress) -> list[Call]:
+    """The plan's leftover models and configs, deleted once the endpoint is InService, less
+    anything the endpoint references now (read again: another apply may have moved it since the
+    plan was made). A leftover already gone is skipped."""
+    if not plan.leftovers:
+        return []
+    live = read_live(clients, plan.state)
+    if live.status != "InService":
+        logger.warning(
+            "%s is %s: its leftover models and configs stay until an apply finds it InService",
+            plan.state.endpoint_name, live.status,
+        )  # fmt: skip
+        return []
+    keep = referenced_names(plan.state, live)
+    made = []
+    for call in plan.leftovers:
+        if keep & set(call.params.values()):
+            continue
+        progress(f"{call.operation}: {call.why}")
+        try:
+            _call(clients, call)
+        except DeployError as e:
+            if not _gone(e):
+                raise
+            continue
+        made.append(call)
+    return made
+
+
+def _gone(error: DeployError) -> bool:
+    from botocore.exceptions import ClientError
+
+    cause = error.__cause__
+    return isinstance(cause, ClientError) and "Could not find" in str(
+        cause.response.get("Error", {}).get("Message", "")
+    )
