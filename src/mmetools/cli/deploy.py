@@ -1,6 +1,7 @@
 """``mmetools endpoint plan|apply|status STAGE`` and ``mmetools smoke STAGE [MODELS...]``: the
 declared SageMaker endpoints (mmetools.deploy), through boto3 with the AWS environment as boto3
-reads it (AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL ...). Registered by :mod:`mmetools.cli`."""
+reads it (AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL ...). Registered by
+:mod:`mmetools.cli`."""
 
 from __future__ import annotations
 
