@@ -67,6 +67,10 @@ def test_apply_deletes_this_endpoints_unused_names_and_nothing_else_moto(
     out = capsys.readouterr().out
     assert f"- delete_model: leftover model {ORPHAN_MODEL} of an earlier apply" in out
 
+    assert main(["endpoint", "status", "staging"]) == 0
+    status = capsys.readouterr().out
+    assert f"not used by the endpoint: {ORPHAN_CONFIG}, {ORPHAN_MODEL}" in status
+
     made = mutating_calls(stage)
     _, result = apply_stage(settings, stage, FAST, lambda _: None)
     assert made == ["DeleteEndpointConfig", "DeleteModel"]
