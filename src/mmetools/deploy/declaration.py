@@ -54,6 +54,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "blue_green_wait_s": int,
 }
 REQUIRED = ("name", "instance_type", "role_arn")
+_KIND_NAMES = {int: "an integer", str: "a string", dict: "a table"}
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,8 @@ def _check_keys(raw: Mapping[str, Any], where: str) -> None:
         expected = KEYS[key]
         if isinstance(value, bool) or not isinstance(value, expected):
             kinds = expected if isinstance(expected, tuple) else (expected,)
-            names = " or ".join("table" if k is dict else k.__name__ for k in kinds)
-            raise EndpointConfigError(f"{where} {key} must be a {names}, got {value!r}")
+            names = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+            raise EndpointConfigError(f"{where} {key} must be {names}, got {value!r}")
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
         raise EndpointConfigError(f"{where} is missing {', '.join(missing)}")

@@ -96,7 +96,7 @@ def test_an_unusable_aws_environment_exits_2_naming_what_to_set(
                      "[endpoints.staging] initial_instance_count = 0: must be 1 or more",
                      id="range"),
         pytest.param(("min_instances = 1", 'min_instances = "one"'),
-                     "[endpoints.staging] min_instances must be a int, got 'one'", id="type"),
+                     "[endpoints.staging] min_instances must be an integer, got 'one'", id="type"),
         pytest.param(("instance_type", "instance_typ"), "[endpoints.staging] has no key "
                      "'instance_typ'", id="unknown_key"),
         pytest.param(("[endpoints.staging.environment]\n", "[endpoints.staging.environment]\n"
