@@ -19,6 +19,7 @@ from mmetools.build.files import MANIFEST_SUFFIX
 from mmetools.core.errors import DeployError
 from mmetools.core.settings import Settings
 from mmetools.core.targets import release_of
+from mmetools.deploy.aws import aws_failure
 from mmetools.deploy.declaration import EndpointDeclaration
 from mmetools.deploy.plan import Call, Clients, Plan, read_live, referenced_names
 
@@ -65,7 +66,13 @@ def artifacts_target(
             if target.get("triton_version"):
                 versions[str(item["Key"])] = str(target["triton_version"])
                 break
-    except (BotoCoreError, ClientError, ValueError, AttributeError) as e:
+    except (BotoCoreError, ClientError) as e:
+        raise aws_failure(
+            f"{declaration.where}: cannot read the published manifests at "
+            f"{declaration.model_data_url}",
+            e,
+        ) from e
+    except (ValueError, AttributeError) as e:
         raise DeployError(
             f"{declaration.where}: cannot read the published manifests at "
             f"{declaration.model_data_url}: {e}"
@@ -98,7 +105,7 @@ def _call(clients: Clients, call: Call) -> dict[str, Any]:
     try:
         return dict(getattr(client, call.operation)(**call.params))
     except (BotoCoreError, ClientError) as e:
-        raise DeployError(f"{call.operation} ({call.why}) failed: {e}") from e
+        raise aws_failure(f"{call.operation} ({call.why}) failed", e) from e
 
 
 def wait_in_service(
@@ -112,7 +119,7 @@ def wait_in_service(
         try:
             answer = clients.sagemaker.describe_endpoint(EndpointName=endpoint)
         except (BotoCoreError, ClientError) as e:
-            raise DeployError(f"describe_endpoint {endpoint} failed: {e}") from e
+            raise aws_failure(f"describe_endpoint {endpoint} failed", e) from e
         status = str(answer["EndpointStatus"])
         elapsed = time.monotonic() - begin
         progress(f"{endpoint}: {status} after {elapsed:.0f} s")

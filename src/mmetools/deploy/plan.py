@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmetools.core.errors import DeployError
+from mmetools.deploy.aws import aws_failure
 from mmetools.deploy.desired import SCALABLE_DIMENSION, DesiredState, update_request
 
 
@@ -86,9 +87,9 @@ def _describe(client: Any, operation: str, **params: Any) -> dict[str, Any] | No
     except ClientError as e:
         if _not_found(e):
             return None
-        raise DeployError(f"{operation} {params}: {e}") from e
+        raise aws_failure(f"{operation} {params}", e) from e
     except BotoCoreError as e:
-        raise DeployError(f"{operation} {params}: {e}") from e
+        raise aws_failure(f"{operation} {params}", e) from e
     answer.pop("ResponseMetadata", None)
     return dict(answer)
 
@@ -149,7 +150,7 @@ def _listed(
         for page in pages:
             names += [str(item[name_key]) for item in page.get(key, [])]
     except (BotoCoreError, ClientError) as e:
-        raise DeployError(f"{operation} {state.endpoint_name}-*: {e}") from e
+        raise aws_failure(f"{operation} {state.endpoint_name}-*", e) from e
     return tuple(sorted(name for name in set(names) if owned(name)))
 
 
