@@ -1,6 +1,7 @@
 """Credentials AWS rejects, and an identity without the permissions, through the CLI in-process
 against a moto_server of its own with IAM authorization on (INITIAL_NO_AUTH_ACTION_COUNT): each
-of plan / apply / status exits 2 with one line saying what to renew or grant, no traceback."""
+of plan / apply / status / smoke exits 2 with one line saying what to renew or grant, no traceback.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from conftest import free_port
+from conftest import MODELS_DIR, free_port
 from mmetools.cli import main
 from support.deploy.declarations import BUCKET, STAGING, write_repo
 
@@ -25,6 +26,7 @@ COMMANDS = (
     ["endpoint", "plan", "staging"],
     ["endpoint", "apply", "staging"],
     ["endpoint", "status", "staging"],
+    ["smoke", "staging", "intent_classifier", "--branch", "main"],
 )
 UNAUTHENTICATED = 3  # create the bucket, the user and its key; every later call is checked
 
@@ -68,7 +70,7 @@ def powerless_key(moto_with_iam: str) -> tuple[str, str]:
     return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[1])
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda argv: argv[0] + "_" + argv[1])
 @pytest.mark.parametrize(
     ("who", "expected"),
     [
@@ -90,7 +92,9 @@ def test_refused_credentials_exit_2_saying_what_to_do_moto(
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_with_iam)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    if argv[1] == "status":  # its first call is sagemaker's, whose 403 moto writes in XML
+    if argv[0] == "smoke":
+        shutil.copytree(MODELS_DIR / "intent_classifier", tmp_path / "models" / "intent_classifier")
+    if argv[1] in ("status", "staging"):  # the first call is sagemaker's: moto's 403 is XML
         expected = "AWS refused the request (HTTP 403, 403): renew the credentials, or grant"
     write_repo(tmp_path, STAGING)
     monkeypatch.chdir(tmp_path)
