@@ -30,3 +30,15 @@ def test_importing_a_low_room_does_not_import_the_toolkit() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert importlib.import_module("mmetools").__all__ == sorted(mmetools.__all__)
+
+
+def test_the_deploy_entry_points_are_public() -> None:
+    # What a script needs to plan, apply and smoke an endpoint without the CLI (docs/endpoints.md).
+    from mmetools.deploy import smoke, stage
+
+    assert {
+        "open_stage", "plan_stage", "apply_stage", "live_status", "smoke_endpoint",
+        "target_models", "WaitOptions", "SmokeOptions", "load_declaration",
+    } <= set(mmetools.__all__)  # fmt: skip
+    assert getattr(mmetools, "apply_stage") is stage.apply_stage
+    assert getattr(mmetools, "smoke_endpoint") is smoke.smoke_endpoint

@@ -28,6 +28,9 @@ from mmetools.cli.build import (
 from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
 from mmetools.cli.release import bump_command, diff_command, loadtest_command, publish_command
 from mmetools.cli.deploy import (
+    CHANGES_EXIT_CODE,
+    DETAILED_EXIT_CODE,
+    ChangesPlanned,
     endpoint_apply_command,
     endpoint_plan_command,
     endpoint_status_command,
@@ -68,11 +71,26 @@ app.add_typer(endpoint_app, name="endpoint")
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; returns the exit code (tests call this directly). SIGTERM ends a command the
-    way Ctrl-C does: every cleanup runs (servers stopped, temp folders removed), exit 143."""
+    way Ctrl-C does: every cleanup runs (servers stopped, temp folders removed), exit 143.
+
+    With ``--detailed-exit-code`` (``endpoint plan``), as terraform does: 0 nothing differs, 2
+    there are changes, 1 any failure (a usage error included, so a drift job cannot take a
+    mistyped option for drift)."""
+    args = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        code = _run(args)
+    except ChangesPlanned:
+        return CHANGES_EXIT_CODE
+    return 1 if DETAILED_EXIT_CODE in args and code != 0 else code
+
+
+def _run(args: list[str]) -> int:
     try:
         with sigterm_raises():
             # With standalone_mode=False click returns a typer.Exit's code instead of raising it.
-            result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+            result = app(args=args, standalone_mode=False)
+    except ChangesPlanned:
+        raise  # not a failure: main turns it into its exit code
     except Terminated as e:
         err_console.print("terminated (SIGTERM)")
         return int(e.code) if isinstance(e.code, int) else 143

@@ -1,6 +1,7 @@
 """``mmetools endpoint plan|apply|status STAGE`` and ``mmetools smoke STAGE [MODELS...]``: the
 declared SageMaker endpoints (mmetools.deploy), through boto3 with the AWS environment as boto3
-reads it (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL ...). Registered by :mod:`mmetools.cli`."""
+reads it (AWS_PROFILE, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL ...). Registered by
+:mod:`mmetools.cli`."""
 
 from __future__ import annotations
 
@@ -32,9 +33,29 @@ def _print(lines: list[str]) -> None:
         console.print(line, markup=False, soft_wrap=True)
 
 
-def endpoint_plan_command(stage: StageArgument) -> None:
+DETAILED_EXIT_CODE = "--detailed-exit-code"
+CHANGES_EXIT_CODE = 2
+
+
+class ChangesPlanned(Exception):
+    """`endpoint plan --detailed-exit-code` found changes: not a failure, an exit code
+    (:func:`mmetools.cli.main` turns it into CHANGES_EXIT_CODE)."""
+
+
+def endpoint_plan_command(
+    stage: StageArgument,
+    detailed_exit_code: Annotated[
+        bool,
+        typer.Option(
+            DETAILED_EXIT_CODE,
+            help="Exit 0 when nothing differs, 2 when apply would change something, 1 on any "
+            "error (for a drift check in CI).",
+        ),
+    ] = False,
+) -> None:
     """What differs between [endpoints.STAGE] and what AWS reports (model, endpoint config,
-    endpoint, scalable target, scaling policy), and the calls `apply` would make."""
+    endpoint, scalable target, scaling policy, leftovers of failed applies), and the calls
+    `apply` would make."""
     from mmetools.core.settings import load_settings
     from mmetools.deploy.stage import open_stage, plan_stage
     from mmetools.rendering.endpoints import plan_lines
@@ -42,7 +63,10 @@ def endpoint_plan_command(stage: StageArgument) -> None:
     _quiet_aws_logs()
     settings = load_settings()
     session = open_stage(settings, stage)
-    _print(plan_lines(plan_stage(settings, session)))
+    plan = plan_stage(settings, session)
+    _print(plan_lines(plan))
+    if detailed_exit_code and plan.changes:
+        raise ChangesPlanned()
 
 
 def endpoint_apply_command(

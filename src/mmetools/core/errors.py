@@ -115,6 +115,16 @@ class DeployError(MmetoolsError):
     """An endpoint declaration cannot be applied, or AWS refused or failed a change to it."""
 
 
+class EndpointConfigError(ConfigError, UsageError):
+    """An ``[endpoints.<stage>]`` declaration (or the stage asked for) cannot work: bad input,
+    exit 2, naming the file, the stage and the key."""
+
+
+class AwsSetupError(DeployError, UsageError):
+    """The AWS environment cannot be used (no credentials, an unknown profile, a malformed region
+    or endpoint URL): bad input, exit 2, naming what to set."""
+
+
 class SmokeFailed(MmetoolsError):
     """A model on a deployed endpoint answered wrongly (or not at all) for a fixture case;
     ``failures`` holds one line per model and fixture."""

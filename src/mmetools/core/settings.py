@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from mmetools.core.errors import ConfigError
+from mmetools.core.errors import ConfigError, EndpointConfigError
 from mmetools.core.targets import DEFAULT_IMAGE, EXPLICIT_KEYS, ServingTarget, resolve_target
 
 SETTINGS_FILE = "mmetools.toml"
@@ -179,7 +179,7 @@ def _endpoints(path: Path, tables: Mapping[str, Any]) -> dict[str, dict[str, Any
     """[endpoints.<stage>] tables, one per stage; their keys are checked by mmetools.deploy."""
     for stage, table in tables.items():
         if not isinstance(table, dict):
-            raise ConfigError(
+            raise EndpointConfigError(
                 f"{path}: [endpoints] {stage} must be a table ([endpoints.{stage}]), got {table!r}"
             )
     return {stage: dict(table) for stage, table in tables.items()}

@@ -19,8 +19,9 @@ from mmetools.build.files import MANIFEST_SUFFIX
 from mmetools.core.errors import DeployError
 from mmetools.core.settings import Settings
 from mmetools.core.targets import release_of
+from mmetools.deploy.aws import aws_failure
 from mmetools.deploy.declaration import EndpointDeclaration
-from mmetools.deploy.plan import Call, Clients, Plan
+from mmetools.deploy.plan import Call, Clients, Plan, read_live, referenced_names
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,13 @@ def artifacts_target(
             if target.get("triton_version"):
                 versions[str(item["Key"])] = str(target["triton_version"])
                 break
-    except (BotoCoreError, ClientError, ValueError, AttributeError) as e:
+    except (BotoCoreError, ClientError) as e:
+        raise aws_failure(
+            f"{declaration.where}: cannot read the published manifests at "
+            f"{declaration.model_data_url}",
+            e,
+        ) from e
+    except (ValueError, AttributeError) as e:
         raise DeployError(
             f"{declaration.where}: cannot read the published manifests at "
             f"{declaration.model_data_url}: {e}"
@@ -98,7 +105,7 @@ def _call(clients: Clients, call: Call) -> dict[str, Any]:
     try:
         return dict(getattr(client, call.operation)(**call.params))
     except (BotoCoreError, ClientError) as e:
-        raise DeployError(f"{call.operation} ({call.why}) failed: {e}") from e
+        raise aws_failure(f"{call.operation} ({call.why}) failed", e) from e
 
 
 def wait_in_service(
@@ -112,7 +119,7 @@ def wait_in_service(
         try:
             answer = clients.sagemaker.describe_endpoint(EndpointName=endpoint)
         except (BotoCoreError, ClientError) as e:
-            raise DeployError(f"describe_endpoint {endpoint} failed: {e}") from e
+            raise aws_failure(f"describe_endpoint {endpoint} failed", e) from e
         status = str(answer["EndpointStatus"])
         elapsed = time.monotonic() - begin
         progress(f"{endpoint}: {status} after {elapsed:.0f} s")
@@ -165,4 +172,43 @@ def apply_plan(
         progress(f"{call.operation}: {call.why}")
         _call(clients, call)
         made.append(call)
+    made += delete_leftovers(plan, clients, progress)
     return ApplyResult(plan.state.endpoint_name, tuple(made), waited)
+
+
+def delete_leftovers(plan: Plan, clients: Clients, progress: Progress) -> list[Call]:
+    """The plan's leftover models and configs, deleted once the endpoint is InService, less
+    anything the endpoint references now (read again: another apply may have moved it since the
+    plan was made). A leftover already gone is skipped."""
+    if not plan.leftovers:
+        return []
+    live = read_live(clients, plan.state)
+    if live.status != "InService":
+        logger.warning(
+            "%s is %s: its leftover models and configs stay until an apply finds it InService",
+            plan.state.endpoint_name, live.status,
+        )  # fmt: skip
+        return []
+    keep = referenced_names(plan.state, live)
+    made = []
+    for call in plan.leftovers:
+        if keep & set(call.params.values()):
+            continue
+        progress(f"{call.operation}: {call.why}")
+        try:
+            _call(clients, call)
+        except DeployError as e:
+            if not _gone(e):
+                raise
+            continue
+        made.append(call)
+    return made
+
+
+def _gone(error: DeployError) -> bool:
+    from botocore.exceptions import ClientError
+
+    cause = error.__cause__
+    return isinstance(cause, ClientError) and "Could not find" in str(
+        cause.response.get("Error", {}).get("Message", "")
+    )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmetools.core.errors import ConfigError
+from mmetools.core.errors import EndpointConfigError
 from mmetools.core.settings import Settings
 from mmetools.deploy.images import ServingImage, image_release, sagemaker_image
 from mmetools.release.publish.plan import destinations
@@ -54,6 +54,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "blue_green_wait_s": int,
 }
 REQUIRED = ("name", "instance_type", "role_arn")
+_KIND_NAMES = {int: "an integer", str: "a string", dict: "a table"}
 
 
 @dataclass(frozen=True)
@@ -101,33 +102,37 @@ def load_declaration(
     path = settings.settings_file
     unknown = sorted(set(settings.endpoints) - set(STAGES))
     if unknown:
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{path}: [endpoints.{unknown[0]}] is not a stage (stages: {', '.join(STAGES)})"
         )
     if stage not in STAGES:
-        raise ConfigError(f"{stage!r} is not a stage (stages: {', '.join(STAGES)})")
+        raise EndpointConfigError(f"{stage!r} is not a stage (stages: {', '.join(STAGES)})")
     if stage not in settings.endpoints:
-        raise ConfigError(f"{path}: no [endpoints.{stage}] is declared")
+        raise EndpointConfigError(f"{path}: no [endpoints.{stage}] is declared")
     raw = settings.endpoints[stage]
     where = f"{path} [endpoints.{stage}]"
     _check_keys(raw, where)
     name = str(raw["name"])
     if not _NAME.match(name) or len(name) > NAME_MAX:
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{where} name = {name!r}: letters, digits and inner hyphens, {NAME_MAX} at most "
             "(SageMaker allows 63; the rest is the content hash of models and configs)"
         )
     region = _region(raw, region, where)
     instance_type = str(raw["instance_type"])
     if not _INSTANCE.match(instance_type):
-        raise ConfigError(f"{where} instance_type = {instance_type!r}: not like ml.g5.2xlarge")
+        raise EndpointConfigError(
+            f"{where} instance_type = {instance_type!r}: not like ml.g5.2xlarge"
+        )
     role = str(raw["role_arn"])
     if not _ROLE.match(role):
-        raise ConfigError(f"{where} role_arn = {role!r}: not arn:aws:iam::<account>:role/<name>")
+        raise EndpointConfigError(
+            f"{where} role_arn = {role!r}: not arn:aws:iam::<account>:role/<name>"
+        )
     count = _positive(raw, "initial_instance_count", 1, where)
     model_cache = str(raw.get("model_cache", "Enabled"))
     if model_cache not in CACHE_SETTINGS:
-        raise ConfigError(f"{where} model_cache = {model_cache!r}: Enabled or Disabled")
+        raise EndpointConfigError(f"{where} model_cache = {model_cache!r}: Enabled or Disabled")
     return EndpointDeclaration(
         stage=stage,
         name=name,
@@ -148,21 +153,23 @@ def load_declaration(
 def _check_keys(raw: Mapping[str, Any], where: str) -> None:
     for key, value in raw.items():
         if key not in KEYS:
-            raise ConfigError(f"{where} has no key '{key}' (known: {', '.join(sorted(KEYS))})")
+            raise EndpointConfigError(
+                f"{where} has no key '{key}' (known: {', '.join(sorted(KEYS))})"
+            )
         expected = KEYS[key]
         if isinstance(value, bool) or not isinstance(value, expected):
             kinds = expected if isinstance(expected, tuple) else (expected,)
-            names = " or ".join("table" if k is dict else k.__name__ for k in kinds)
-            raise ConfigError(f"{where} {key} must be a {names}, got {value!r}")
+            names = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+            raise EndpointConfigError(f"{where} {key} must be {names}, got {value!r}")
     missing = [key for key in REQUIRED if key not in raw]
     if missing:
-        raise ConfigError(f"{where} is missing {', '.join(missing)}")
+        raise EndpointConfigError(f"{where} is missing {', '.join(missing)}")
 
 
 def _positive(raw: Mapping[str, Any], key: str, default: int, where: str) -> int:
     value = int(raw.get(key, default))
     if value < 1:
-        raise ConfigError(f"{where} {key} = {value}: must be 1 or more")
+        raise EndpointConfigError(f"{where} {key} = {value}: must be 1 or more")
     return value
 
 
@@ -172,13 +179,23 @@ def _optional_positive(raw: Mapping[str, Any], key: str, where: str) -> int | No
 
 def _region(raw: Mapping[str, Any], region: str | None, where: str) -> str:
     if not region:
-        raise ConfigError(
-            f"{where}: no AWS region in the environment (set AWS_REGION or AWS_DEFAULT_REGION, "
-            "or a profile's region, as boto3 reads them)"
+        raise EndpointConfigError(
+            f"{where}: no AWS region in the environment: set AWS_DEFAULT_REGION, or region in "
+            "the profile's config (boto3 reads these; it does not read AWS_REGION)"
         )
+    from botocore.exceptions import InvalidRegionError
+    from botocore.utils import validate_region_name
+
+    try:
+        validate_region_name(region)
+    except InvalidRegionError as e:
+        raise EndpointConfigError(
+            f"{where}: the AWS environment's region {region!r} is no region name (check "
+            "AWS_DEFAULT_REGION, or region in the profile's config)"
+        ) from e
     guard = raw.get("region")
     if guard is not None and guard != region:
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{where} region = {guard!r} but the AWS environment is in {region!r}: "
             "refusing to touch an endpoint in another region"
         )
@@ -190,14 +207,14 @@ def _model_data_url(settings: Settings, stage: str, raw: Mapping[str, Any], wher
     destination = staging if stage == "staging" else production
     setting = f"publish.{stage}_uri"
     if destination.kind != "s3":
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{where}: the {stage} publish destination ({setting} = {destination.uri}) is not "
             "in S3; a SageMaker endpoint serves an s3://bucket/prefix (set MMETOOLS_"
             f"{stage.upper()}_URI)"
         )
     declared = raw.get("s3_prefix")
     if declared is not None and declared.rstrip("/") != destination.uri.rstrip("/"):
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{where} s3_prefix = {declared!r} is not the {stage} publish destination "
             f"({setting} = {destination.uri}): the endpoint would serve other artifacts than "
             "the ones published and tested"
@@ -211,14 +228,17 @@ def _image(settings: Settings, raw: Mapping[str, Any], region: str, where: str) 
     explicit = raw.get("image")
     if explicit is None:
         if built_for is None:
-            raise ConfigError(
+            raise EndpointConfigError(
                 f"{where}: [target] image {target.image!r} names no Triton release, so no "
                 "SageMaker image can be derived; set image explicitly"
             )
-        return sagemaker_image(built_for, region)
+        try:
+            return sagemaker_image(built_for, region)
+        except EndpointConfigError as e:
+            raise EndpointConfigError(f"{where}: {e}") from e
     release = image_release(explicit)
     if release is None:
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{where} image = {explicit!r}: not a tritonserver/sagemaker-tritonserver "
             "YY.MM-py3 image, so its target cannot be checked against the artifacts'"
         )
@@ -229,19 +249,21 @@ def _environment(raw: Mapping[str, Any], where: str) -> tuple[tuple[str, str], .
     environment = raw.get("environment", {})
     for key, value in environment.items():
         if not key.startswith(ENVIRONMENT_PREFIX):
-            raise ConfigError(
+            raise EndpointConfigError(
                 f"{where} environment.{key}: only {ENVIRONMENT_PREFIX}* settings of Triton's "
                 "SageMaker frontend belong here"
             )
         if not isinstance(value, str):
-            raise ConfigError(f"{where} environment.{key} must be a string, got {value!r}")
+            raise EndpointConfigError(f"{where} environment.{key} must be a string, got {value!r}")
     return tuple(sorted(environment.items()))
 
 
 def _variant(raw: Mapping[str, Any], where: str) -> str:
     variant = str(raw.get("variant_name", "AllTraffic"))
     if not _NAME.match(variant) or len(variant) > 63:
-        raise ConfigError(f"{where} variant_name = {variant!r}: letters, digits, inner hyphens")
+        raise EndpointConfigError(
+            f"{where} variant_name = {variant!r}: letters, digits, inner hyphens"
+        )
     return variant
 
 
@@ -253,18 +275,18 @@ def _autoscaling(
         return None
     missing = [key for key in keys if key not in raw]
     if missing:
-        raise ConfigError(f"{where}: autoscaling needs {', '.join(missing)} as well")
+        raise EndpointConfigError(f"{where}: autoscaling needs {', '.join(missing)} as well")
     low = _positive(raw, "min_instances", 1, where)
     high = _positive(raw, "max_instances", 1, where)
     if not low <= count <= high:
-        raise ConfigError(
+        raise EndpointConfigError(
             f"{where}: min_instances {low} <= initial_instance_count {count} <= max_instances "
             f"{high} does not hold"
         )
     target = raw["invocations_per_instance"]
     if isinstance(target, str):
         if target != FROM_LOADTEST:
-            raise ConfigError(
+            raise EndpointConfigError(
                 f"{where} invocations_per_instance = {target!r}: a number (invocations per "
                 f'minute per instance) or "{FROM_LOADTEST}"'
             )
@@ -291,11 +313,11 @@ def from_loadtest(folder: Path, endpoint: str, where: str) -> tuple[int, str]:
                 continue
             value = document["suggestion"]["invocations_per_instance"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ConfigError(f"{path}: not a loadtest report ({e})") from e
+            raise EndpointConfigError(f"{path}: not a loadtest report ({e})") from e
         if isinstance(value, int) and value > 0:
             found.append((path.stat().st_mtime, path, value))
     if not found:
-        raise ConfigError(
+        raise EndpointConfigError(
             f'{where} invocations_per_instance = "{FROM_LOADTEST}": no report of `mmetools '
             f"loadtest --endpoint {endpoint}` with a suggestion in {folder} (run it, or declare "
             "a number)"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from mmetools.deploy.declaration import EndpointDeclaration
 
 HASH_LENGTH = 10
+MODEL_KIND, CONFIG_KIND = "m", "c"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 PREDEFINED_METRIC = "SageMakerVariantInvocationsPerInstance"
 
@@ -50,13 +52,19 @@ class DesiredState:
     def resource_id(self) -> str:
         return resource_id(self.declaration)
 
-    def owns(self, name: str) -> bool:
-        """Whether a model or config name is one of this endpoint's content-hashed names."""
-        prefix = self.declaration.name
-        return any(
-            name.startswith(f"{prefix}-{kind}-") and len(name) == len(prefix) + 3 + HASH_LENGTH
-            for kind in ("m", "c")
-        )
+    def owns_model(self, name: str) -> bool:
+        """Whether ``name`` is one of this endpoint's content-hashed model names."""
+        return _owned(self.declaration.name, MODEL_KIND, name)
+
+    def owns_config(self, name: str) -> bool:
+        """Whether ``name`` is one of this endpoint's content-hashed endpoint-config names."""
+        return _owned(self.declaration.name, CONFIG_KIND, name)
+
+
+def _owned(endpoint: str, kind: str, name: str) -> bool:
+    # Exactly <endpoint>-<kind>-<10 hex digits>: another endpoint's names (acme-staging-2-m-...)
+    # and hand-made ones never match.
+    return re.fullmatch(f"{re.escape(endpoint)}-{kind}-[0-9a-f]{{{HASH_LENGTH}}}", name) is not None
 
 
 def resource_id(declaration: EndpointDeclaration) -> str:
@@ -77,7 +85,7 @@ def desired_state(declaration: EndpointDeclaration) -> DesiredState:
     if declaration.environment:
         container["Environment"] = dict(declaration.environment)
     model = {"PrimaryContainer": container, "ExecutionRoleArn": declaration.role_arn}
-    model_name = f"{declaration.name}-m-{content_hash(model)}"
+    model_name = f"{declaration.name}-{MODEL_KIND}-{content_hash(model)}"
     config = {
         "ProductionVariants": [
             {
@@ -88,7 +96,7 @@ def desired_state(declaration: EndpointDeclaration) -> DesiredState:
             }
         ]
     }
-    config_name = f"{declaration.name}-c-{content_hash(config)}"
+    config_name = f"{declaration.name}-{CONFIG_KIND}-{content_hash(config)}"
     target = policy = None
     scaling = declaration.autoscaling
     if scaling is not None:

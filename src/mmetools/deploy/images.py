@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmetools.core.errors import ConfigError
+from mmetools.core.errors import EndpointConfigError
 from mmetools.core.targets import release_of
 
 SOURCE_REGISTRIES = (
@@ -66,7 +66,7 @@ def sagemaker_image(release: str, region: str) -> ServingImage:
     """``<account>.dkr.ecr.<region>.amazonaws.com/sagemaker-tritonserver:<release>-py3``."""
     account = REGISTRIES.get(region)
     if account is None:
-        raise ConfigError(
+        raise EndpointConfigError(
             f"no SageMaker Triton registry is published for region '{region}' "
             f"({SOURCE_REGISTRIES}); set image explicitly in [endpoints.<stage>]"
         )

@@ -7,11 +7,12 @@ that already matches plans no call at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mmetools.core.errors import DeployError
+from mmetools.deploy.aws import aws_failure
 from mmetools.deploy.desired import SCALABLE_DIMENSION, DesiredState, update_request
 
 
@@ -30,6 +31,9 @@ class LiveState:
     desired_config: dict[str, Any] | None
     scalable_target: dict[str, Any] | None
     policy: dict[str, Any] | None
+    # Every model and endpoint config named in this endpoint's content-hashed form, used or not.
+    own_models: tuple[str, ...] = ()
+    own_configs: tuple[str, ...] = ()
 
     @property
     def status(self) -> str:
@@ -54,10 +58,13 @@ class Plan:
     replaced: tuple[Call, ...] = field(default=())  # deletions, only after InService
     # Autoscaling as it was, put back when an update fails after it was deregistered.
     restore: tuple[Call, ...] = field(default=())
+    # Models and configs of this endpoint's name form that nothing references (left by applies
+    # that failed before their cleanup): deleted after success, see mmetools.deploy.apply.
+    leftovers: tuple[Call, ...] = field(default=())
 
     @property
     def changes(self) -> bool:
-        return bool(self.calls or self.replaced or self.wait)
+        return bool(self.calls or self.replaced or self.wait or self.leftovers)
 
 
 def _not_found(error: Exception) -> bool:
@@ -80,9 +87,9 @@ def _describe(client: Any, operation: str, **params: Any) -> dict[str, Any] | No
     except ClientError as e:
         if _not_found(e):
             return None
-        raise DeployError(f"{operation} {params}: {e}") from e
+        raise aws_failure(f"{operation} {params}", e) from e
     except BotoCoreError as e:
-        raise DeployError(f"{operation} {params}: {e}") from e
+        raise aws_failure(f"{operation} {params}", e) from e
     answer.pop("ResponseMetadata", None)
     return dict(answer)
 
@@ -123,7 +130,28 @@ def read_live(clients: Clients, state: DesiredState) -> LiveState:
         endpoint, config, model, desired_model, desired_config,
         found_targets[0] if found_targets else None,
         found_policies[0] if found_policies else None,
+        _listed(sm, "list_models", "Models", "ModelName", state.owns_model, state),
+        _listed(sm, "list_endpoint_configs", "EndpointConfigs", "EndpointConfigName",
+                state.owns_config, state),
     )  # fmt: skip
+
+
+def _listed(
+    client: Any, operation: str, key: str, name_key: str, owned: Callable[[str], bool],
+    state: DesiredState,
+) -> tuple[str, ...]:  # fmt: skip
+    """The names ``operation`` lists that are of this endpoint's form (NameContains narrows the
+    listing; the exact form is checked here, whatever the service did with it)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    names: list[str] = []
+    try:
+        pages = client.get_paginator(operation).paginate(NameContains=f"{state.endpoint_name}-")
+        for page in pages:
+            names += [str(item[name_key]) for item in page.get(key, [])]
+    except (BotoCoreError, ClientError) as e:
+        raise aws_failure(f"{operation} {state.endpoint_name}-*", e) from e
+    return tuple(sorted(name for name in set(names) if owned(name)))
 
 
 def _variant(config: dict[str, Any] | None) -> dict[str, Any]:
@@ -260,17 +288,42 @@ def make_plan(state: DesiredState, live: LiveState) -> Plan:
                               f"({state.declaration.autoscaling.source if state.declaration.autoscaling else ''})"))  # fmt: skip
     replaced: list[Call] = []
     if current_config is not None and current_config != state.config_name:
-        if state.owns(current_config):
+        if state.owns_config(current_config):
             replaced.append(Call("sagemaker", "delete_endpoint_config",
                                  {"EndpointConfigName": current_config},
                                  f"replaced config {current_config}"))  # fmt: skip
         old_model = _variant(live.config).get("ModelName")
-        if old_model and old_model != state.model_name and state.owns(old_model):
+        if old_model and old_model != state.model_name and state.owns_model(old_model):
             replaced.append(Call("sagemaker", "delete_model", {"ModelName": old_model},
                                  f"replaced model {old_model}"))  # fmt: skip
-    return Plan(
-        state, live, tuple(calls), tuple(differences(state, live)), wait, tuple(replaced), restore
-    )
+    leftovers = leftover_calls(state, live)
+    found = differences(state, live) + [f"{call.why}: nothing uses it" for call in leftovers]
+    return Plan(state, live, tuple(calls), tuple(found), wait, tuple(replaced), restore, leftovers)
+
+
+def referenced_names(state: DesiredState, live: LiveState) -> set[str]:
+    """What must stay: the endpoint's current config and its model, and the declared ones."""
+    names = {state.model_name, state.config_name}
+    if live.endpoint is not None:
+        names.add(str(live.endpoint["EndpointConfigName"]))
+    model = _variant(live.config).get("ModelName")
+    if model:
+        names.add(str(model))
+    return names
+
+
+def leftover_calls(state: DesiredState, live: LiveState) -> tuple[Call, ...]:
+    """Delete the configs (first: they name the models), then the models of this endpoint's
+    name form that nothing references."""
+    keep = referenced_names(state, live)
+    configs = [name for name in live.own_configs if name not in keep and state.owns_config(name)]
+    models = [name for name in live.own_models if name not in keep and state.owns_model(name)]
+    return tuple(
+        [Call("sagemaker", "delete_endpoint_config", {"EndpointConfigName": name},
+              f"leftover config {name} of an earlier apply") for name in configs]
+        + [Call("sagemaker", "delete_model", {"ModelName": name},
+                f"leftover model {name} of an earlier apply") for name in models]
+    )  # fmt: skip
 
 
 def _restore_calls(state: DesiredState, live: LiveState) -> tuple[Call, ...]:

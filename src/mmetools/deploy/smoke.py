@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmetools.core.errors import MmetoolsError
+from mmetools.core.errors import AwsSetupError, MmetoolsError
 from mmetools.core.settings import Settings
+from mmetools.deploy.aws import aws_failure
 from mmetools.model.cases import EnsembleSignature, FixtureCase, compare_case, load_fixtures
 from mmetools.model.folder import (
     ARTIFACT_SUFFIX,
@@ -148,7 +149,13 @@ def smoke_model(
             answer = _invoke(runtime, endpoint, target_model, body, content_type, options)
             seconds = time.perf_counter() - begin
             result = compare_case(case, _outputs(answer, names, target_model))
-        except (BotoCoreError, ClientError, MmetoolsError, ValueError) as e:
+        except (BotoCoreError, ClientError) as e:
+            failure = aws_failure(f"invoke_endpoint {endpoint} ({target_model})", e)
+            if isinstance(failure, AwsSetupError):
+                raise failure from e  # every other call would fail the same way
+            checks.append(CaseCheck(fixture, False, f"invoke failed: {e}", 0.0))
+            continue
+        except (MmetoolsError, ValueError) as e:
             checks.append(CaseCheck(fixture, False, f"invoke failed: {e}", 0.0))
             continue
         messages = [c.message for c in result.comparisons if not c.passed]
@@ -188,9 +195,10 @@ def target_models(
     from mmetools.core.errors import UsageError
     from mmetools.release.publish.branches import branch_slug
 
-    names = list(given) or sorted(
-        p.name for p in (settings.root / "models").iterdir() if (p / VERSION_FILE).is_file()
-    )
+    models = settings.root / "models"
+    if not given and not models.is_dir():
+        raise UsageError(f"{models}: no such folder; name the TargetModels to smoke")
+    names = list(given) or sorted(p.name for p in models.iterdir() if (p / VERSION_FILE).is_file())
     folder = ""
     if stage == "staging" and settings.publish.namespace_staging_by_branch:
         if branch is not None:

@@ -37,6 +37,10 @@ def plan_lines(plan: Plan) -> list[str]:
     if plan.wait:
         lines.append("  then wait for InService")
     lines += [f"  - {call.operation}: {call.why} (after InService)" for call in plan.replaced]
+    lines += [
+        f"  - {call.operation}: {call.why}, nothing uses it (after InService)"
+        for call in plan.leftovers
+    ]
     return lines
 
 
@@ -76,7 +80,16 @@ def status_lines(declaration: EndpointDeclaration, live: LiveState) -> list[str]
         )
     else:
         lines.append("  autoscaling: none registered")
-    return lines
+    return lines + _leftover_lines(live)
+
+
+def _leftover_lines(live: LiveState) -> list[str]:
+    config = (live.endpoint or {}).get("EndpointConfigName")
+    model = ((live.config or {}).get("ProductionVariants") or [{}])[0].get("ModelName")
+    unused = [name for name in live.own_configs + live.own_models if name not in (config, model)]
+    if not unused:
+        return []
+    return [f"  not used by the endpoint: {', '.join(unused)} (`endpoint plan` says which go)"]
 
 
 def smoke_lines(endpoint: str, results: Sequence[ModelSmoke], warm_only: bool) -> list[str]:

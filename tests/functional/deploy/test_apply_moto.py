@@ -7,7 +7,6 @@ published artifacts' evidence names."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,55 +20,10 @@ from mmetools.deploy.apply import WaitOptions
 from mmetools.deploy.plan import Clients
 from mmetools.deploy.stage import StageSession, apply_stage, open_stage, plan_stage
 from support.deploy.declarations import BUCKET, PRODUCTION, STAGING, write_repo
+from support.deploy.calls import mutating_calls
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 FAST = WaitOptions(poll_seconds=0.05, timeout_seconds=30)
-READS = ("Describe", "List", "Get")
-
-
-@pytest.fixture
-def bucket(aws_env: str) -> Iterator[str]:
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET)
-    yield BUCKET
-    for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
-    s3.delete_bucket(Bucket=BUCKET)
-    sagemaker = boto3.client("sagemaker")
-    for endpoint in sagemaker.list_endpoints()["Endpoints"]:
-        sagemaker.delete_endpoint(EndpointName=endpoint["EndpointName"])
-    for config in sagemaker.list_endpoint_configs()["EndpointConfigs"]:
-        sagemaker.delete_endpoint_config(EndpointConfigName=config["EndpointConfigName"])
-    for model in sagemaker.list_models()["Models"]:
-        sagemaker.delete_model(ModelName=model["ModelName"])
-    scaling = boto3.client("application-autoscaling")
-    for policy in scaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
-        "ScalingPolicies"
-    ]:
-        scaling.delete_scaling_policy(
-            PolicyName=policy["PolicyName"], ServiceNamespace="sagemaker",
-            ResourceId=policy["ResourceId"], ScalableDimension=policy["ScalableDimension"],
-        )  # fmt: skip
-    for target in scaling.describe_scalable_targets(ServiceNamespace="sagemaker")[
-        "ScalableTargets"
-    ]:
-        scaling.deregister_scalable_target(
-            ServiceNamespace="sagemaker", ResourceId=target["ResourceId"],
-            ScalableDimension=target["ScalableDimension"],
-        )  # fmt: skip
-
-
-def mutating_calls(stage: StageSession) -> list[str]:
-    """Every AWS operation the stage's clients send from now on, except reads."""
-    calls: list[str] = []
-
-    def record(model: Any, **_: Any) -> None:
-        if not model.name.startswith(READS):
-            calls.append(model.name)
-
-    for client in (stage.clients.sagemaker, stage.clients.autoscaling, stage.s3):
-        client.meta.events.register("before-call.*.*", record)
-    return calls
 
 
 def test_apply_from_nothing_creates_both_stages_then_changes_nothing_moto(

@@ -63,7 +63,7 @@ def test_content_hashed_names_are_stable_and_follow_the_content(tmp_path: Path) 
         pytest.param(('role_arn = "arn', 'role_arnx = "arn'), "has no key 'role_arnx'",
                      id="unknown_key"),
         pytest.param(("initial_instance_count = 1", 'initial_instance_count = "1"'),
-                     "initial_instance_count must be a int", id="count_not_a_number"),
+                     "initial_instance_count must be an integer", id="count_not_a_number"),
         pytest.param(("max_instances = 2", "max_instances = 0"), "max_instances = 0: must be 1",
                      id="max_zero"),
         pytest.param(("min_instances = 1", "min_instances = 2"),

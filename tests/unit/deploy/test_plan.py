@@ -74,3 +74,22 @@ def test_only_this_endpoints_own_names_are_deleted_after_an_update(tmp_path: Pat
         ("delete_endpoint_config", "acme-staging-c-0123456789"),
         ("delete_model", "acme-staging-m-0123456789"),
     ]
+
+
+def test_leftovers_are_this_endpoints_unused_names_configs_first(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    live = _live(state)
+    found = LiveState(
+        **{**live.__dict__,
+           "own_models": (state.model_name, "acme-staging-m-00000000aa"),
+           "own_configs": (state.config_name, "acme-staging-c-00000000bb", "acme-staging-c-XYZ")},
+    )  # fmt: skip
+    plan = make_plan(state, found)
+    assert [(c.operation, next(iter(c.params.values()))) for c in plan.leftovers] == [
+        ("delete_endpoint_config", "acme-staging-c-00000000bb"),
+        ("delete_model", "acme-staging-m-00000000aa"),
+    ]
+    assert plan.calls == () and plan.changes
+    assert "leftover model acme-staging-m-00000000aa of an earlier apply: nothing uses it" in (
+        plan.differences
+    )

@@ -94,6 +94,18 @@ def _live_reads(old: DesiredState, new: DesiredState, sagemaker: Stubber, scalin
         {"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE,
          "ScalableDimension": SCALABLE_DIMENSION},
     )  # fmt: skip
+    # This endpoint's own names: only the ones in use, so no leftover to delete.
+    sagemaker.add_response(
+        "list_models",
+        {"Models": [{"ModelName": old.model_name, "ModelArn": ARN, "CreationTime": NOW}]},
+        {"NameContains": "acme-staging-"},
+    )
+    sagemaker.add_response(
+        "list_endpoint_configs",
+        {"EndpointConfigs": [{"EndpointConfigName": old.config_name, "EndpointConfigArn": ARN,
+                              "CreationTime": NOW}]},
+        {"NameContains": "acme-staging-"},
+    )  # fmt: skip
 
 
 def test_instance_type_change_updates_blue_green_around_autoscaling_stubber(
