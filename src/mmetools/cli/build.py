@@ -165,13 +165,14 @@ def inspect_command(
 
     from mmetools.build.audit import audit_artifact
     from mmetools.core.settings import load_settings
-    from mmetools.core.targets import EXPLICIT_KEYS, resolve_target
+    from mmetools.core.targets import EXPLICIT_KEYS, IMAGE_PACKAGES_KEY, resolve_target
     from mmetools.rendering.tables import audit_table
 
     settings = load_settings()
     target = settings.target
     if target_image:
         explicit = {key: getattr(settings.target_settings, key) for key in EXPLICIT_KEYS}
+        explicit[IMAGE_PACKAGES_KEY] = settings.target_settings.image_packages
         same = target_image == settings.target_settings.image
         target = resolve_target(target_image, explicit if same else None, where="--target")
     reports = [audit_artifact(path, target) for path in artifacts]
