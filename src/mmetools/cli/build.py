@@ -37,7 +37,11 @@ def env_command(
                 folder, settings, progress=lambda m: status.update(f"{folder.name}: {m}")
             )
         if packed is None:
-            console.print(f"{folder.name}: no Python steps, no env needed", markup=False)
+            console.print(
+                f"{folder.name}: no env needed (no Python steps, or the serving image provides "
+                "every locked requirement)",
+                markup=False,
+            )
             continue
         how = "from the cache" if packed.cached else "built"
         steps = ", ".join(step.parent.name for step in packed.steps)

@@ -20,7 +20,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from mmetools.build.env.backends import EnvBackend, Progress
+from mmetools.build.env.backends import SLIM_REPORT, EnvBackend, Progress
 from mmetools.build.env.requirements import normalized_requirements
 from mmetools.core.atomic import (
     owned_temp_folder,
@@ -112,8 +112,11 @@ def build_into_cache(
     cache_entry: Path,
     model_name: str,
     progress: Progress,
+    *,
+    layered: bool = False,
 ) -> None:
-    """Build in a temp folder beside the cache entry, then rename it into place atomically."""
+    """Build in a temp folder beside the cache entry, then rename it into place atomically.
+    ``layered``: ``requirements`` leaves packages to the image (see mmetools.build.env.image)."""
     envs_dir = cache_entry.parent
     envs_dir.mkdir(parents=True, exist_ok=True)
     remove_interrupted_builds(envs_dir)
@@ -123,7 +126,7 @@ def build_into_cache(
         staged.mkdir()
         archive = staged / ENV_ARCHIVE
         try:
-            backend.build(requirements, target, workdir, archive, progress)
+            backend.build(requirements, target, workdir, archive, progress, layered=layered)
         except ProcessError as e:
             raise EnvPackError(
                 f"model '{model_name}': building the {backend.name} env from {requirements} "
@@ -138,6 +141,8 @@ def build_into_cache(
             "backend_identity": backend.identity(),
             "target": target.as_json(),
             "requirements": normalized_requirements(requirements, model_name),
+            "layered_on_image": layered,
+            "slimmed": _read_json(workdir / SLIM_REPORT) or {},
             "sha256": _file_sha256(archive),
             "size": archive.stat().st_size,
         }

@@ -9,18 +9,21 @@ the pipeline's env step: ``pack_env``, or nothing when the model ships without a
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmetools.build.env.backends import EnvBackend, Progress, select_backend
 from mmetools.build.env.cache import (
     CACHE_SUBDIR,
+    STEP_RECORD,
     build_into_cache,
     discard_entry,
     entry_problem,
     place_in_step,
     remove_interrupted_builds,
 )
+from mmetools.build.env.image import LockSplit, split_lock
 from mmetools.build.env.lock import lock_path, lock_problem, locked_digest
 from mmetools.build.env.requirements import env_hash, normalized_requirements, requirements_digest
 from mmetools.core.errors import ArtifactError, EnvPackError
@@ -134,12 +137,33 @@ def pack_env(
         return None
     target = settings.target
     python_version = target.python_version
+    source, requirements = env_requirements(model, target)
+    chosen = backend if backend is not None else select_backend(settings)
+    split = image_split(source, requirements, target, chosen)
+    if split is not None and split.empty:
+        # The image has every locked requirement at its locked version: the steps run in the
+        # image's Python, no env is packed and no config may ask for one.
+        _require_no_execution_env_path(model, steps, split)
+        _remove_stale_copies(steps)
+        report(
+            "no env: the image provides every locked requirement ("
+            + ", ".join(f"{n}=={v}" for n, v in split.provided)
+            + ")"
+        )
+        return None
     # Check every config before building anything: a bad value should not cost a 5-minute build.
     for step in steps:
         require_execution_env_path(step.config, step.config_path, step.name)
-    source, requirements = env_requirements(model, target)
-    chosen = backend if backend is not None else select_backend(settings)
-    digest = env_hash(requirements, target, chosen)
+    if split is not None and split.layered:
+        report(
+            "left to the image (same version as locked): "
+            + ", ".join(f"{n}=={v}" for n, v in split.provided)
+        )
+        requirements = split.packed_text
+    for name, locked, image in split.differing if split is not None else ():
+        report(f"packing {name}=={locked}: the image has {image}, the lock pins another version")
+    layered_on = split.provided if split is not None else ()
+    digest = env_hash(requirements, target, chosen, layered_on)
     cache_entry = settings.cache_dir / CACHE_SUBDIR / digest
     cached_archive = cache_entry / ENV_ARCHIVE
     remove_interrupted_builds(cache_entry.parent)  # also on a cache hit: a killed build's folder
@@ -167,7 +191,12 @@ def pack_env(
     else:
         report(f"building env {digest[:12]} ({chosen.name}, Python {python_version})")
         try:
-            build_into_cache(chosen, source, target, digest, cache_entry, model.name, report)
+            with tempfile.TemporaryDirectory(prefix="mmetools-env-") as folder:
+                if layered_on:  # install what the image lacks, from the lock's own lines
+                    source = Path(folder) / source.name
+                    source.write_text(requirements, encoding="utf-8")
+                build_into_cache(chosen, source, target, digest, cache_entry, model.name, report,
+                                 layered=bool(layered_on))  # fmt: skip
         except OSError as e:
             raise EnvPackError(
                 f"model '{model.name}': cannot store the env in the cache {cache_entry.parent}: "
@@ -191,6 +220,37 @@ def pack_env(
         cached=cached,
         steps=tuple(placed),
     )
+
+
+def image_split(
+    source: Path, requirements: str, target: ServingTarget, backend: EnvBackend
+) -> LockSplit | None:
+    """The lock divided by what the target image provides, or None when nothing may be left out:
+    no lock (no exact versions), or conda-pack (its env carries its own interpreter and does not
+    see the image's site-packages)."""
+    if backend.name != "venv" or not source.name.endswith(".lock"):
+        return None
+    return split_lock(requirements, target)
+
+
+def _require_no_execution_env_path(
+    model: ModelFolder, steps: list[RepositoryModel], split: LockSplit
+) -> None:
+    referencing = _configs_referencing_env(steps)
+    if referencing:
+        provided = ", ".join(f"{n}=={v}" for n, v in split.provided)
+        raise EnvPackError(
+            f"model '{model.name}': the serving image provides every locked requirement "
+            f"({provided}), so no env is packed, but these configs set {EXECUTION_ENV_KEY} and "
+            f"would fail to load: {', '.join(referencing)}; remove the parameter block"
+        )
+
+
+def _remove_stale_copies(steps: list[RepositoryModel]) -> None:
+    """An env an earlier build copied into a step is not shipped now: remove it and its record."""
+    for step in steps:
+        for name in (ENV_ARCHIVE, STEP_RECORD):
+            (step.path / name).unlink(missing_ok=True)
 
 
 def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:

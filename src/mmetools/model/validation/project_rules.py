@@ -63,7 +63,9 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         if backend_of(model.config) == PYTHON_BACKEND:
             python_steps.append(name)
             yield from _python_file_problems(model)
-            if not is_ensemble(model.config):
+            # With a lock, the env step decides against the serving target: no env at all when
+            # the image provides every locked requirement (then no config may set one).
+            if not is_ensemble(model.config) and not any(folder.path.glob("requirements-*.lock")):
                 yield from _missing_execution_env(model)
         yield from _weight_problems(model)
     if python_steps and not folder.requirements_file.is_file():
