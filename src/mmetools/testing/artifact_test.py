@@ -44,15 +44,16 @@ from mmetools.testing.source_test import (
     run_groups,
     with_source_paths,
 )
-from mmetools.model.config import is_ensemble, load_repository
+from mmetools.model.config import CONFIG_FILE, is_ensemble, load_config, load_repository
 from mmetools.model.folder import (
+    EXECUTION_ENV_KEY,
     FIXTURES_DIR,
     REQUIREMENTS_FILE,
     ModelRef,
     parse_artifact_name,
 )
 from mmetools.core.interpreters import find_python
-from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
+from mmetools.testing.serving_env import ServingEnv, ensure_image_packages, ensure_serving_env
 from mmetools.core.settings import Settings
 from mmetools.testing.triton.client import output_arrays
 from mmetools.core.tree import remove_tree
@@ -354,7 +355,8 @@ def target_python(settings: Settings) -> TargetPython:
     """The target image's Python as emulated here: a local one of its minor version."""
     target = settings.target
     local = find_python(target.python_version)
-    return TargetPython(local.prefix, target.python_prefix, target.python_version)
+    packages = ensure_image_packages(target, settings.cache_dir)
+    return TargetPython(local.prefix, target.python_prefix, target.python_version, packages)
 
 
 def place_target_stub(model_dir: Path, steps: Sequence[str], python_version: str) -> None:
@@ -386,7 +388,21 @@ def unpack_for_server(
     step when the server emulates the target."""
     unpack_artifact(artifact, destination)
     if server.target_python is not None and env_steps:
-        place_target_stub(destination, env_steps, server.target_python.version)
+        place_target_stub(
+            destination, steps_using_an_env(destination), server.target_python.version
+        )
+
+
+def steps_using_an_env(model_dir: Path) -> tuple[str, ...]:
+    """The steps of an unpacked artifact whose config sets EXECUTION_ENV_PATH: their own copy or
+    the model's one env at the root (several steps, one archive)."""
+    return tuple(
+        sorted(
+            config.parent.name
+            for config in model_dir.glob(f"*/{CONFIG_FILE}")
+            if EXECUTION_ENV_KEY in load_config(config).parameters
+        )
+    )
 
 
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:

@@ -175,12 +175,24 @@ def _copy_hashing(source: Path, destination: Path) -> str:
 
 
 def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
-    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there.
+    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there."""
+    return place_copy(cached_archive, digest, step_dir / ENV_ARCHIVE, step_dir / STEP_RECORD)
+
+
+def copy_record(destination: Path) -> Path:
+    """The record beside a copy of the env: ``.python_env.json`` in a step, else
+    ``.<archive name>.json`` (the model's one env: ``.<model>_env.tar.gz.json``)."""
+    if destination.name == ENV_ARCHIVE:
+        return destination.with_name(STEP_RECORD)
+    return destination.with_name(f".{destination.name}.json")
+
+
+def place_copy(cached_archive: Path, digest: str, destination: Path, record_path: Path) -> bool:
+    """Copy the cached archive to ``destination``; False when it was already there.
 
     The copy must have the sha256 the cache entry recorded when it was built (EnvPackError naming
     the cache entry otherwise); an existing copy is kept only when it has that sha256 too."""
-    destination = step_dir / ENV_ARCHIVE
-    record_path = step_dir / STEP_RECORD
+    step_dir = destination.parent
     cache_record = _read_json(cached_archive.parent / CACHE_RECORD) or {}
     sha256 = cache_record.get("sha256")
     if not isinstance(sha256, str):

@@ -16,11 +16,11 @@ from pathlib import Path
 from mmetools.build.env.backends import EnvBackend, Progress, select_backend
 from mmetools.build.env.cache import (
     CACHE_SUBDIR,
-    STEP_RECORD,
+    copy_record,
+    place_copy,
     build_into_cache,
     discard_entry,
     entry_problem,
-    place_in_step,
     remove_interrupted_builds,
 )
 from mmetools.build.env.image import LockSplit, split_lock
@@ -33,9 +33,11 @@ from mmetools.model.config import ModelConfig, RepositoryModel
 from mmetools.model.folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
-    EXECUTION_ENV_VALUE,
     ModelFolder,
+    env_placement,
     execution_env_problem,
+    model_env_archive,
+    model_env_value,
 )
 
 logger = logging.getLogger(__name__)
@@ -54,11 +56,11 @@ class PackedEnv:
 
 
 def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
-    """Refuse an EXECUTION_ENV_PATH that does not name the step's own packed env."""
+    """Refuse an EXECUTION_ENV_PATH that names neither the model's one env nor the step's copy."""
     if EXECUTION_ENV_KEY not in config.parameters:
         return
     value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = execution_env_problem(value)
+    problem = execution_env_problem(value, _model_name_of(config_path))
     if problem:
         raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
@@ -69,18 +71,35 @@ def require_execution_env_path(config: ModelConfig, config_path: Path, step: str
     if EXECUTION_ENV_KEY not in config.parameters:
         raise EnvPackError(
             f"{config_path}: Python step {step} sets no {EXECUTION_ENV_KEY}, so Triton would not "
-            f"use the {ENV_ARCHIVE} the env step packs into it; add these lines to the config:\n"
-            f"{_PARAMETER_BLOCK}"
+            f"use the env the env step packs for it; add these lines to the config:\n"
+            f"{_parameter_block(_model_name_of(config_path))}"
         )
     check_execution_env_path(config, config_path)
 
 
-_PARAMETER_BLOCK = (
-    "parameters: {\n"
-    f'  key: "{EXECUTION_ENV_KEY}"\n'
-    f'  value: {{ string_value: "{EXECUTION_ENV_VALUE}" }}\n'
-    "}"
-)
+def _model_name_of(config_path: Path) -> str:
+    """The model a step's config belongs to: ``models/<model>/<step>/config.pbtxt``."""
+    return config_path.parent.parent.name
+
+
+def _parameter_block(model_name: str) -> str:
+    return (
+        "parameters: {\n"
+        f'  key: "{EXECUTION_ENV_KEY}"\n'
+        f'  value: {{ string_value: "{model_env_value(model_name)}" }}\n'
+        "}"
+    )
+
+
+def env_placements(model: ModelFolder, steps: list[RepositoryModel]) -> dict[str, list[str]]:
+    """Which steps use the model's one env ("model") and which their own copy ("step")."""
+    placements: dict[str, list[str]] = {"model": [], "step": []}
+    for step in steps:
+        value = str(step.config.parameters[EXECUTION_ENV_KEY].string_value)
+        placement = env_placement(value, model.name)
+        if placement is not None:
+            placements[placement].append(step.name)
+    return placements
 
 
 def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, str]:
@@ -144,7 +163,7 @@ def pack_env(
         # The image has every locked requirement at its locked version: the steps run in the
         # image's Python, no env is packed and no config may ask for one.
         _require_no_execution_env_path(model, steps, split)
-        _remove_stale_copies(steps)
+        _remove_stale_copies(model, steps)
         report(
             "no env: the image provides every locked requirement ("
             + ", ".join(f"{n}=={v}" for n, v in split.provided)
@@ -203,15 +222,22 @@ def pack_env(
                 f"{e.strerror or e}"
             ) from e
     placed: list[Path] = []
-    for step in steps:
+    placements = env_placements(model, steps)
+    destinations = [model.path / name / ENV_ARCHIVE for name in placements["step"]]
+    shared = model.path / model_env_archive(model.name)
+    if placements["model"]:
+        destinations.append(shared)
+    else:
+        _remove_copy(shared)  # an earlier build's, which no config references now
+    for destination in sorted(destinations):
         try:
-            if place_in_step(cached_archive, digest, step.path):
-                report(f"copied the env into {step.name}/{ENV_ARCHIVE}")
+            if place_copy(cached_archive, digest, destination, copy_record(destination)):
+                report(f"copied the env to {destination.relative_to(model.path)}")
         except OSError as e:
             raise EnvPackError(
-                f"model '{model.name}': cannot write {step.path / ENV_ARCHIVE}: {e.strerror or e}"
+                f"model '{model.name}': cannot write {destination}: {e.strerror or e}"
             ) from e
-        placed.append(step.path / ENV_ARCHIVE)
+        placed.append(destination)
     return PackedEnv(
         path=cached_archive,
         env_hash=digest,
@@ -246,11 +272,16 @@ def _require_no_execution_env_path(
         )
 
 
-def _remove_stale_copies(steps: list[RepositoryModel]) -> None:
-    """An env an earlier build copied into a step is not shipped now: remove it and its record."""
+def _remove_copy(destination: Path) -> None:
+    destination.unlink(missing_ok=True)
+    copy_record(destination).unlink(missing_ok=True)
+
+
+def _remove_stale_copies(model: ModelFolder, steps: list[RepositoryModel]) -> None:
+    """An env an earlier build copied is not shipped now: remove it and its record."""
     for step in steps:
-        for name in (ENV_ARCHIVE, STEP_RECORD):
-            (step.path / name).unlink(missing_ok=True)
+        _remove_copy(step.path / ENV_ARCHIVE)
+    _remove_copy(model.path / model_env_archive(model.name))
 
 
 def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:

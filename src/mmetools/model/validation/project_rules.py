@@ -24,6 +24,7 @@ from mmetools.model.folder import (
     MODEL_DIRECTORY_TOKEN,
     ModelFolder,
     execution_env_problem,
+    model_env_value,
     read_model_version,
     weight_filename,
     weight_paths,
@@ -146,7 +147,7 @@ def _execution_env_problems(model: RepositoryModel) -> Iterator[Problem]:
     if EXECUTION_ENV_KEY not in model.config.parameters:
         return
     value = str(model.config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = execution_env_problem(value)
+    problem = execution_env_problem(value, model.path.parent.name)
     if problem:
         yield Problem(model.config_path, f"parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
@@ -160,10 +161,10 @@ def _missing_execution_env(model: RepositoryModel) -> Iterator[Problem]:
     # without it; the env step itself refuses to build for a config that lacks it.
     yield Problem(
         model.config_path,
-        f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs "
-        f"{model.name}/python_env.tar.gz, which Triton only uses when the config says so, and "
-        f'refuses to run without it. Add these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" '
-        f'value: {{ string_value: "{MODEL_DIRECTORY_TOKEN}/python_env.tar.gz" }} }}',
+        f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs the model's "
+        f"env, which Triton only uses when the config says so, and refuses to run without it. "
+        f'Add these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" '
+        f'value: {{ string_value: "{model_env_value(model.path.parent.name)}" }} }}',
         WARNING,
     )
 
