@@ -32,7 +32,7 @@ _NUMPY_DIST = re.compile(r"^lib/python3\.[0-9]+/site-packages/numpy-([0-9][^/]*)
 _STDLIB_DIR = re.compile(r"^lib/python(3\.[0-9]+)$")
 _METADATA = re.compile(r"^lib/python3\.[0-9]+/site-packages/([^/]+)-[^/-]+\.dist-info/METADATA$")
 _REQUIRES = re.compile(
-    r"^Requires-Dist:\s*([A-Za-z0-9][A-Za-z0-9._-]*)([^;]*)(;.*)?$", re.MULTILINE
+    r"^Requires-Dist:[ \t]*([A-Za-z0-9][A-Za-z0-9._-]*)([^;\n]*)(;[^\n]*)?$", re.MULTILINE
 )
 _BUILD_PATH = re.compile(rb"(/home/|/root/|/tmp/|/Users/|/private/var/)[^\s\"']*")
 _X86_64 = "EM_X86_64"
