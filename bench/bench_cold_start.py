@@ -225,6 +225,11 @@ def cold_start(
     first = time.perf_counter() - started
     windows = _log_windows(_log_since(server, offset))
     client.unload(model_id, artifact.name)
+    # The stubs exit after the unload answers: wait for them, so the next "before" is clean.
+    for _ in range(100):
+        if sample_process_tree(server.pid).stubs <= before.stubs:
+            break
+        time.sleep(0.1)
     shutil.rmtree(work, ignore_errors=True)
     python_steps = [w for step, w in windows.items() if step.endswith("processing")]
     stand_in = [w for step, w in windows.items() if step.endswith("inferencer")]

@@ -32,6 +32,7 @@ from pathlib import Path
 from mmetools.build.env_audit import numpy_problem
 from mmetools.core import process
 from mmetools.core.errors import EnvPackError, ProcessError
+from mmetools.core.interpreters import find_python
 from mmetools.core.targets import ServingTarget
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ def serving_env_problem(env: ServingEnv, target: ServingTarget) -> str | None:
     return None
 
 
-IMAGE_PACKAGES_FORMAT = "1"
+IMAGE_PACKAGES_FORMAT = "2"  # 2: with bytecode, as pip installs them in the image
 
 
 def ensure_image_packages(target: ServingTarget, cache_dir: Path) -> Path | None:
@@ -202,6 +203,12 @@ def ensure_image_packages(target: ServingTarget, cache_dir: Path) -> Path | None
                  "--python-platform", target.manylinux_platform, "--python-version",
                  target.python_version, "--no-build", "--no-deps", *pins],
                 context=f"installing {', '.join(pins)} for the emulated image",
+            )  # fmt: skip
+            # pip compiles bytecode when the image's Dockerfile installs them: so does this.
+            process.run(
+                [str(find_python(target.python_version).executable), "-m", "compileall", "-q",
+                 str(site)],
+                context="compiling the emulated image's packages",
             )  # fmt: skip
         except ProcessError as e:
             shutil.rmtree(folder, ignore_errors=True)

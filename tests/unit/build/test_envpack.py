@@ -408,8 +408,8 @@ def test_missing_execution_env_path_is_refused_and_no_config_written(
         pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     assert str(error.value) == (
         f"{config}: Python step demo_postprocessing sets no EXECUTION_ENV_PATH, so Triton would "
-        "not use the python_env.tar.gz the env step packs into it; add these lines to the "
-        f"config:\n{PARAMETER_BLOCK}"
+        "not use the env the env step packs for it; add these lines to the "
+        f"config:\n{PARAMETER_BLOCK.replace('/python_env.tar.gz', '/../demo_env.tar.gz')}"
     )
     assert tools.calls == [] and config.read_text() == POST_WITHOUT_ENV
 
@@ -428,7 +428,7 @@ def test_configs_are_never_written(tmp_path: Path, tools: FakeTools) -> None:
         (
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
             "leaves the step folder through '..'; mmetools places the env at "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz or $$TRITON_MODEL_DIRECTORY/../demo_env.tar.gz",
         ),
         (
             "python_env.tar.gz",
@@ -437,8 +437,8 @@ def test_configs_are_never_written(tmp_path: Path, tools: FakeTools) -> None:
         ),
         (
             "$$TRITON_MODEL_DIRECTORY/env.tar.gz",
-            "must name the step's packed env: mmetools places it at "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "must name the packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz or $$TRITON_MODEL_DIRECTORY/../demo_env.tar.gz",
         ),
     ],
 )
