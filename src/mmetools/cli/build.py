@@ -25,8 +25,9 @@ from mmetools.core.redaction import redact
 def env_command(
     models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
 ) -> None:
-    """Build each model's python_env.tar.gz (or reuse it from the cache), copy it into its Python
-    steps and point their EXECUTION_ENV_PATH at it."""
+    """Build each model's env (or reuse it from the cache) with what the serving image lacks, and
+    place it where its steps' EXECUTION_ENV_PATH points (<name>_env.tar.gz beside the steps);
+    no env when the image provides every locked requirement."""
     from mmetools.build.env import pack_env
     from mmetools.core.settings import load_settings
 
