@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmetools.build.audit import AuditReport
+from mmetools.build.env_audit import EnvAudit
 from mmetools.core.targets import (
     RELEASES,
     SOURCE_FRAMEWORK_MATRIX,
@@ -180,7 +181,7 @@ def audit_table(report: AuditReport, target: ServingTarget) -> Table:
         table.add_row(
             env.archive, env.kind, env.python_version or "?", env.interpreter or "?",
             env.max_glibc or "-", env.max_glibcxx or "-", ",".join(env.architectures),
-            env.numpy or "-", f"{env.size / 1e6:.1f} MB", f"{env.unpacked_size / 1e6:.1f} MB",
+            _numpy_cell(env, target), f"{env.size / 1e6:.1f} MB", f"{env.unpacked_size / 1e6:.1f} MB",
         )  # fmt: skip
     return table
 
@@ -206,6 +207,16 @@ def releases_table(target: ServingTarget) -> Table:
             style="bold" if chosen else "",
         )
     return table
+
+
+def _numpy_cell(env: EnvAudit, target: ServingTarget) -> str:
+    """The env's numpy, or the image's when the env layers on it (include-system-site-packages)."""
+    if env.numpy and "numpy" not in env.from_image:
+        return env.numpy
+    image = target.image_version("numpy")
+    if env.system_site_packages and image is not None:
+        return f"{image} (image)"
+    return env.numpy or "-"
 
 
 def releases_sources() -> str:

@@ -87,3 +87,14 @@ def test_an_env_no_config_references_is_a_warning(tmp_path: Path) -> None:
         "demo_1.tar.gz:demo_env.tar.gz: no step's EXECUTION_ENV_PATH references it: shipped for "
         "nothing"
     ]
+
+
+def test_inspect_shows_the_images_numpy_for_a_layered_env(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from mmetools.rendering.tables import audit_table
+
+    report = audit_artifact(shared_artifact(tmp_path, layered_env(requires=b"")), TARGET_2412)
+    console = Console(width=250, record=True)
+    console.print(audit_table(report, TARGET_2412))
+    assert "1.26.4 (image)" in console.export_text()
