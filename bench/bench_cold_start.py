@@ -1,144 +1,327 @@
 #!/usr/bin/env python3
-"""Benchmark: cold start of an artifact through the SageMaker frontend, env as a tarball vs. as
-an unpacked folder in the artifact.
+"""Benchmark: a cold start on a SageMaker multi-model endpoint, paid the way the endpoint pays it.
 
-SageMaker pays the artifact's unpack and the model load at every load of a multi-model endpoint.
-Triton's python backend accepts a folder for EXECUTION_ENV_PATH (python_backend src/pb_env.cc,
-ExtractIfNotExtracted: a directory is used as is, a file is extracted first). Two layouts of the
-same model, same env bytes, interleaved in every repetition:
+For each example (screen_detector, intent_classifier) and each target (Triton 24.09: Python 3.10;
+24.12: Python 3.12), the same model in several layouts, interleaved in every repetition:
 
-- env tarball   what `mmetools package` writes: <step>/python_env.tar.gz, unpacked by the python
-                backend into a temp folder when each step loads
-- env folder    the same env unpacked into <step>/python_env/ inside the artifact (config points
-                EXECUTION_ENV_PATH at the folder)
+  (a) per-step envs  what the packager of the branch point (`git merge-base HEAD main`) writes,
+                     as the AWS blog and Veriff do: a full env (numpy included, no bytecode) in
+                     every Python step, <step>/python_env.tar.gz
+  (b) one env        this packager's default: <model>_env.tar.gz at the root, referenced by every
+                     Python step, holding only what the image lacks (layered on its numpy), with
+                     hash-based bytecode and slim rules; no env at all when nothing is missing
+  (c) one env folder (b) with the env unpacked into <model>_env/ inside the artifact (the python
+                     backend takes a folder as is: no extraction at load); only where (b) has an env
 
-Each repetition: extract the artifact into a fresh folder (as SageMaker does after the S3
-download), then POST /models and wait for the load; measured on one bundled Triton per layout
-with the target's Python emulated. Reports artifact size, extract, load and total (medians).
+Each cold start: S3 GET of the artifact from moto_server on loopback; native `tar -xzf` into a
+fresh folder (as SageMaker unpacks); POST /models through Triton's SageMaker frontend (bundled
+CPU Triton, the target's Python emulated, the image's numpy as its site-packages); the first
+request; memory (server + stubs) after the load; unload. Triton's log gives each step's load
+window: the Python steps' window covers env extraction, stub start and imports; the inferencer's
+window is the Python-based stand-in for the native onnxruntime/pytorch backend (not what a GPU
+image runs): shown apart. "artifact share" = native unpack + the Python steps' window.
 
-    .venv/bin/python bench/bench_cold_start.py dist/intent_classifier_1.tar.gz [--reps 3]
+    .venv/bin/python bench/bench_cold_start.py            # 5 repetitions
+    .venv/bin/python bench/bench_cold_start.py --quick    # 2 repetitions
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
+import os
+import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from benchlib import load_note, median, seconds, table, write_results
+from benchlib import REPO_ROOT, load_note, median, seconds, table, write_results
 
-from mmetools.model.folder import ENV_ARCHIVE
-from mmetools.testing.artifact_test import MmeClient, place_target_stub, target_python
+import boto3
+
+from mmetools.core.settings import Settings, TargetSettings, load_settings
+from mmetools.model.folder import ModelFolder, model_env_archive
+from mmetools.pipeline import package_model
+from mmetools.testing.artifact_test import (
+    MmeClient,
+    artifact_ensemble,
+    load_artifact_fixtures,
+    place_target_stub,
+    target_python,
+)
+from mmetools.testing.image_python import give_image_python, steps_using_an_env
+from mmetools.testing.memory import sample_process_tree
 from mmetools.testing.serving_env import ensure_serving_env
-from mmetools.core.settings import load_settings
 from mmetools.testing.triton import BUNDLED, SAGEMAKER, TritonServer
 
-FOLDER_ENV = "python_env"
+EXAMPLES = ("screen_detector", "intent_classifier")
+TARGETS = {"24.09": "nvcr.io/nvidia/tritonserver:24.09-py3",
+           "24.12": "nvcr.io/nvidia/tritonserver:24.12-py3"}  # fmt: skip
+WEIGHTS = ("*.onnx", "*.pt")
+_LOG_LINE = re.compile(r'^I\d{4} (\d\d):(\d\d):(\d\d\.\d+) .*?"(loading|successfully loaded)[: ]')
+_LOG_MODEL = re.compile(r"::([A-Za-z0-9_.-]+?)(?::\d+)?['\"]")
 
 
-def folder_layout(artifact: Path, output: Path) -> list[str]:
-    """The artifact with each env unpacked into <step>/python_env/; returns the env steps."""
-    steps: list[str] = []
-    with tarfile.open(artifact) as source, tarfile.open(output, "w:gz") as tar:
+def _copy_model(name: str, source_root: Path, root: Path) -> ModelFolder:
+    copy = root / "models" / name
+    shutil.copytree(source_root / "models" / name, copy, ignore=shutil.ignore_patterns(
+        "__pycache__", "python_env.tar.gz", "*_env.tar.gz", ".*.json"))  # fmt: skip
+    for pattern in WEIGHTS:  # DVC-tracked, git-ignored: from this working tree
+        for weight in (REPO_ROOT / "models" / name).glob(f"*/*/{pattern}"):
+            shutil.copy2(weight, copy / weight.relative_to(REPO_ROOT / "models" / name))
+    return ModelFolder(copy)
+
+
+def _settings(image: str) -> Settings:
+    return dataclasses.replace(load_settings(), target_settings=TargetSettings(image=image))
+
+
+def build_today(name: str, image: str, work: Path) -> Path:
+    """Layout (a): the branch point's own packager on the branch point's model folder."""
+    base = subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=REPO_ROOT, text=True,
+                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    tree = work / f"today-{base[:8]}"
+    if not tree.exists():
+        tree.mkdir()
+        archive = subprocess.run(["git", "archive", base, "src", "models", "mmetools.toml"],
+                                 cwd=REPO_ROOT, capture_output=True, check=True).stdout  # fmt: skip
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="tar")
+    model = _copy_model(name, tree, work / f"a-{image[-7:-4]}")
+    out = work / f"dist-a-{image[-7:-4]}"
+    code = (
+        "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+        "from mmetools.core.settings import load_settings;"
+        "from mmetools.model.folder import ModelFolder; from mmetools.pipeline import package_model;"
+        "a = package_model(ModelFolder(Path(sys.argv[2])), Path(sys.argv[3]), "
+        "load_settings(Path(sys.argv[4])), validate=False, fetch_weights=False); print(a.path)"
+    )
+    environment = {**os.environ, "MMETOOLS_TARGET_IMAGE": image}
+    done = subprocess.run([sys.executable, "-c", code, str(tree / "src"), str(model.path), str(out),
+                           str(tree)], env=environment, capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"layout (a) of {name} failed:\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def build_default(name: str, image: str, work: Path) -> Path:
+    model = _copy_model(name, REPO_ROOT, work / f"b-{image[-7:-4]}")
+    return package_model(model, work / f"dist-b-{image[-7:-4]}", _settings(image), validate=False,
+                         fetch_weights=False).path  # fmt: skip
+
+
+def folder_layout(artifact: Path, name: str, output: Path) -> Path | None:
+    """Layout (c) from (b): the root env unpacked into <model>_env/; None when (b) has no env."""
+    archive = model_env_archive(name)
+    folder = archive.removesuffix(".tar.gz")
+    with tarfile.open(artifact) as source:
+        if archive not in source.getnames():
+            return None
+    with tarfile.open(artifact) as source, tarfile.open(output, "w:gz", compresslevel=6) as tar:
         for member in source:
             data = source.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            step, _, rest = member.name.partition("/")
-            if rest == ENV_ARCHIVE and data is not None:
-                steps.append(step)
+            if member.name == archive and data is not None:
                 with tarfile.open(fileobj=io.BytesIO(data)) as env:
                     for item in env:
                         item_data = env.extractfile(item).read() if item.isfile() else None  # type: ignore[union-attr]
-                        item.name = f"{step}/{FOLDER_ENV}/{item.name}"
+                        item.name = f"{folder}/{item.name}"
                         tar.addfile(item, io.BytesIO(item_data) if item_data is not None else None)
                 continue
-            if rest == "config.pbtxt" and data is not None:
-                data = data.replace(ENV_ARCHIVE.encode(), FOLDER_ENV.encode())
+            if member.name.endswith("/config.pbtxt") and data is not None:
+                data = data.replace(archive.encode(), folder.encode())
                 member.size = len(data)
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
-    return steps
+    return output
+
+
+def _moto() -> tuple[subprocess.Popen[bytes], str]:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return process, url
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("moto_server did not start")
+
+
+def _log_windows(lines: list[str]) -> dict[str, tuple[float, float]]:
+    """Each model's (start, end) from Triton's "loading" / "successfully loaded" lines."""
+    starts: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
+    for line in lines:
+        match, model = _LOG_LINE.match(line), _LOG_MODEL.search(line)
+        if not match or not model:
+            continue
+        at = int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3))
+        if match.group(4) == "loading":
+            starts[model.group(1)] = at
+        elif model.group(1) in starts:
+            windows[model.group(1)] = (starts[model.group(1)], at)
+    return windows
+
+
+def _log_since(server: TritonServer, offset: int) -> list[str]:
+    with open(server.log_path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode("utf-8", "replace").splitlines()
+
+
+def _tree_size(folder: Path) -> tuple[int, int]:
+    files = [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()]
+    return sum(p.stat().st_size for p in files), len(files)
 
 
 def cold_start(
-    server: TritonServer, artifact: Path, steps: list[str], version: str
-) -> tuple[float, float]:
-    assert server.workdir is not None
+    server: TritonServer, s3: Any, key: str, artifact: Path, name: str
+) -> dict[str, Any]:
+    assert server.workdir is not None and server.target_python is not None and server.pid
     model_id = uuid.uuid4().hex[:16]
-    model_dir = server.workdir / model_id / "model"
-    started = time.perf_counter()
+    work = server.workdir / model_id
+    model_dir = work / "model"
     model_dir.mkdir(parents=True)
-    with tarfile.open(artifact) as tar:
-        tar.extractall(model_dir, filter="tar")
-    extract = time.perf_counter() - started
-    place_target_stub(model_dir, steps, version)
+    started = time.perf_counter()
+    s3.download_file("bench", key, str(work / artifact.name))
+    download = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run(["tar", "-xzf", str(work / artifact.name), "-C", str(model_dir)], check=True)
+    unpack = time.perf_counter() - started
+    unpacked, files = _tree_size(model_dir)
+    give_image_python(model_dir, server.target_python)  # the emulation: not timed
+    place_target_stub(model_dir, steps_using_an_env(model_dir), server.target_python.version)
+    signature = artifact_ensemble(model_dir, artifact)
+    case = load_artifact_fixtures(REPO_ROOT / "models" / name / "tests" / "fixtures",
+                                  signature, name)[0]  # fmt: skip
+    names = sorted(p.name for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     client = MmeClient(server)
-    result = client.load(model_id, model_dir, artifact.name, [])
+    before = sample_process_tree(server.pid)
+    offset = server.log_offset()
+    result = client.load(model_id, model_dir, artifact.name, names)
     if result.seconds is None:
         raise SystemExit(
             f"{artifact.name}: load failed: {result.error}\n" + "\n".join(result.log_lines)
         )
+    after = sample_process_tree(server.pid)
+    started = time.perf_counter()
+    client.invoke(model_id, artifact.name, case)
+    first = time.perf_counter() - started
+    windows = _log_windows(_log_since(server, offset))
     client.unload(model_id, artifact.name)
-    shutil.rmtree(model_dir.parent, ignore_errors=True)
-    return extract, result.seconds
+    # The stubs exit after the unload answers: wait for them, so the next "before" is clean.
+    for _ in range(100):
+        if sample_process_tree(server.pid).stubs <= before.stubs:
+            break
+        time.sleep(0.1)
+    shutil.rmtree(work, ignore_errors=True)
+    python_steps = [w for step, w in windows.items() if step.endswith("processing")]
+    stand_in = [w for step, w in windows.items() if step.endswith("inferencer")]
+    python_window = (max(e for _, e in python_steps) - min(s for s, _ in python_steps)
+                     if python_steps else 0.0)  # fmt: skip
+    stand_in_window = sum(e - s for s, e in stand_in)
+    return {
+        "download": download, "unpack": unpack, "unpacked": unpacked, "files": files,
+        "load": result.seconds, "python_steps": python_window, "stand_in": stand_in_window,
+        "first_request": first, "memory": after.total - before.total, "stubs": after.stubs,
+        "artifact_share": unpack + python_window,
+        "whole": unpack + result.seconds + first,
+    }  # fmt: skip
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("artifact", type=Path)
-    parser.add_argument("--reps", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 repetitions")
     args = parser.parse_args()
-    settings = load_settings()
-    emulated = target_python(settings)
+    reps = 2 if args.quick else args.reps
     work = Path(tempfile.mkdtemp(prefix="bench-cold-start-"))
+    moto, url = _moto()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                      AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
+    s3 = boto3.client("s3", endpoint_url=url)
+    s3.create_bucket(Bucket="bench")
+    results: dict[str, Any] = {}
+    rows = []
     try:
-        folder_artifact = work / args.artifact.name
-        steps = folder_layout(args.artifact, folder_artifact)
-        layouts = {"env tarball": args.artifact, "env folder": folder_artifact}
-        env = ensure_serving_env(
-            settings.root / "models" / "none" / "requirements.txt", settings.cache_dir
-        )
-        servers = {
-            name: TritonServer(mode=BUNDLED, frontend=SAGEMAKER, python_env=env,
-                               cache_dir=settings.cache_dir, target_python=emulated).start()
-            for name in layouts
-        }  # fmt: skip
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in layouts}
         with load_note() as note:
-            for _ in range(args.reps):
-                for name, path in layouts.items():
-                    times[name].append(cold_start(servers[name], path, steps, emulated.version))
-        for server in servers.values():
-            server.stop()
-        rows = []
-        results = {}
-        for name, path in layouts.items():
-            extract = median([t[0] for t in times[name]])
-            load = median([t[1] for t in times[name]])
-            size = path.stat().st_size
-            results[name] = {"size": size, "extract": extract, "load": load, "total": extract + load,
-                             "runs": times[name]}  # fmt: skip
-            rows.append([name, f"{size / 1e6:.1f} MB", seconds(extract), seconds(load),
-                         seconds(extract + load)])  # fmt: skip
-        ratio = results["env tarball"]["total"] / results["env folder"]["total"]
-        print(table(["layout", "artifact", "extract", "load", "cold start"], rows))
-        print(f"\ncold start, env tarball / env folder: {ratio:.2f}x  (load average {note})")
-        write_results(
-            "bench_cold_start",
-            {
-                "artifact": args.artifact.name,
-                "reps": args.reps,
-                "layouts": results,
-                "ratio": ratio,
-                "load": note,
-            },
+            for release, image in TARGETS.items():
+                settings = _settings(image)
+                layouts: dict[tuple[str, str], Path] = {}
+                for name in EXAMPLES:
+                    print(f"building {name} for {release} ...", flush=True)
+                    layouts[(name, "a")] = build_today(name, image, work)
+                    layouts[(name, "b")] = build_default(name, image, work)
+                    folder = folder_layout(layouts[(name, "b")], name,
+                                           work / f"c-{release}-{layouts[(name, 'b')].name}")  # fmt: skip
+                    if folder is not None:
+                        layouts[(name, "c")] = folder
+                for (name, layout), path in layouts.items():
+                    s3.upload_file(str(path), "bench", f"{release}/{layout}/{path.name}")
+                # The stand-ins' (and the emulation's local stub's) env: numpy 1.26 as the models
+                # pin it (the bundled python backend returns empty outputs for numpy 2 arrays).
+                env = ensure_serving_env(REPO_ROOT / "models" / EXAMPLES[0] / "requirements.txt",
+                                         settings.cache_dir)  # fmt: skip
+                server = TritonServer(mode=BUNDLED, frontend=SAGEMAKER, python_env=env,
+                                      cache_dir=settings.cache_dir,
+                                      target_python=target_python(settings)).start()  # fmt: skip
+                runs: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in layouts}
+                try:
+                    for rep in range(reps):
+                        for (name, layout), path in layouts.items():  # interleaved
+                            key = f"{release}/{layout}/{path.name}"
+                            runs[(name, layout)].append(cold_start(server, s3, key, path, name))
+                        print(f"  {release}: repetition {rep + 1}/{reps} done", flush=True)
+                finally:
+                    server.stop()
+                for (name, layout), measured in runs.items():
+                    summary = {k: median([m[k] for m in measured]) for k in measured[0]}
+                    summary["bytes"] = layouts[(name, layout)].stat().st_size
+                    results[f"{release}/{name}/{layout}"] = {**summary, "runs": measured}
+        for key, summary in results.items():
+            release, name, layout = key.split("/")
+            base = results[f"{release}/{name}/a"]
+            rows.append([
+                release, name, layout, f"{summary['bytes'] / 1e6:.2f} MB",
+                f"{summary['bytes'] / base['bytes']:.3f}x",
+                f"{summary['unpacked'] / 1e6:.1f} MB / {summary['files']:.0f}",
+                seconds(summary["download"]), seconds(summary["unpack"]),
+                seconds(summary["python_steps"]), seconds(summary["stand_in"]),
+                seconds(summary["load"]), seconds(summary["first_request"]),
+                f"{summary['artifact_share'] / base['artifact_share']:.2f}x",
+                f"{summary['whole'] / base['whole']:.2f}x",
+                f"{summary['memory'] / 2**20:.0f} MiB ({summary['stubs']:.0f} stubs)",
+            ])  # fmt: skip
+        print()
+        print(table(["target", "model", "layout", "artifact", "vs (a)", "unpacked / files",
+                     "S3 GET", "native unpack", "Python steps", "stand-in", "Triton load",
+                     "1st request", "artifact share vs (a)", "whole vs (a)",
+                     "memory after load"], rows))  # fmt: skip
+        print(
+            f"\n{reps} repetitions, medians; load average {note['before']:.2f} before, "
+            f"{note['after']:.2f} after; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
         )
+        write_results("bench_cold_start", {"reps": reps, "results": results, "load": note})
     finally:
+        moto.terminate()
+        moto.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
 

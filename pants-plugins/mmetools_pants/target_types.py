@@ -18,6 +18,8 @@ DEFAULT_SOURCES = (
     "**/*",
     "!**/python_env.tar.gz",
     "!**/.python_env.json",
+    "!*_env.tar.gz",
+    "!.*_env.tar.gz.json",
     "!**/__pycache__/**",
     "!**/*.pyc",
     "!BUILD",
@@ -29,7 +31,7 @@ class TritonModelSourcesField(MultipleSourcesField):
     help = (
         "The model folder's files: Triton configs, Python steps, requirements.txt, "
         "model_version.txt, tests/fixtures and the DVC pointers of the weights. Packed Python "
-        "envs (python_env.tar.gz) are build outputs and excluded."
+        "envs (python_env.tar.gz, <model>_env.tar.gz) are build outputs and excluded."
     )
 
 

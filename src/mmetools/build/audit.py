@@ -38,7 +38,7 @@ from mmetools.build.secrets import (
 )
 from mmetools.core.atomic import write_text_atomically
 from mmetools.core.errors import ArtifactError
-from mmetools.model.folder import ENV_ARCHIVE
+from mmetools.model.folder import ENV_ARCHIVE, MODEL_ENV_SUFFIX
 from mmetools.core.targets import ServingTarget
 
 __all__ = ["AuditReport", "EnvAudit", "Finding", "Severity", "audit_artifact", "audit_env",
@@ -111,6 +111,7 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
                                 "(letters, digits, '.', '_', '-', ending .tar.gz)"))  # fmt: skip
     configs: dict[str, bytes] = {}
     roots: set[str] = set()
+    files: set[str] = set()
     try:
         # "r|gz": one pass over the stream, each member read as it passes, never whole.
         with tarfile.open(path, "r|gz") as tar:
@@ -129,9 +130,15 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
                     continue
                 is_config = len(parts) == 2 and parts[1] == "config.pbtxt"
                 reader = _CountingReader(extracted, _CONFIG_LIMIT if is_config else 8)
-                if len(parts) == 2 and parts[1] == ENV_ARCHIVE:
+                files.add(member_name)
+                shared_env = len(parts) == 1 and member_name.endswith(MODEL_ENV_SUFFIX)
+                if (len(parts) == 2 and parts[1] == ENV_ARCHIVE) or shared_env:
                     env, env_findings = audit_env(
-                        reader, member.size, step, member_name, target  # type: ignore[arg-type]
+                        reader,  # type: ignore[arg-type]
+                        member.size,
+                        step or member_name,
+                        member_name,
+                        target,
                     )
                     envs.append(env)
                     findings.extend(env_findings)
@@ -149,6 +156,7 @@ def audit_artifact(path: Path, target: ServingTarget, *, name: str | None = None
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ArtifactError(f"{path}: not a readable .tar.gz: {e}") from e
     findings.extend(_layout_findings(artifact_name, roots, configs))
+    findings.extend(env_reference_findings(artifact_name, configs, files))
     return AuditReport(path, artifact_name, target, tuple(envs), tuple(findings))
 
 
@@ -162,9 +170,34 @@ def _secret_findings(step: str, name: str, rules: tuple[str, ...], head: bytes) 
     return found
 
 
+_ENV_VALUE = re.compile(
+    rb'key:\s*"EXECUTION_ENV_PATH"\s*,?\s*value:\s*\{\s*string_value:\s*"\$\$TRITON_MODEL_DIRECTORY/([^"]*)"'
+)
+
+
+def env_reference_findings(name: str, configs: dict[str, bytes], files: set[str]) -> list[Finding]:
+    """Every EXECUTION_ENV_PATH names an env the artifact holds (Triton fails to load the step
+    otherwise), and every env at the root is referenced (else it is shipped for nothing)."""
+    findings = []
+    referenced = set()
+    for step, text in sorted(configs.items()):
+        for match in _ENV_VALUE.finditer(text):
+            wanted = posixpath.normpath(f"{step}/{match.group(1).decode(errors='replace')}")
+            referenced.add(wanted)
+            if wanted not in files:
+                findings.append(Finding("error", step, f"{step}/config.pbtxt", f"EXECUTION_ENV_PATH "
+                                        f"names {wanted}, which the artifact does not hold"))  # fmt: skip
+    for unused in sorted(f for f in files if "/" not in f and f.endswith(MODEL_ENV_SUFFIX)):
+        if unused not in referenced:
+            findings.append(Finding("warning", "", f"{name}:{unused}", "no step's "
+                                    "EXECUTION_ENV_PATH references it: shipped for nothing"))  # fmt: skip
+    return findings
+
+
 def _layout_findings(name: str, roots: set[str], configs: dict[str, bytes]) -> list[Finding]:
     findings = []
-    without_config = sorted(roots - set(configs))
+    # The model's one env is the only file the root may hold (beside the model folders).
+    without_config = sorted(r for r in roots - set(configs) if not r.endswith(MODEL_ENV_SUFFIX))
     if without_config:
         findings.append(
             Finding(

@@ -30,6 +30,10 @@ Severity = Literal["error", "warning", "note"]
 _SYMBOL_VERSION = re.compile(r"^(GLIBC|GLIBCXX)_([0-9][0-9.]*)$")
 _NUMPY_DIST = re.compile(r"^lib/python3\.[0-9]+/site-packages/numpy-([0-9][^/]*)\.dist-info$")
 _STDLIB_DIR = re.compile(r"^lib/python(3\.[0-9]+)$")
+_METADATA = re.compile(r"^lib/python3\.[0-9]+/site-packages/([^/]+)-[^/-]+\.dist-info/METADATA$")
+_REQUIRES = re.compile(
+    r"^Requires-Dist:[ \t]*([A-Za-z0-9][A-Za-z0-9._-]*)([^;\n]*)(;[^\n]*)?$", re.MULTILINE
+)
 _BUILD_PATH = re.compile(rb"(/home/|/root/|/tmp/|/Users/|/private/var/)[^\s\"']*")
 _X86_64 = "EM_X86_64"
 _ELF_MAGIC = b"\x7fELF"
@@ -72,9 +76,17 @@ class EnvAudit:
     architectures: tuple[str, ...]
     numpy: str | None
     has_activate: bool
+    # include-system-site-packages: the env layers on the image's packages, and which ones its
+    # packages need from there (each proven to be in the target's image_packages)
+    system_site_packages: bool = False
+    from_image: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__, architectures=list(self.architectures))
+        return dict(
+            self.__dict__,
+            architectures=list(self.architectures),
+            from_image=list(self.from_image),
+        )
 
 
 @dataclass
@@ -135,6 +147,8 @@ def _read_member(scan: _EnvScan, name: str, stream: IO[bytes]) -> bytes | None:
         return None
     if name == "pyvenv.cfg":
         return first[:_PYVENV_LIMIT]
+    if _METADATA.match(name):
+        return first  # the headers (Requires-Dist) come first; a longer description is not read
     if name.endswith((".pth", "direct_url.json")) or (
         name.startswith("bin/") and first[:2] == b"#!"
     ):
@@ -162,6 +176,7 @@ def audit_env(
     python_dirs: set[str] = set()
     numpy: str | None = None
     names: set[str] = set()
+    metadata: dict[str, bytes] = {}
     unpacked = 0
     try:
         with tarfile.open(fileobj=stream, mode="r|gz") as tar:
@@ -194,6 +209,8 @@ def audit_env(
                     content = _read_member(scan, name, extracted)
                     if name == "pyvenv.cfg":
                         pyvenv = content or b""
+                    elif content is not None and _METADATA.match(name):
+                        metadata[name] = content
     except (tarfile.TarError, OSError, EOFError) as e:
         scan.error("", f"not a readable .tar.gz: {e}")
     env_kind = "venv" if pyvenv is not None else "conda"
@@ -204,7 +221,11 @@ def audit_env(
     has_activate = "bin/activate" in names
     if not has_activate:
         scan.error("bin/activate", "missing: Triton's python backend sources it to start the step")
-    _check_numpy(scan, numpy, python_version, target)
+    layered = _system_site_packages(pyvenv) if env_kind == "venv" else False
+    from_image = _check_requirements(scan, metadata, layered, target)
+    if numpy is None and "numpy" in from_image:
+        numpy = target.image_version("numpy")
+    _check_numpy(scan, numpy, python_version, target, layered)
     _check_glibc(scan, target)
     env = EnvAudit(
         step=step,
@@ -222,8 +243,53 @@ def audit_env(
         architectures=tuple(sorted(scan.architectures)),
         numpy=numpy,
         has_activate=has_activate,
+        system_site_packages=layered,
+        from_image=from_image,
     )
     return env, scan.findings
+
+
+def _system_site_packages(pyvenv: bytes | None) -> bool:
+    for line in (pyvenv or b"").decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition("=")
+        if key.strip().lower() == "include-system-site-packages":
+            return value.strip().lower() == "true"
+    return False
+
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _check_requirements(
+    scan: _EnvScan, metadata: dict[str, bytes], layered: bool, target: ServingTarget
+) -> tuple[str, ...]:
+    """Every unconditional Requires-Dist of a packed distribution is packed too or, in a layered
+    env, provided by the image (the target's image_packages): the proof that what the env
+    leaves out is there. Returns the names the image provides. Requirements under a marker
+    (extras, other Pythons) are not checked."""
+    packed = {_dist_name(_METADATA.match(name).group(1)) for name in metadata}  # type: ignore[union-attr]
+    image = {name for name, _ in target.image_packages}
+    from_image: set[str] = set()
+    for name, content in sorted(metadata.items()):
+        text = content.split(b"\n\n", 1)[0].decode("utf-8", "replace")
+        for match in _REQUIRES.finditer(text):
+            if match.group(3):
+                continue
+            needed = _dist_name(match.group(1))
+            if needed in packed:
+                continue
+            if layered and needed in image:
+                from_image.add(needed)
+                continue
+            where = (
+                f"nor the image ({', '.join(sorted(image)) or 'no packages recorded for it'})"
+                if layered
+                else "(include-system-site-packages is false)"
+            )
+            scan.error(name, f"needs {needed}{match.group(2).strip()}, which neither the env "
+                       f"packs {where}")  # fmt: skip
+    return tuple(sorted(from_image))
 
 
 def _scan_elf(scan: _EnvScan, name: str, stream: IO[bytes]) -> None:
@@ -321,9 +387,15 @@ def numpy_problem(numpy: str, target: ServingTarget) -> str | None:
 
 
 def _check_numpy(
-    scan: _EnvScan, numpy: str | None, python_version: str | None, target: ServingTarget
+    scan: _EnvScan,
+    numpy: str | None,
+    python_version: str | None,
+    target: ServingTarget,
+    layered: bool = False,
 ) -> None:
     where = f"lib/python{python_version or '3.X'}/site-packages"
+    if numpy is None and layered and target.image_version("numpy") is not None:
+        return  # the image's numpy, which the env sees (include-system-site-packages)
     if numpy is None:
         scan.warning(where, "no numpy: triton_python_backend_utils imports it")
         return

@@ -2,7 +2,8 @@
 configs and weights), the same whether it is read from the model folder, from a tarball or from a
 published manifest.
 
-It leaves out what the build adds around the model (each Python step's packed env, the tar and
+It leaves out what the build adds around the model (the packed env: the model's one env at the
+root or each Python step's copy, the tar and
 gzip framing), so a model folder and the artifact built from it share one identity, and "new
 weights" or "a changed step" is always a new identity. The diff acceptance
 (:mod:`mmetools.release.diff.acceptance`) and the version check against production
@@ -20,7 +21,7 @@ from pathlib import Path
 from mmetools.build.manifest import Manifest
 from mmetools.build.package import collect_members
 from mmetools.core.errors import ArtifactError
-from mmetools.model.folder import ENV_ARCHIVE, ModelFolder
+from mmetools.model.folder import ENV_ARCHIVE, MODEL_ENV_SUFFIX, ModelFolder
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def _identity(files: Iterable[tuple[str, str]]) -> str:
     digest = hashlib.sha256()
     for name, sha256 in sorted(files):
         if name.rsplit("/", 1)[-1] == ENV_ARCHIVE and name.count("/") == 1:
+            continue
+        if "/" not in name and name.endswith(MODEL_ENV_SUFFIX):  # the model's one env
             continue
         digest.update(f"{name} {sha256}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()

@@ -51,7 +51,14 @@ from mmetools.build.manifest import (
     sha256_line,
     write_manifest,
 )
-from mmetools.model.folder import ENV_ARCHIVE, ModelFolder
+from mmetools.model.config import RepositoryModel
+from mmetools.model.folder import (
+    ENV_ARCHIVE,
+    EXECUTION_ENV_KEY,
+    ModelFolder,
+    model_env_archive,
+    model_env_value,
+)
 from mmetools.build.verified import remember_verified
 from mmetools.build.parallel_gzip import (
     BLOCK_SIZE,
@@ -217,10 +224,37 @@ def collect_members(model: ModelFolder, *, include_env: bool = True) -> list[Mem
                     f"version folder (e.g. {step.name}/1/)"
                 )
             members.append(Member(f"{step.name}/{ENSEMBLE_VERSION_DIR}", "dir", None))
+    shared = shared_env_member(model, steps) if include_env else None
+    if shared is not None:
+        members.append(shared)
     error = offenders.error(model)
     if error is not None:
         raise error
     return sorted(members, key=lambda member: member.sort_key)
+
+
+def shared_env_member(model: ModelFolder, steps: list[RepositoryModel]) -> Member | None:
+    """The model's one env (``<model>_env.tar.gz``, beside the step folders at the artifact's
+    root) when a step's config references it; None otherwise (an unreferenced copy left by an
+    earlier build is not shipped)."""
+    value = model_env_value(model.name)
+    if not any(
+        str(step.config.parameters[EXECUTION_ENV_KEY].string_value) == value
+        for step in steps
+        if EXECUTION_ENV_KEY in step.config.parameters
+    ):
+        return None
+    path = model.path / model_env_archive(model.name)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        raise ArtifactError(
+            f"{path}: missing; the configs of model '{model.name}' reference {value} "
+            "(run the env step: `mmetools env` or `mmetools package` with the env)"
+        ) from None
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        raise ArtifactError(f"{path}: not a regular file with one link")
+    return Member(path.name, "file", path, info.st_size)
 
 
 class _HashingReader:

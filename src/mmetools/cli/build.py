@@ -25,8 +25,9 @@ from mmetools.core.redaction import redact
 def env_command(
     models: Annotated[list[Path], typer.Argument(help="Model folders, e.g. models/*.")],
 ) -> None:
-    """Build each model's python_env.tar.gz (or reuse it from the cache), copy it into its Python
-    steps and point their EXECUTION_ENV_PATH at it."""
+    """Build each model's env (or reuse it from the cache) with what the serving image lacks, and
+    place it where its steps' EXECUTION_ENV_PATH points (<name>_env.tar.gz beside the steps);
+    no env when the image provides every locked requirement."""
     from mmetools.build.env import pack_env
     from mmetools.core.settings import load_settings
 
@@ -37,7 +38,11 @@ def env_command(
                 folder, settings, progress=lambda m: status.update(f"{folder.name}: {m}")
             )
         if packed is None:
-            console.print(f"{folder.name}: no Python steps, no env needed", markup=False)
+            console.print(
+                f"{folder.name}: no env needed (no Python steps, or the serving image provides "
+                "every locked requirement)",
+                markup=False,
+            )
             continue
         how = "from the cache" if packed.cached else "built"
         steps = ", ".join(step.parent.name for step in packed.steps)
@@ -165,13 +170,14 @@ def inspect_command(
 
     from mmetools.build.audit import audit_artifact
     from mmetools.core.settings import load_settings
-    from mmetools.core.targets import EXPLICIT_KEYS, resolve_target
+    from mmetools.core.targets import EXPLICIT_KEYS, IMAGE_PACKAGES_KEY, resolve_target
     from mmetools.rendering.tables import audit_table
 
     settings = load_settings()
     target = settings.target
     if target_image:
         explicit = {key: getattr(settings.target_settings, key) for key in EXPLICIT_KEYS}
+        explicit[IMAGE_PACKAGES_KEY] = settings.target_settings.image_packages
         same = target_image == settings.target_settings.image
         target = resolve_target(target_image, explicit if same else None, where="--target")
     reports = [audit_artifact(path, target) for path in artifacts]

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from mmetools.core.errors import ConfigError, EndpointConfigError
-from mmetools.core.targets import DEFAULT_IMAGE, EXPLICIT_KEYS, ServingTarget, resolve_target
+from mmetools.core.targets import (
+    DEFAULT_IMAGE,
+    EXPLICIT_KEYS,
+    IMAGE_PACKAGES_KEY,
+    ServingTarget,
+    resolve_target,
+)
 
 SETTINGS_FILE = "mmetools.toml"
 SECTIONS = ("cache", "endpoints", "env", "publish", "target", "triton")
@@ -50,6 +56,8 @@ class TargetSettings:
     glibc: str = ""
     glibcxx: str = ""
     numpy2_supported: bool | None = None
+    # "numpy==1.26.4" (comma-separated pins, or "none"): what the image's Python has installed.
+    image_packages: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class Settings:
     def target(self) -> ServingTarget:
         """The serving target (release facts of [target] image, explicit values over them)."""
         explicit = {key: getattr(self.target_settings, key) for key in EXPLICIT_KEYS}
+        explicit[IMAGE_PACKAGES_KEY] = self.target_settings.image_packages
         return resolve_target(
             self.target_settings.image, explicit, where=f"{self.root / SETTINGS_FILE} [target]"
         )

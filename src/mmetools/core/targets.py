@@ -2,8 +2,9 @@
 
 An artifact's Python envs must match what that image has: its python-backend stub's Python minor
 version, the interpreter path the env's ``bin/python`` and ``pyvenv.cfg`` resolve to, the glibc
-and libstdc++ (GLIBCXX) versions every shared object in the env may need at most, and whether its
-python backend can take numpy 2.
+and libstdc++ (GLIBCXX) versions every shared object in the env may need at most, whether its
+python backend can take numpy 2, and the Python packages the image itself installs for the python
+backend (``image_packages``: a locked requirement the image has at that version is not packed).
 
 ``[target] image`` in mmetools.toml (override: ``MMETOOLS_TARGET_IMAGE``) names the image. Images
 of NGC's ``tritonserver`` repository and SageMaker's ``sagemaker-tritonserver`` repository are
@@ -35,6 +36,19 @@ SOURCE_NUMPY2 = (
     "first in release r24.11"
 )
 
+SOURCE_IMAGE_NUMPY = (
+    "triton-inference-server/server build.py at tags r24.06 to r25.06: the python backend's "
+    'Dockerfile stage runs `pip3 install --upgrade "numpy<2"` into the image\'s Python '
+    "(/usr/local/lib/python3.X/dist-packages); numpy's release history: 1.26.4 (2024-02-05) is "
+    "the last 1.x release and has wheels for Python 3.10 and 3.12, so every image built after "
+    "numpy 2.0.0 (2024-06-16) got 1.26.4. Sure: high (pinned range, no later 1.x exists). "
+    "Releases before r24.06 install an unpinned numpy whose version depends on the build day: "
+    "not recorded (nothing is left out of their envs)"
+)
+# The first release whose build.py pins numpy<2 (so its numpy is known: 1.26.4).
+_FIRST_NUMPY_LT2_RELEASE = "24.06"
+_NUMPY_LT2 = "1.26.4"
+
 # The release the repository builds for when [target] names none: the current SageMaker Triton
 # generation (Ubuntu 24.04, Python 3.12, python backend with numpy 2 support).
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:24.12-py3"
@@ -57,6 +71,10 @@ class ServingTarget:
     glibcxx: str  # "3.4.33": the same for libstdc++'s GLIBCXX_ versions
     numpy2_supported: bool  # False: the stub returns empty outputs for numpy 2 arrays
     source: str  # where these facts come from
+    # What the image's Python has installed for the python backend: (name, version), names
+    # normalised (PEP 503). An env layers on these (include-system-site-packages) and leaves out
+    # a locked requirement the image has at the same version.
+    image_packages: tuple[tuple[str, str], ...] = ()
 
     @property
     def python_prefix(self) -> str:
@@ -77,8 +95,14 @@ class ServingTarget:
             "glibc": self.glibc,
             "glibcxx": self.glibcxx,
             "numpy2_supported": self.numpy2_supported,
+            "image_packages": {name: version for name, version in self.image_packages},
             "source": self.source,
         }
+
+    def image_version(self, name: str) -> str | None:
+        """The version of package ``name`` the image provides, or None."""
+        wanted = normalized_name(name)
+        return next((v for n, v in self.image_packages if n == wanted), None)
 
 
 @dataclass(frozen=True)
@@ -106,9 +130,14 @@ class Release:
         return self.release >= "24.11"
 
     @property
+    def image_packages(self) -> tuple[tuple[str, str], ...]:
+        """The python backend's packages this release's image installs, where known."""
+        return (("numpy", _NUMPY_LT2),) if self.release >= _FIRST_NUMPY_LT2_RELEASE else ()
+
+    @property
     def source(self) -> str:
         base = SOURCE_UBUNTU_2204 if self.ubuntu == "22.04" else SOURCE_UBUNTU_2404
-        return f"{SOURCE_FRAMEWORK_MATRIX}; {base}; {SOURCE_NUMPY2}"
+        return f"{SOURCE_FRAMEWORK_MATRIX}; {base}; {SOURCE_NUMPY2}; {SOURCE_IMAGE_NUMPY}"
 
 
 def _releases() -> tuple[Release, ...]:
@@ -123,6 +152,33 @@ def _releases() -> tuple[Release, ...]:
 
 RELEASES: tuple[Release, ...] = _releases()
 _BY_RELEASE = {release.release: release for release in RELEASES}
+
+# [target] image_packages: "numpy==1.26.4, other==1.0" (or "none"): what the image installs.
+IMAGE_PACKAGES_KEY = "image_packages"
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([0-9][A-Za-z0-9.+!_-]*)\s*$")
+
+
+def normalized_name(name: str) -> str:
+    """PEP 503 normalised project name: "Pillow" -> "pillow", "typing_extensions" ->
+    "typing-extensions"."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_image_packages(text: str, where: str) -> tuple[tuple[str, str], ...]:
+    """``"numpy==1.26.4, x==1"`` (or ``"none"``) as sorted (name, version) pairs."""
+    if text.strip().lower() == "none":
+        return ()
+    pairs: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = _PIN.match(part)
+        if match is None:
+            raise ConfigError(
+                f'{where}: {IMAGE_PACKAGES_KEY} must list pins like "numpy==1.26.4" separated by '
+                f'commas (or "none"), got "{part}"'
+            )
+        pairs[normalized_name(match.group(1))] = match.group(2)
+    return tuple(sorted(pairs.items()))
+
 
 # The [target] keys that must be set for an image RELEASES does not know.
 EXPLICIT_KEYS = (
@@ -152,6 +208,10 @@ def resolve_target(
     """
     values = {k: v for k, v in (explicit or {}).items() if v not in ("", None)}
     release = release_of(image)
+    packages_text = values.pop(IMAGE_PACKAGES_KEY, None)
+    image_packages = release.image_packages if release is not None else ()
+    if packages_text is not None:
+        image_packages = parse_image_packages(str(packages_text), where)
     if release is None:
         missing = [key for key in EXPLICIT_KEYS if key not in values]
         if missing:
@@ -173,6 +233,7 @@ def resolve_target(
             "numpy2_supported": release.numpy2_supported,
         }
         overridden = sorted(key for key in values if key in EXPLICIT_KEYS)
+        overridden += [IMAGE_PACKAGES_KEY] if packages_text is not None else []
         source = release.source + (
             f"; overridden in {where}: {', '.join(overridden)}" if overridden else ""
         )
@@ -186,6 +247,7 @@ def resolve_target(
         glibcxx=str(merged["glibcxx"]),
         numpy2_supported=bool(merged["numpy2_supported"]),
         source=source,
+        image_packages=image_packages,
     )
     _check(target, where)
     return target

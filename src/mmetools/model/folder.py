@@ -39,6 +39,21 @@ ENV_ARCHIVE = "python_env.tar.gz"
 EXECUTION_ENV_KEY = "EXECUTION_ENV_PATH"
 MODEL_DIRECTORY_TOKEN = "$$TRITON_MODEL_DIRECTORY"
 EXECUTION_ENV_VALUE = f"{MODEL_DIRECTORY_TOKEN}/{ENV_ARCHIVE}"
+# One env per model, beside its step folders (the artifact's root), referenced by every Python
+# step: Triton's python backend extracts each distinct archive once per server
+# (python_backend src/pb_env.cc, keyed by the canonical path), so it is extracted once.
+MODEL_ENV_SUFFIX = "_env.tar.gz"
+
+
+def model_env_archive(model_name: str) -> str:
+    """The model's one env at the artifact's root: ``<model>_env.tar.gz``."""
+    return f"{model_name}{MODEL_ENV_SUFFIX}"
+
+
+def model_env_value(model_name: str) -> str:
+    """EXECUTION_ENV_PATH of every Python step sharing the model's env."""
+    return f"{MODEL_DIRECTORY_TOKEN}/../{model_env_archive(model_name)}"
+
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
 # Step folders are <name>_postprocessing and temp names add a prefix and suffix: 64 keeps every
@@ -157,9 +172,20 @@ class ModelFolder:
         return [m for m in self.repository().values() if backend_of(m.config) == PYTHON_BACKEND]
 
 
-def execution_env_problem(value: str) -> str | None:
+def env_placement(value: str, model_name: str) -> str | None:
+    """Where EXECUTION_ENV_PATH ``value`` wants the env: "model" (the model's one env at the
+    artifact's root), "step" (a copy in the step folder: one extraction per step), or None."""
+    if value == model_env_value(model_name):
+        return "model"
+    return "step" if execution_env_problem(value) is None else None
+
+
+def execution_env_problem(value: str, model_name: str | None = None) -> str | None:
     """The one rule for a Python step's EXECUTION_ENV_PATH (validate, env and package all apply
-    it): why ``value`` cannot name the step's packed env, or None when it does."""
+    it): why ``value`` cannot name the packed env, or None when it does. With ``model_name``,
+    the model's one env (``model_env_value``) is accepted too (the recommended form)."""
+    if model_name is not None and value == model_env_value(model_name):
+        return None
     prefix = f"{MODEL_DIRECTORY_TOKEN}/"
     if not value.startswith(prefix):
         reason = (
@@ -169,12 +195,14 @@ def execution_env_problem(value: str) -> str | None:
         )
         return f"must start with {prefix} ({reason}), e.g. {EXECUTION_ENV_VALUE}"
     rest = value[len(prefix) :]
+    shared = f" or {model_env_value(model_name)}" if model_name else ""
     if ".." in PurePosixPath(rest).parts:
         return (
-            f"leaves the step folder through '..'; mmetools places the env at {EXECUTION_ENV_VALUE}"
+            f"leaves the step folder through '..'; mmetools places the env at "
+            f"{EXECUTION_ENV_VALUE}{shared}"
         )
     if posixpath.normpath(rest.strip("/") or ".") != ENV_ARCHIVE:
-        return f"must name the step's packed env: mmetools places it at {EXECUTION_ENV_VALUE}"
+        return f"must name the packed env: mmetools places it at {EXECUTION_ENV_VALUE}{shared}"
     return None
 
 

@@ -17,7 +17,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from mmetools.build.audit import AuditReport
-from mmetools.core.targets import RELEASES, SOURCE_FRAMEWORK_MATRIX, SOURCE_NUMPY2, ServingTarget
+from mmetools.build.env_audit import EnvAudit
+from mmetools.core.targets import (
+    RELEASES,
+    SOURCE_FRAMEWORK_MATRIX,
+    SOURCE_IMAGE_NUMPY,
+    SOURCE_NUMPY2,
+    ServingTarget,
+)
 from mmetools.model.cases import CaseResult
 from mmetools.model.reference import RegeneratedCase
 from mmetools.release.loadtest import LoadTestResult
@@ -174,7 +181,7 @@ def audit_table(report: AuditReport, target: ServingTarget) -> Table:
         table.add_row(
             env.archive, env.kind, env.python_version or "?", env.interpreter or "?",
             env.max_glibc or "-", env.max_glibcxx or "-", ",".join(env.architectures),
-            env.numpy or "-", f"{env.size / 1e6:.1f} MB", f"{env.unpacked_size / 1e6:.1f} MB",
+            _numpy_cell(env, target), f"{env.size / 1e6:.1f} MB", f"{env.unpacked_size / 1e6:.1f} MB",
         )  # fmt: skip
     return table
 
@@ -183,7 +190,7 @@ def releases_table(target: ServingTarget) -> Table:
     """``targets``: the Triton releases mmetools knows, the chosen one starred."""
     table = Table(title="NGC / SageMaker Triton releases (tag YY.MM-py3)")
     for column in ("release", "triton", "ubuntu", "python", "interpreter", "glibc", "GLIBCXX",
-                   "numpy 2"):  # fmt: skip
+                   "numpy 2", "image packages"):  # fmt: skip
         table.add_column(column)
     for release in RELEASES:
         chosen = target.image.rpartition(":")[2].startswith(release.release + "-")
@@ -196,13 +203,24 @@ def releases_table(target: ServingTarget) -> Table:
             release.glibc,
             release.glibcxx,
             "yes" if release.numpy2_supported else "no",
+            ", ".join(f"{n}=={v}" for n, v in release.image_packages) or "not recorded",
             style="bold" if chosen else "",
         )
     return table
 
 
+def _numpy_cell(env: EnvAudit, target: ServingTarget) -> str:
+    """The env's numpy, or the image's when the env layers on it (include-system-site-packages)."""
+    if env.numpy and "numpy" not in env.from_image:
+        return env.numpy
+    image = target.image_version("numpy")
+    if env.system_site_packages and image is not None:
+        return f"{image} (image)"
+    return env.numpy or "-"
+
+
 def releases_sources() -> str:
-    return f"sources: {SOURCE_FRAMEWORK_MATRIX}; {SOURCE_NUMPY2}"
+    return f"sources: {SOURCE_FRAMEWORK_MATRIX}; {SOURCE_NUMPY2}; {SOURCE_IMAGE_NUMPY}"
 
 
 def target_line(target: ServingTarget) -> str:
@@ -210,7 +228,9 @@ def target_line(target: ServingTarget) -> str:
     return (
         f"target: {target.image}: Triton {target.triton_version}, Python {target.python_version} "
         f"at {target.interpreter_path}, glibc {target.glibc}, GLIBCXX {target.glibcxx}, numpy 2 "
-        f"{'supported' if target.numpy2_supported else 'not supported'} ({target.source})"
+        f"{'supported' if target.numpy2_supported else 'not supported'}, image packages "
+        f"{', '.join(f'{n}=={v}' for n, v in target.image_packages) or 'none known'} "
+        f"({target.source})"
     )
 
 

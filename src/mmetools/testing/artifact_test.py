@@ -44,15 +44,17 @@ from mmetools.testing.source_test import (
     run_groups,
     with_source_paths,
 )
-from mmetools.model.config import is_ensemble, load_repository
+from mmetools.model.config import CONFIG_FILE, is_ensemble, load_config, load_repository
 from mmetools.model.folder import (
+    EXECUTION_ENV_KEY,
     FIXTURES_DIR,
     REQUIREMENTS_FILE,
     ModelRef,
     parse_artifact_name,
 )
 from mmetools.core.interpreters import find_python
-from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
+from mmetools.testing.image_python import give_image_python, python_steps_in, steps_using_an_env
+from mmetools.testing.serving_env import ServingEnv, ensure_image_packages, ensure_serving_env
 from mmetools.core.settings import Settings
 from mmetools.testing.triton.client import output_arrays
 from mmetools.core.tree import remove_tree
@@ -347,14 +349,18 @@ def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Arti
         env = ensure_serving_env(requirements, settings.cache_dir)
     except MmetoolsError as e:
         return ModelReport(ref.name, str(path), error=str(e))
-    return _Artifact(path, ref, fixtures, env, tuple(e.step for e in audit.envs))
+    # Served as by the target: the packed envs, and the Python steps (with no env they run in the
+    # image's Python, emulated with the image's packages only).
+    served = sorted({*(e.step for e in audit.envs), *python_steps_in(path)})
+    return _Artifact(path, ref, fixtures, env, tuple(served))
 
 
 def target_python(settings: Settings) -> TargetPython:
     """The target image's Python as emulated here: a local one of its minor version."""
     target = settings.target
     local = find_python(target.python_version)
-    return TargetPython(local.prefix, target.python_prefix, target.python_version)
+    packages = ensure_image_packages(target, settings.cache_dir)
+    return TargetPython(local.prefix, target.python_prefix, target.python_version, packages)
 
 
 def place_target_stub(model_dir: Path, steps: Sequence[str], python_version: str) -> None:
@@ -369,8 +375,10 @@ def place_target_stub(model_dir: Path, steps: Sequence[str], python_version: str
 
 
 def packed_env_steps(path: Path, settings: Settings) -> tuple[str, ...]:
-    """The steps of artifact ``path`` that ship a packed env (built for the serving target)."""
-    return tuple(e.step for e in audit_artifact(path, settings.target).envs)
+    """What of artifact ``path`` the target's Python serves: its packed envs (built for the
+    serving target) and its Python steps (with no env they run in the image's Python)."""
+    envs = tuple(e.step for e in audit_artifact(path, settings.target).envs)
+    return tuple(sorted({*envs, *python_steps_in(path)}))
 
 
 def emulated_target(settings: Settings, mode: str, env_steps: bool) -> TargetPython | None:
@@ -382,11 +390,15 @@ def emulated_target(settings: Settings, mode: str, env_steps: bool) -> TargetPyt
 def unpack_for_server(
     server: TritonServer, artifact: Path, destination: Path, env_steps: Sequence[str]
 ) -> None:
-    """Unpack ``artifact`` as the server will serve it: with the target's stub in each packed-env
-    step when the server emulates the target."""
+    """Unpack ``artifact`` as the server will serve it: when the server emulates the target, the
+    Python steps without an env run in the image's Python, and every step with an env (its own
+    or the model's one env) gets the target's stub."""
     unpack_artifact(artifact, destination)
     if server.target_python is not None and env_steps:
-        place_target_stub(destination, env_steps, server.target_python.version)
+        give_image_python(destination, server.target_python)
+        place_target_stub(
+            destination, steps_using_an_env(destination), server.target_python.version
+        )
 
 
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:

@@ -32,6 +32,7 @@ from pathlib import Path
 from mmetools.build.env_audit import numpy_problem
 from mmetools.core import process
 from mmetools.core.errors import EnvPackError, ProcessError
+from mmetools.core.interpreters import find_python
 from mmetools.core.targets import ServingTarget
 
 logger = logging.getLogger(__name__)
@@ -166,3 +167,51 @@ def serving_env_problem(env: ServingEnv, target: ServingTarget) -> str | None:
         if problem:
             return f"{site.as_posix()}/{name}: {problem}"
     return None
+
+
+IMAGE_PACKAGES_FORMAT = "2"  # 2: with bytecode, as pip installs them in the image
+
+
+def ensure_image_packages(target: ServingTarget, cache_dir: Path) -> Path | None:
+    """The packages ``target``'s image installs for the python backend (its ``image_packages``),
+    installed for the target's Python and platform as ``<folder>/lib/python3.X/site-packages``
+    (cached under ``<cache>/image-packages/<key>``), for the emulation to overlay on the image's
+    prefix; None when the target records none."""
+    if not target.image_packages:
+        return None
+    pins = [f"{name}=={version}" for name, version in target.image_packages]
+    digest = hashlib.sha256(
+        "\0".join(
+            [IMAGE_PACKAGES_FORMAT, target.python_version, target.manylinux_platform, *pins]
+        ).encode()
+    ).hexdigest()[:16]
+    folder = cache_dir / "image-packages" / digest
+    if (folder / COMPLETE_MARKER).exists():
+        return folder
+    uv = _uv()
+    if uv is None:
+        raise EnvPackError("emulating the image's packages needs uv (run ci/bootstrap)")
+    with _locked(folder.with_name(f"{digest}.lock")):
+        if (folder / COMPLETE_MARKER).exists():
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)
+        site = folder / "lib" / f"python{target.python_version}" / "site-packages"
+        logger.info("installing the image's packages for the emulation: %s", ", ".join(pins))
+        try:
+            process.run(
+                [*uv, "pip", "install", "--quiet", "--no-config", "--target", str(site),
+                 "--python-platform", target.manylinux_platform, "--python-version",
+                 target.python_version, "--no-build", "--no-deps", *pins],
+                context=f"installing {', '.join(pins)} for the emulated image",
+            )  # fmt: skip
+            # pip compiles bytecode when the image's Dockerfile installs them: so does this.
+            process.run(
+                [str(find_python(target.python_version).executable), "-m", "compileall", "-q",
+                 str(site)],
+                context="compiling the emulated image's packages",
+            )  # fmt: skip
+        except ProcessError as e:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise EnvPackError(f"cannot install the image's packages ({', '.join(pins)}): {e}")
+        (folder / COMPLETE_MARKER).write_text("\n".join(pins) + "\n", encoding="utf-8")
+    return folder

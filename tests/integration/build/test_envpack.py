@@ -14,6 +14,7 @@ import pytest
 from mmetools.build.env import pack_env, select_backend
 from mmetools.core.errors import EnvPackError
 from mmetools.core.interpreters import find_python
+from mmetools.build.env.bytecode import is_hash_based_pyc
 from mmetools.core.targets import resolve_target
 from mmetools.testing.triton import TargetPython, emulation_argv
 from support.build.envpack_support import IMAGE_2409, IMAGE_2412, make_model, settings_for
@@ -52,14 +53,25 @@ def _build(root: Path, image: str = IMAGE_2412, requirements: str = "numpy==1.26
 @pytest.mark.parametrize(("image", "version"), [(IMAGE_2412, "3.12"), (IMAGE_2409, "3.10")])
 def test_real_env_runs_with_the_target_python(tmp_path: Path, image: str, version: str) -> None:
     archive = _build(tmp_path, image)
+    tag = f".cpython-{version.replace('.', '')}.pyc"
     with tarfile.open(archive) as tar:
         names = tar.getnames()
         assert not any(m.islnk() for m in tar)
         assert tar.getmember("bin/python").linkname == f"/usr/bin/python{version}"
-    assert not any(n.endswith(".pyc") or "__pycache__" in n for n in names)
+        pycs = [m for m in tar if m.name.endswith(".pyc")]
+        # hash-based bytecode for the target's Python only (PEP 552), none of the slimmed files
+        assert pycs and all(m.name.endswith(tag) for m in pycs)
+        assert all(is_hash_based_pyc(tar.extractfile(m).read()) for m in pycs[:50])  # type: ignore[union-attr]
+    site = f"lib/python{version}/site-packages"
+    assert (
+        f"{site}/numpy/__init__.py" in names and f"{site}/numpy/__pycache__/__init__{tag}" in names
+    )
+    assert not any("/tests/" in n or n.endswith((".pyi", ".pxd")) for n in names)
+    assert not any("/include/" in n and n.endswith(".h") for n in names)
+    # numpy imports from the slimmed env, from its bytecode (numpy.__cached__ is the packed .pyc)
     out = _run_in_target(
-        archive, tmp_path / "unpacked", "import numpy, sys; print(numpy.__version__, sys.prefix, "
-        "sys.base_prefix, sys.version_info[:2])", image,
+        archive, tmp_path / "unpacked", "import numpy, sys; numpy.zeros(3).sum(); "
+        "print(numpy.__version__, sys.prefix, sys.base_prefix, sys.version_info[:2])", image,
     )  # fmt: skip
     assert out == f"1.26.4 {tmp_path / 'unpacked'} /usr ({version.replace('.', ', ')})"
 

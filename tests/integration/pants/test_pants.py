@@ -3,7 +3,9 @@ shared by two clones of this repository at different paths."""
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 import subprocess
 from pathlib import Path
 
@@ -87,13 +89,13 @@ def _cli_package(clone: Path, out: Path, home: Path, cache: Path) -> bytes:
     if "PYENV_ROOT" in os.environ:  # HOME is empty: say where this machine's pyenv is
         env["PYENV_ROOT"] = os.environ["PYENV_ROOT"]
     completed = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "mmetools"), "package", "models/intent_classifier",
+        [str(REPO_ROOT / ".venv" / "bin" / "mmetools"), "package", "models/screen_detector",
          "--out", str(out)],
         cwd=clone, env={**env, "MMETOOLS_CACHE_DIR": str(cache)}, capture_output=True, text=True,
         timeout=880,
     )  # fmt: skip
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
-    (tarball,) = out.glob("intent_classifier_*.tar.gz")
+    (tarball,) = out.glob("screen_detector_*.tar.gz")
     return tarball.read_bytes()
 
 
@@ -102,7 +104,8 @@ def _cli_package(clone: Path, out: Path, home: Path, cache: Path) -> bytes:
 @pytest.mark.timeout(1800)
 def test_two_clones_give_the_same_artifact_bytes_through_the_cli_and_pants(tmp_path: Path) -> None:
     """Issue 9's reproducibility: clone A (empty env cache, its own HOME) and clone B at another
-    path (another HOME, the session's env cache) package intent_classifier with `mmetools
+    path (another HOME, the session's env cache) package screen_detector (the example that ships
+    an env since issue 22: pillow, layered on the image's numpy) with `mmetools
     package`, and B again with `./pants package`: the three tarballs are byte-identical. One model
     keeps the cost bounded; A's empty cache is what makes the env build from nothing."""
     clone_a = git_clone(REPO_ROOT, tmp_path / "a" / "mmetools")
@@ -112,13 +115,15 @@ def test_two_clones_give_the_same_artifact_bytes_through_the_cli_and_pants(tmp_p
     empty_cache = tmp_path / "cache-a"
     cli_a = _cli_package(clone_a, tmp_path / "out-a", tmp_path / "home-a", empty_cache)
     assert list((empty_cache).rglob("python_env.tar.gz")), "clone A did not build its own env"
+    with tarfile.open(fileobj=io.BytesIO(cli_a)) as tar:
+        assert "screen_detector_env.tar.gz" in tar.getnames()
     session_cache = Path(os.environ["MMETOOLS_CACHE_DIR"])
     cli_b = _cli_package(clone_b, tmp_path / "out-b", tmp_path / "home-b", session_cache)
     completed = _pants(
-        "--no-pantsd", "--no-watch-filesystem", "package", "models/intent_classifier:",
+        "--no-pantsd", "--no-watch-filesystem", "package", "models/screen_detector:",
         cwd=clone_b, **clone_env(tmp_path / "home-b", "AKIAFAKEPANTSPACKAGE"),
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     pants_b = artifacts(clone_b)
-    (name,) = [n for n in pants_b if n.startswith("intent_classifier_") and n.endswith(".tar.gz")]
+    (name,) = [n for n in pants_b if n.startswith("screen_detector_") and n.endswith(".tar.gz")]
     assert cli_a == cli_b == pants_b[name]

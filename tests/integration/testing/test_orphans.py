@@ -52,6 +52,15 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _name(process: psutil.Process) -> str:
+    """The process's name, "" when it has exited meanwhile (the target emulation's short-lived
+    unshare/sh/mount processes come and go while the test looks)."""
+    try:
+        return process.name()
+    except psutil.Error:
+        return ""
+
+
 def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     alive = []
     for process in processes:
@@ -80,7 +89,7 @@ def test_sigkill_while_triton_loads_leaves_no_process_and_the_next_start_removes
     seen: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 300  # the first run builds the serving env
-        while not any("stub" in p.name() for p in seen):
+        while not any("stub" in _name(p) for p in seen):
             assert cli.poll() is None, f"mmetools ended before loading (rc {cli.returncode})"
             assert time.monotonic() < deadline, "Triton never started loading the model"
             time.sleep(0.02)

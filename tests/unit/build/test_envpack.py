@@ -33,6 +33,7 @@ from mmetools.core.interpreters import LocalPython, find_python
 from mmetools.build.env import REQUIREMENTS_DIGEST, requirements_digest
 from mmetools.core.process import CompletedCommand
 from mmetools.core.settings import CacheSettings
+from mmetools.build.env.bytecode import _COMPILE
 from mmetools.core.targets import resolve_target
 from support.build.envpack_support import (
     IMAGE_2409,
@@ -151,6 +152,9 @@ def test_venv_backend_commands_build_for_the_target(tmp_path: Path, tools: FakeT
          "<work>/env/bin/python", "--python-platform", "x86_64-manylinux_2_39",
          "--python-version", "3.12", "--no-build", "--link-mode", "copy",
          "-r", str(model.requirements_file)],
+        # hash-based bytecode, compiled by the target-minor Python (mmetools.build.env.bytecode)
+        ["/opt/python/3.12.1/bin/python3.12", "-I", "-c", _COMPILE,
+         "<work>/env/lib/python3.12/site-packages", "<work>/env"],
         [sys.executable, "-m", "venv_pack", "--prefix", "<work>/env", "--output",
          "<work>/venv-pack.tar", "--format", "tar", "--python-prefix", "/usr", "--quiet"],
     ]  # fmt: skip
@@ -319,7 +323,7 @@ def test_cache_hit_skips_the_build(tmp_path: Path, tools: FakeTools) -> None:
     settings = settings_for(tmp_path)
     backend = VenvPackBackend(LOCAL_312, "/usr/local/bin/uv")
     first = pack_env(model, settings, backend=backend)
-    assert first is not None and not first.cached and len(tools.calls) == 4
+    assert first is not None and not first.cached and len(tools.calls) == 5
     copies = [model.path / step / "python_env.tar.gz" for step in
               ("demo_postprocessing", "demo_preprocessing")]  # fmt: skip
     assert first.steps == tuple(copies)
@@ -366,7 +370,8 @@ def test_a_lock_for_the_target_python_is_what_gets_installed(
     model = make_model(tmp_path)
     lock = model.path / "requirements-3.12.lock"
     digest = f"{REQUIREMENTS_DIGEST}{requirements_digest(model)}\n"
-    lock.write_text(digest + "numpy==1.26.4 \\\n    --hash=sha256:abc\n")
+    # numpy 2: another version than the 24.12 image's 1.26.4, so packed (not substituted)
+    lock.write_text(digest + "numpy==2.1.0 \\\n    --hash=sha256:abc\n")
     packed = pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     install = next(call for call in tools.calls if "install" in call)
     assert install[-3:] == ["--require-hashes", "-r", str(lock)]
@@ -403,8 +408,8 @@ def test_missing_execution_env_path_is_refused_and_no_config_written(
         pack_env(model, settings_for(tmp_path), backend=VenvPackBackend(LOCAL_312, "uv"))
     assert str(error.value) == (
         f"{config}: Python step demo_postprocessing sets no EXECUTION_ENV_PATH, so Triton would "
-        "not use the python_env.tar.gz the env step packs into it; add these lines to the "
-        f"config:\n{PARAMETER_BLOCK}"
+        "not use the env the env step packs for it; add these lines to the "
+        f"config:\n{PARAMETER_BLOCK.replace('/python_env.tar.gz', '/../demo_env.tar.gz')}"
     )
     assert tools.calls == [] and config.read_text() == POST_WITHOUT_ENV
 
@@ -423,7 +428,7 @@ def test_configs_are_never_written(tmp_path: Path, tools: FakeTools) -> None:
         (
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
             "leaves the step folder through '..'; mmetools places the env at "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz or $$TRITON_MODEL_DIRECTORY/../demo_env.tar.gz",
         ),
         (
             "python_env.tar.gz",
@@ -432,8 +437,8 @@ def test_configs_are_never_written(tmp_path: Path, tools: FakeTools) -> None:
         ),
         (
             "$$TRITON_MODEL_DIRECTORY/env.tar.gz",
-            "must name the step's packed env: mmetools places it at "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "must name the packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz or $$TRITON_MODEL_DIRECTORY/../demo_env.tar.gz",
         ),
     ],
 )

@@ -572,7 +572,7 @@ class _TinyEnvBackend:
         return f"tiny-{self.python}"
 
     def build(self, requirements: Path, target: ServingTarget, workdir: Path, output: Path,
-              progress: Progress) -> None:  # fmt: skip
+              progress: Progress, *, layered: bool = False) -> None:  # fmt: skip
         site = f"lib/python{self.python}/site-packages"
         with tarfile.open(output, "w:gz") as tar:
             for name, data in (
@@ -725,11 +725,13 @@ def test_example_model_packages_with_the_contract_layout(
                   env_backend=_TinyEnvBackend())  # fmt: skip
     names = tar_names(built.path)
     roots = sorted({n.split("/")[0] for n in names})
-    assert roots == sorted(step.name for step in model.repository().values())
+    shared = [f"{name}_env.tar.gz"] if built.env_hash is not None else []  # the model's one env
+    assert roots == sorted([*(step.name for step in model.repository().values()), *shared])
     ensembles = [m for m in model.repository().values() if m.config.platform == "ensemble"]
     assert len(ensembles) == 1 and f"{ensembles[0].name}/1" in names
-    for step in model.python_steps():
-        assert f"{step.name}/python_env.tar.gz" in names
+    for step in model.python_steps():  # one env at the root, none in the steps
+        assert f"{step.name}/python_env.tar.gz" not in names
+    assert (built.env_hash is None) == (name == "intent_classifier")
     assert not any(part.startswith(".") or part in ("tests", "__pycache__") or part.endswith(".dvc")
                    for n in names for part in n.split("/"))  # fmt: skip
     assert built.path.name == f"{name}_{model.version()}.tar.gz"

@@ -35,7 +35,7 @@ class SlowFakeBackend:
     def identity(self):
         return "slow-fake"
 
-    def build(self, requirements, target, workdir, output, progress):
+    def build(self, requirements, target, workdir, output, progress, layered=False):
         (workdir / "half-built-env").write_bytes(b"x" * 100_000)
         MARKER.write_text("building")
         time.sleep(120)
@@ -197,7 +197,7 @@ class _InstantFakeBackend:
         return "instant-fake"
 
     def build(self, requirements: Path, target: object, workdir: Path, output: Path,
-              progress: object) -> None:  # fmt: skip
+              progress: object, layered: bool = False) -> None:  # fmt: skip
         with tarfile.open(output, "w:gz"):
             pass
 

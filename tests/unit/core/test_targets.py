@@ -97,3 +97,30 @@ def test_cli_targets_lists_the_releases_and_the_target(
     out = capsys.readouterr().out
     assert "23.05" in out and "24.12 *" in out and "/usr/bin/python3.10" in out
     assert f"target: {DEFAULT_IMAGE}: Triton 2.53.0, Python 3.12 at /usr/bin/python3.12" in out
+
+
+def test_image_packages_per_release_from_build_py_numpy_lt2() -> None:
+    # build.py pins "numpy<2" from r24.06: 1.26.4, the last 1.x; before it numpy is unpinned.
+    assert (
+        resolve_target("nvcr.io/nvidia/tritonserver:24.09-py3").image_version("numpy") == "1.26.4"
+    )
+    assert (
+        resolve_target("nvcr.io/nvidia/tritonserver:24.12-py3").image_version("NumPy") == "1.26.4"
+    )
+    assert resolve_target("nvcr.io/nvidia/tritonserver:24.05-py3").image_packages == ()
+    assert "build.py" in resolve_target("nvcr.io/nvidia/tritonserver:24.12-py3").source
+
+
+def test_image_packages_override_in_target_section(tmp_path: Path) -> None:
+    image = "nvcr.io/nvidia/tritonserver:24.12-py3"
+    target = resolve_target(image, {"image_packages": "NumPy==2.1.0, Pillow==11.0.0"})
+    assert target.image_packages == (("numpy", "2.1.0"), ("pillow", "11.0.0"))
+    assert "overridden" in target.source and "image_packages" in target.source
+    assert resolve_target(image, {"image_packages": "none"}).image_packages == ()
+    (tmp_path / "mmetools.toml").write_text('[target]\nimage_packages = "numpy==1.25.0"\n')
+    assert load_settings(tmp_path, environ={}).target.image_version("numpy") == "1.25.0"
+
+
+def test_image_packages_that_are_not_pins_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"image_packages must list pins.*numpy>=1"):
+        resolve_target("nvcr.io/nvidia/tritonserver:24.12-py3", {"image_packages": "numpy>=1"})

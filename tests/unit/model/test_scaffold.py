@@ -21,8 +21,7 @@ from conftest import MODELS_DIR, REPO_ROOT
 
 EXECUTION_ENV_PATH = """parameters: {
   key: "EXECUTION_ENV_PATH"
-  value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" }
-}"""
+  value: { string_value: "$$TRITON_MODEL_DIRECTORY/../"""
 
 
 def test_invalid_name_is_refused_with_the_rule(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from mmetools.build.env.bytecode import compile_bytecode
 from mmetools.build.env.normalize import normalize_env_archive
 from mmetools.core import process
 from mmetools.core.errors import EnvPackError
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 _PROBE_VERSION = "import sys; print('%d.%d' % sys.version_info[:2])"
 
 Progress = Callable[[str], None]
+# In the build folder: bytes each slim rule dropped (recorded in the cache entry's record).
+SLIM_REPORT = "slimmed.json"
 
 
 class EnvBackend(Protocol):
@@ -53,7 +57,12 @@ class EnvBackend(Protocol):
         workdir: Path,
         output: Path,
         progress: Progress,
-    ) -> None: ...
+        *,
+        layered: bool = False,
+    ) -> None:
+        """``layered``: the requirements leave packages to the image's site-packages, which the
+        env must then see (only the venv backend is asked to)."""
+        ...
 
 
 def _tool_beside_python(name: str) -> str:
@@ -89,6 +98,8 @@ class CondaPackBackend:
         workdir: Path,
         output: Path,
         progress: Progress,
+        *,
+        layered: bool = False,
     ) -> None:
         python_version = target.python_version
         prefix = workdir / "env"
@@ -144,6 +155,8 @@ class VenvPackBackend:
         workdir: Path,
         output: Path,
         progress: Progress,
+        *,
+        layered: bool = False,
     ) -> None:
         python = self.python or find_python(target.python_version)
         if self.uv is None:
@@ -163,13 +176,18 @@ class VenvPackBackend:
         # Wheels for the image's platform only (manylinux tag within its glibc), never built here,
         # copied (no hard links into uv's cache), no bytecode (it would record build paths).
         hashes = ["--require-hashes"] if "--hash=" in requirements.read_text("utf-8") else []
+        # Layered: the lock is a whole resolution with the image's packages taken out; --no-deps
+        # keeps the installer from packing them again as dependencies.
+        no_deps = ["--no-deps"] if layered else []
         process.run(
             [self.uv, "pip", "install", "--quiet", "--no-config", "--python", str(env_python),
              "--python-platform", target.manylinux_platform,
              "--python-version", target.python_version, "--no-build", "--link-mode", "copy",
-             *hashes, "-r", str(requirements)],
+             *hashes, *no_deps, "-r", str(requirements)],
             context=f"installing {requirements}",
         )  # fmt: skip
+        progress(f"compiling hash-based bytecode for Python {target.python_version}")
+        compile_bytecode(python.executable, prefix, target)
         progress("packing with venv-pack")
         raw = workdir / "venv-pack.tar"
         process.run(
@@ -178,7 +196,14 @@ class VenvPackBackend:
             context="venv-pack",
         )  # fmt: skip
         forbidden = {str(workdir), str(workdir.resolve()), str(python.prefix)}
-        normalize_env_archive(raw, output, target, forbidden)
+        slimmed = normalize_env_archive(raw, output, target, forbidden, layered=layered)
+        (workdir / SLIM_REPORT).write_text(json.dumps(slimmed, sort_keys=True), encoding="utf-8")
+        saved = sum(slimmed.values())
+        progress(
+            f"slimmed the env by {saved} bytes ("
+            + ", ".join(f"{rule}: {size}" for rule, size in sorted(slimmed.items()))
+            + ")"
+        )
 
 
 def select_backend(settings: Settings) -> EnvBackend:

@@ -20,7 +20,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from mmetools.build.env.backends import EnvBackend, Progress
+from mmetools.build.env.backends import SLIM_REPORT, EnvBackend, Progress
 from mmetools.build.env.requirements import normalized_requirements
 from mmetools.core.atomic import (
     owned_temp_folder,
@@ -112,8 +112,11 @@ def build_into_cache(
     cache_entry: Path,
     model_name: str,
     progress: Progress,
+    *,
+    layered: bool = False,
 ) -> None:
-    """Build in a temp folder beside the cache entry, then rename it into place atomically."""
+    """Build in a temp folder beside the cache entry, then rename it into place atomically.
+    ``layered``: ``requirements`` leaves packages to the image (see mmetools.build.env.image)."""
     envs_dir = cache_entry.parent
     envs_dir.mkdir(parents=True, exist_ok=True)
     remove_interrupted_builds(envs_dir)
@@ -123,7 +126,7 @@ def build_into_cache(
         staged.mkdir()
         archive = staged / ENV_ARCHIVE
         try:
-            backend.build(requirements, target, workdir, archive, progress)
+            backend.build(requirements, target, workdir, archive, progress, layered=layered)
         except ProcessError as e:
             raise EnvPackError(
                 f"model '{model_name}': building the {backend.name} env from {requirements} "
@@ -138,6 +141,8 @@ def build_into_cache(
             "backend_identity": backend.identity(),
             "target": target.as_json(),
             "requirements": normalized_requirements(requirements, model_name),
+            "layered_on_image": layered,
+            "slimmed": _read_json(workdir / SLIM_REPORT) or {},
             "sha256": _file_sha256(archive),
             "size": archive.stat().st_size,
         }
@@ -170,12 +175,24 @@ def _copy_hashing(source: Path, destination: Path) -> str:
 
 
 def place_in_step(cached_archive: Path, digest: str, step_dir: Path) -> bool:
-    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there.
+    """Copy the cached archive to ``<step>/python_env.tar.gz``; False when it was already there."""
+    return place_copy(cached_archive, digest, step_dir / ENV_ARCHIVE, step_dir / STEP_RECORD)
+
+
+def copy_record(destination: Path) -> Path:
+    """The record beside a copy of the env: ``.python_env.json`` in a step, else
+    ``.<archive name>.json`` (the model's one env: ``.<model>_env.tar.gz.json``)."""
+    if destination.name == ENV_ARCHIVE:
+        return destination.with_name(STEP_RECORD)
+    return destination.with_name(f".{destination.name}.json")
+
+
+def place_copy(cached_archive: Path, digest: str, destination: Path, record_path: Path) -> bool:
+    """Copy the cached archive to ``destination``; False when it was already there.
 
     The copy must have the sha256 the cache entry recorded when it was built (EnvPackError naming
     the cache entry otherwise); an existing copy is kept only when it has that sha256 too."""
-    destination = step_dir / ENV_ARCHIVE
-    record_path = step_dir / STEP_RECORD
+    step_dir = destination.parent
     cache_record = _read_json(cached_archive.parent / CACHE_RECORD) or {}
     sha256 = cache_record.get("sha256")
     if not isinstance(sha256, str):

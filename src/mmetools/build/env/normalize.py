@@ -19,6 +19,8 @@ import re
 import tarfile
 from pathlib import Path
 
+from mmetools.build.env.bytecode import is_hash_based_pyc
+from mmetools.build.env.slim import SLIM_RULES, slim_rule
 from mmetools.core.errors import EnvPackError
 from mmetools.core.targets import ServingTarget
 
@@ -51,31 +53,61 @@ def _dropped(name: str) -> bool:
     )
 
 
-def _pyvenv_cfg(target: ServingTarget) -> bytes:
-    # Only what the image's Python reads: where its interpreter lives. No build command, no
-    # local patch version, no tool versions.
-    home = target.interpreter_path.rsplit("/", 1)[0]
+def _kept_bytecode(name: str, data: bytes | None, target: ServingTarget) -> bool:
+    """The hash-based bytecode compile_bytecode wrote for the target's Python (reproducible);
+    any other bytecode (timestamp-based, another Python's) is dropped."""
+    tag = f".cpython-{target.python_version.replace('.', '')}.pyc"
     return (
-        f"home = {home}\ninclude-system-site-packages = false\n"
+        data is not None
+        and name.endswith(tag)
+        and name.split("/")[-2:-1] == ["__pycache__"]
+        and is_hash_based_pyc(data)
+    )
+
+
+def _pyvenv_cfg(target: ServingTarget, layered: bool) -> bytes:
+    # Only what the image's Python reads: where its interpreter lives, and whether the env sees
+    # the image's site-packages (layered: the image provides packages the env leaves out). No
+    # build command, no local patch version, no tool versions.
+    home = target.interpreter_path.rsplit("/", 1)[0]
+    system = "true" if layered else "false"
+    return (
+        f"home = {home}\ninclude-system-site-packages = {system}\n"
         f"version = {target.python_version}\n"
     ).encode()
 
 
 def normalize_env_archive(
-    raw: Path, output: Path, target: ServingTarget, forbidden: set[str]
-) -> None:
+    raw: Path, output: Path, target: ServingTarget, forbidden: set[str], *, layered: bool = False
+) -> dict[str, int]:
     """Rewrite venv-pack's tar as a reproducible .tar.gz.
 
     Members sorted, mtime 0, uid/gid 0, no owner names, mode 0755 for folders and executables
     else 0644, hard links stored as files, no bytecode, a canonical pyvenv.cfg, ``bin/python``
     a link to the target's interpreter; gzip header without name or time. Any file that still
     names a folder of the build machine (``forbidden``) is an EnvPackError naming it.
+    Files a slim rule drops are left out (mmetools.build.env.slim): returns the bytes each rule
+    saved. Hash-based bytecode for the target's Python is kept (mmetools.build.env.bytecode).
     """
     entries: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
+    slimmed = {rule.name: 0 for rule in SLIM_RULES}
     with tarfile.open(raw, "r:") as source:
         for member in source:
             name = posixpath.normpath(member.name.removeprefix("./"))
-            if name in (".", "") or _dropped(name):
+            if name in (".", ""):
+                continue
+            rule = slim_rule(name)
+            if rule is not None:
+                slimmed[rule.name] += member.size if member.isfile() else 0
+                continue
+            if _dropped(name):
+                if not (member.isfile() and name.endswith(".pyc")):
+                    continue
+                extracted = source.extractfile(member)
+                pyc = extracted.read() if extracted is not None else b""
+                if _kept_bytecode(name, pyc, target):
+                    info = _file_info(name, ENV_FILE_MODE)
+                    entries[name] = (info, pyc)
                 continue
             info = tarfile.TarInfo(name)
             data: bytes | None = None
@@ -93,7 +125,17 @@ def normalize_env_archive(
             else:
                 continue
             entries[name] = (info, data)
-    entries["pyvenv.cfg"] = (_file_info("pyvenv.cfg", ENV_FILE_MODE), _pyvenv_cfg(target))
+    entries["pyvenv.cfg"] = (
+        _file_info("pyvenv.cfg", ENV_FILE_MODE),
+        _pyvenv_cfg(target, layered),
+    )
+    # The __pycache__ folders of kept bytecode (dropped above with the rest of the bytecode).
+    for name in [n for n in entries if n.endswith(".pyc")]:
+        folder = posixpath.dirname(name)
+        if folder not in entries:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, ENV_EXEC_MODE
+            entries[folder] = (info, None)
     # The env's interpreter is the image's: bin/python -> interpreter_path, the others -> python.
     for link in ("python", "python3", f"python{target.python_version}"):
         info = tarfile.TarInfo(f"bin/{link}")
@@ -128,6 +170,7 @@ def normalize_env_archive(
                     else:
                         info.size = len(data)
                         tar.addfile(info, io.BytesIO(data))
+    return slimmed
 
 
 def _refresh_records(entries: dict[str, tuple[tarfile.TarInfo, bytes | None]]) -> None:

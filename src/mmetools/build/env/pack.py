@@ -9,18 +9,21 @@ the pipeline's env step: ``pack_env``, or nothing when the model ships without a
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mmetools.build.env.backends import EnvBackend, Progress, select_backend
 from mmetools.build.env.cache import (
     CACHE_SUBDIR,
+    copy_record,
+    place_copy,
     build_into_cache,
     discard_entry,
     entry_problem,
-    place_in_step,
     remove_interrupted_builds,
 )
+from mmetools.build.env.image import LockSplit, split_lock
 from mmetools.build.env.lock import lock_path, lock_problem, locked_digest
 from mmetools.build.env.requirements import env_hash, normalized_requirements, requirements_digest
 from mmetools.core.errors import ArtifactError, EnvPackError
@@ -30,9 +33,11 @@ from mmetools.model.config import ModelConfig, RepositoryModel
 from mmetools.model.folder import (
     ENV_ARCHIVE,
     EXECUTION_ENV_KEY,
-    EXECUTION_ENV_VALUE,
     ModelFolder,
+    env_placement,
     execution_env_problem,
+    model_env_archive,
+    model_env_value,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,11 +56,11 @@ class PackedEnv:
 
 
 def check_execution_env_path(config: ModelConfig, config_path: Path) -> None:
-    """Refuse an EXECUTION_ENV_PATH that does not name the step's own packed env."""
+    """Refuse an EXECUTION_ENV_PATH that names neither the model's one env nor the step's copy."""
     if EXECUTION_ENV_KEY not in config.parameters:
         return
     value = str(config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = execution_env_problem(value)
+    problem = execution_env_problem(value, _model_name_of(config_path))
     if problem:
         raise EnvPackError(f"{config_path}: parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
@@ -66,18 +71,35 @@ def require_execution_env_path(config: ModelConfig, config_path: Path, step: str
     if EXECUTION_ENV_KEY not in config.parameters:
         raise EnvPackError(
             f"{config_path}: Python step {step} sets no {EXECUTION_ENV_KEY}, so Triton would not "
-            f"use the {ENV_ARCHIVE} the env step packs into it; add these lines to the config:\n"
-            f"{_PARAMETER_BLOCK}"
+            f"use the env the env step packs for it; add these lines to the config:\n"
+            f"{_parameter_block(_model_name_of(config_path))}"
         )
     check_execution_env_path(config, config_path)
 
 
-_PARAMETER_BLOCK = (
-    "parameters: {\n"
-    f'  key: "{EXECUTION_ENV_KEY}"\n'
-    f'  value: {{ string_value: "{EXECUTION_ENV_VALUE}" }}\n'
-    "}"
-)
+def _model_name_of(config_path: Path) -> str:
+    """The model a step's config belongs to: ``models/<model>/<step>/config.pbtxt``."""
+    return config_path.parent.parent.name
+
+
+def _parameter_block(model_name: str) -> str:
+    return (
+        "parameters: {\n"
+        f'  key: "{EXECUTION_ENV_KEY}"\n'
+        f'  value: {{ string_value: "{model_env_value(model_name)}" }}\n'
+        "}"
+    )
+
+
+def env_placements(model: ModelFolder, steps: list[RepositoryModel]) -> dict[str, list[str]]:
+    """Which steps use the model's one env ("model") and which their own copy ("step")."""
+    placements: dict[str, list[str]] = {"model": [], "step": []}
+    for step in steps:
+        value = str(step.config.parameters[EXECUTION_ENV_KEY].string_value)
+        placement = env_placement(value, model.name)
+        if placement is not None:
+            placements[placement].append(step.name)
+    return placements
 
 
 def env_requirements(model: ModelFolder, target: ServingTarget) -> tuple[Path, str]:
@@ -134,12 +156,33 @@ def pack_env(
         return None
     target = settings.target
     python_version = target.python_version
+    source, requirements = env_requirements(model, target)
+    chosen = backend if backend is not None else select_backend(settings)
+    split = image_split(source, requirements, target, chosen)
+    if split is not None and split.empty:
+        # The image has every locked requirement at its locked version: the steps run in the
+        # image's Python, no env is packed and no config may ask for one.
+        _require_no_execution_env_path(model, steps, split)
+        _remove_stale_copies(model, steps)
+        report(
+            "no env: the image provides every locked requirement ("
+            + ", ".join(f"{n}=={v}" for n, v in split.provided)
+            + ")"
+        )
+        return None
     # Check every config before building anything: a bad value should not cost a 5-minute build.
     for step in steps:
         require_execution_env_path(step.config, step.config_path, step.name)
-    source, requirements = env_requirements(model, target)
-    chosen = backend if backend is not None else select_backend(settings)
-    digest = env_hash(requirements, target, chosen)
+    if split is not None and split.layered:
+        report(
+            "left to the image (same version as locked): "
+            + ", ".join(f"{n}=={v}" for n, v in split.provided)
+        )
+        requirements = split.packed_text
+    for name, locked, image in split.differing if split is not None else ():
+        report(f"packing {name}=={locked}: the image has {image}, the lock pins another version")
+    layered_on = split.provided if split is not None else ()
+    digest = env_hash(requirements, target, chosen, layered_on)
     cache_entry = settings.cache_dir / CACHE_SUBDIR / digest
     cached_archive = cache_entry / ENV_ARCHIVE
     remove_interrupted_builds(cache_entry.parent)  # also on a cache hit: a killed build's folder
@@ -167,22 +210,34 @@ def pack_env(
     else:
         report(f"building env {digest[:12]} ({chosen.name}, Python {python_version})")
         try:
-            build_into_cache(chosen, source, target, digest, cache_entry, model.name, report)
+            with tempfile.TemporaryDirectory(prefix="mmetools-env-") as folder:
+                if layered_on:  # install what the image lacks, from the lock's own lines
+                    source = Path(folder) / source.name
+                    source.write_text(requirements, encoding="utf-8")
+                build_into_cache(chosen, source, target, digest, cache_entry, model.name, report,
+                                 layered=bool(layered_on))  # fmt: skip
         except OSError as e:
             raise EnvPackError(
                 f"model '{model.name}': cannot store the env in the cache {cache_entry.parent}: "
                 f"{e.strerror or e}"
             ) from e
     placed: list[Path] = []
-    for step in steps:
+    placements = env_placements(model, steps)
+    destinations = [model.path / name / ENV_ARCHIVE for name in placements["step"]]
+    shared = model.path / model_env_archive(model.name)
+    if placements["model"]:
+        destinations.append(shared)
+    else:
+        _remove_copy(shared)  # an earlier build's, which no config references now
+    for destination in sorted(destinations):
         try:
-            if place_in_step(cached_archive, digest, step.path):
-                report(f"copied the env into {step.name}/{ENV_ARCHIVE}")
+            if place_copy(cached_archive, digest, destination, copy_record(destination)):
+                report(f"copied the env to {destination.relative_to(model.path)}")
         except OSError as e:
             raise EnvPackError(
-                f"model '{model.name}': cannot write {step.path / ENV_ARCHIVE}: {e.strerror or e}"
+                f"model '{model.name}': cannot write {destination}: {e.strerror or e}"
             ) from e
-        placed.append(step.path / ENV_ARCHIVE)
+        placed.append(destination)
     return PackedEnv(
         path=cached_archive,
         env_hash=digest,
@@ -191,6 +246,42 @@ def pack_env(
         cached=cached,
         steps=tuple(placed),
     )
+
+
+def image_split(
+    source: Path, requirements: str, target: ServingTarget, backend: EnvBackend
+) -> LockSplit | None:
+    """The lock divided by what the target image provides, or None when nothing may be left out:
+    no lock (no exact versions), or conda-pack (its env carries its own interpreter and does not
+    see the image's site-packages)."""
+    if backend.name != "venv" or not source.name.endswith(".lock"):
+        return None
+    return split_lock(requirements, target)
+
+
+def _require_no_execution_env_path(
+    model: ModelFolder, steps: list[RepositoryModel], split: LockSplit
+) -> None:
+    referencing = _configs_referencing_env(steps)
+    if referencing:
+        provided = ", ".join(f"{n}=={v}" for n, v in split.provided)
+        raise EnvPackError(
+            f"model '{model.name}': the serving image provides every locked requirement "
+            f"({provided}), so no env is packed, but these configs set {EXECUTION_ENV_KEY} and "
+            f"would fail to load: {', '.join(referencing)}; remove the parameter block"
+        )
+
+
+def _remove_copy(destination: Path) -> None:
+    destination.unlink(missing_ok=True)
+    copy_record(destination).unlink(missing_ok=True)
+
+
+def _remove_stale_copies(model: ModelFolder, steps: list[RepositoryModel]) -> None:
+    """An env an earlier build copied is not shipped now: remove it and its record."""
+    for step in steps:
+        _remove_copy(step.path / ENV_ARCHIVE)
+    _remove_copy(model.path / model_env_archive(model.name))
 
 
 def _configs_referencing_env(steps: list[RepositoryModel]) -> list[str]:

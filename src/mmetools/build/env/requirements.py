@@ -21,7 +21,7 @@ from mmetools.model.folder import ModelFolder
 logger = logging.getLogger(__name__)
 
 # Bump when the build recipe changes in a way that changes the env: it invalidates every cache entry.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4  # 4: hash-based bytecode, slim rules, envs layered on the image
 # pip requirement-file options whose content lives elsewhere: the cache hash could not see a change.
 _UNHASHABLE_OPTIONS = re.compile(
     r"^(-r|--requirement|-c|--constraint|-e|--editable)(\s|=|$)", re.IGNORECASE
@@ -61,7 +61,12 @@ def requirements_digest(model: ModelFolder) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def env_hash(requirements: str, target: ServingTarget, backend: EnvBackend) -> str:
+def env_hash(
+    requirements: str,
+    target: ServingTarget,
+    backend: EnvBackend,
+    layered_on: tuple[tuple[str, str], ...] = (),
+) -> str:
     """The cache key: the (locked) requirements, what the target gives the env, and the recipe.
 
     Nothing of the build machine (not the local interpreter's path or patch version, not its
@@ -75,4 +80,6 @@ def env_hash(requirements: str, target: ServingTarget, backend: EnvBackend) -> s
         "platform": target.manylinux_platform,
         "backend": backend.identity(),
     }
+    if layered_on:  # what the env leaves to the image (include-system-site-packages)
+        key["layered_on"] = [f"{name}=={version}" for name, version in layered_on]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()

@@ -24,6 +24,7 @@ from mmetools.model.folder import (
     MODEL_DIRECTORY_TOKEN,
     ModelFolder,
     execution_env_problem,
+    model_env_value,
     read_model_version,
     weight_filename,
     weight_paths,
@@ -63,7 +64,9 @@ def project_problems(folder: ModelFolder, repository: Repository) -> Iterator[Pr
         if backend_of(model.config) == PYTHON_BACKEND:
             python_steps.append(name)
             yield from _python_file_problems(model)
-            if not is_ensemble(model.config):
+            # With a lock, the env step decides against the serving target: no env at all when
+            # the image provides every locked requirement (then no config may set one).
+            if not is_ensemble(model.config) and not any(folder.path.glob("requirements-*.lock")):
                 yield from _missing_execution_env(model)
         yield from _weight_problems(model)
     if python_steps and not folder.requirements_file.is_file():
@@ -144,7 +147,7 @@ def _execution_env_problems(model: RepositoryModel) -> Iterator[Problem]:
     if EXECUTION_ENV_KEY not in model.config.parameters:
         return
     value = str(model.config.parameters[EXECUTION_ENV_KEY].string_value)
-    problem = execution_env_problem(value)
+    problem = execution_env_problem(value, model.path.parent.name)
     if problem:
         yield Problem(model.config_path, f"parameter {EXECUTION_ENV_KEY} '{value}' {problem}")
 
@@ -158,10 +161,10 @@ def _missing_execution_env(model: RepositoryModel) -> Iterator[Problem]:
     # without it; the env step itself refuses to build for a config that lacks it.
     yield Problem(
         model.config_path,
-        f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs "
-        f"{model.name}/python_env.tar.gz, which Triton only uses when the config says so, and "
-        f'refuses to run without it. Add these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" '
-        f'value: {{ string_value: "{MODEL_DIRECTORY_TOKEN}/python_env.tar.gz" }} }}',
+        f"Python step {model.name} sets no {EXECUTION_ENV_KEY}; the env step packs the model's "
+        f"env, which Triton only uses when the config says so, and refuses to run without it. "
+        f'Add these lines: parameters: {{ key: "{EXECUTION_ENV_KEY}" '
+        f'value: {{ string_value: "{model_env_value(model.path.parent.name)}" }} }}',
         WARNING,
     )
 

@@ -16,7 +16,7 @@ from mmetools.build.manifest import Manifest, member_differences
 from mmetools.build.verified import LocalArtifact
 from mmetools.core.errors import MmetoolsError, PublishError
 from mmetools.core.jsontext import parse_json
-from mmetools.model.folder import ENV_ARCHIVE
+from mmetools.model.folder import ENV_ARCHIVE, MODEL_ENV_SUFFIX
 from mmetools.release.publish.plan import (
     Action,
     PublishOptions,
@@ -293,7 +293,11 @@ def explain_difference(published: Manifest, local: Manifest) -> str:
             f"{published.compression or 'unknown compression'}, local build "
             f"{local.compression or 'unknown'}): the build was not reproducible"
         )
-    own = [line for line in differences if not line.endswith(f"/{ENV_ARCHIVE}")]
+    own = [
+        line
+        for line in differences
+        if not line.endswith(f"/{ENV_ARCHIVE}") and not line.endswith(MODEL_ENV_SUFFIX)
+    ]
     shown = "; ".join(differences[:20]) + (
         f"; and {len(differences) - 20} more" if len(differences) > 20 else ""
     )

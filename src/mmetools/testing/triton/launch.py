@@ -120,16 +120,22 @@ class TargetPython:
     """The serving image's Python, emulated: a local interpreter of the same minor version is
     mapped onto the image's prefix (an overlay on e.g. /usr, in a private mount namespace of the
     server only), so a packed env's ``bin/python -> /usr/bin/python3.12`` and ``home = /usr/bin``
-    resolve as they would in the container, and the target's stub serves the env's steps."""
+    resolve as they would in the container, and the target's stub serves the env's steps.
+
+    ``packages``: the packages the image installs for the python backend (numpy), laid out as
+    ``lib/python3.X/site-packages`` and overlaid on top, so they are the emulated interpreter's
+    own system site-packages, as the image's dist-packages are its Python's: an env layered on
+    the image (include-system-site-packages) or a step with no env sees them, and nothing else."""
 
     local_prefix: Path  # holds bin/python3.X and lib/python3.X
     prefix: str  # the image's prefix, "/usr"
     version: str  # "3.12"
+    packages: Path | None = None
 
 
 # The server runs in its own user + mount namespace where the image's Python prefix is an overlay
 # of the local interpreter's prefix over the host's: nothing outside that process tree changes.
-_OVERLAY_SCRIPT = 'mount -t overlay overlay -o "lowerdir=$1:$2" "$2" && shift 2 && exec "$@"'
+_OVERLAY_SCRIPT = 'mount -t overlay overlay -o "lowerdir=$1" "$2" && shift 2 && exec "$@"'
 
 
 def emulation_argv(argv: Sequence[str], python: TargetPython) -> list[str]:
@@ -139,8 +145,11 @@ def emulation_argv(argv: Sequence[str], python: TargetPython) -> list[str]:
             "cannot emulate the target's Python: `unshare` (util-linux) is not on PATH; the "
             "static audit (`mmetools inspect`) still checks the env against the target"
         )
+    layers = [str(python.local_prefix), python.prefix]
+    if python.packages is not None:
+        layers.insert(0, str(python.packages))
     return [unshare, "--map-root-user", "--mount", "sh", "-c", _OVERLAY_SCRIPT, "sh",
-            str(python.local_prefix), python.prefix, *argv]  # fmt: skip
+            ":".join(layers), python.prefix, *argv]  # fmt: skip
 
 
 def bundled_launch(

@@ -139,8 +139,8 @@ def test_torchscript_inferencer_with_default_model_filename(tmp_path: Path) -> N
             # validate, env and package apply one rule: only the step's packed env is accepted
             "$$TRITON_MODEL_DIRECTORY/envs/python_env",
             "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/envs/python_env' must name "
-            "the step's packed env: mmetools places it at "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "the packed env: mmetools places it at "
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz or $$TRITON_MODEL_DIRECTORY/../foo_env.tar.gz",
         ),
         (
             "python_env.tar.gz",
@@ -158,12 +158,15 @@ def test_torchscript_inferencer_with_default_model_filename(tmp_path: Path) -> N
             "$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz",
             "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/../shared/python_env.tar.gz' "
             "leaves the step folder through '..'; mmetools places the env at "
-            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz or $$TRITON_MODEL_DIRECTORY/../foo_env.tar.gz",
         ),
+        # the model's one env beside its steps: the recommended form
+        ("$$TRITON_MODEL_DIRECTORY/../foo_env.tar.gz", None),
         (
             "$$TRITON_MODEL_DIRECTORY/",
-            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/' must name the step's "
-            "packed env: mmetools places it at $$TRITON_MODEL_DIRECTORY/python_env.tar.gz",
+            "parameter EXECUTION_ENV_PATH '$$TRITON_MODEL_DIRECTORY/' must name the "
+            "packed env: mmetools places it at $$TRITON_MODEL_DIRECTORY/python_env.tar.gz or "
+            "$$TRITON_MODEL_DIRECTORY/../foo_env.tar.gz",
         ),
     ],
 )
@@ -312,9 +315,9 @@ def test_python_step_without_execution_env_path_names_the_lines_to_add(tmp_path:
     problems = validate_path(folder)
     assert [str(p) for p in problems] == [
         f"{FOLDER}/foo_postprocessing/config.pbtxt: warning: Python step foo_postprocessing sets "
-        "no EXECUTION_ENV_PATH; the env step packs "
-        "foo_postprocessing/python_env.tar.gz, which Triton only uses when the config says so, "
-        'and refuses to run without it. Add these lines: parameters: { key: "EXECUTION_ENV_PATH" '
-        'value: { string_value: "$$TRITON_MODEL_DIRECTORY/python_env.tar.gz" } }'
+        "no EXECUTION_ENV_PATH; the env step packs the model's env, which Triton only uses when "
+        "the config says so, and refuses to run without it. Add these lines: parameters: "
+        '{ key: "EXECUTION_ENV_PATH" value: { string_value: '
+        '"$$TRITON_MODEL_DIRECTORY/../foo_env.tar.gz" } }'
     ]
     assert not problems[0].is_error  # `package --no-env` stays possible; the env step refuses
