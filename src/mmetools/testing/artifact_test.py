@@ -47,9 +47,10 @@ from mmetools.testing.source_test import (
 from mmetools.model.config import is_ensemble, load_repository
 from mmetools.model.folder import (
     FIXTURES_DIR,
-    REQUIREMENTS_FILE,
     ModelRef,
+    own_folder,
     parse_artifact_name,
+    requirements_of,
 )
 from mmetools.core.interpreters import find_python
 from mmetools.testing.serving_env import ServingEnv, ensure_serving_env
@@ -334,7 +335,7 @@ class _Artifact:
 def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Artifact | ModelReport:
     ref = parse_artifact_name(path)
     try:
-        fixtures = fixtures_dir or settings.root / "models" / ref.name / FIXTURES_DIR
+        fixtures = fixtures_dir or own_folder(ref.name, settings.root) / FIXTURES_DIR
         if not fixtures.is_dir():
             raise FixtureError(
                 f"{path}: no fixtures for model '{ref.name}' at {fixtures} "
@@ -343,7 +344,7 @@ def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Arti
         check_artifact(path, settings.triton.max_unpacked_mb * MiB)
         audit = audit_artifact(path, settings.target)
         require_audit(audit, "test --artifact")
-        requirements = settings.root / "models" / ref.name / REQUIREMENTS_FILE
+        requirements = requirements_of(ref.name, settings.root)
         env = ensure_serving_env(requirements, settings.cache_dir)
     except MmetoolsError as e:
         return ModelReport(ref.name, str(path), error=str(e))
@@ -451,7 +452,7 @@ def run_artifacts(
     emulated = emulated_target(settings, chosen, env_steps)
 
     def make_server(item: _Artifact) -> TritonServer:
-        requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE
+        requirements = requirements_of(item.ref.name, settings.root)
         return TritonServer(
             target_python=emulated,
             mode=chosen,
