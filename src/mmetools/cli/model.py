@@ -159,20 +159,11 @@ def tenant_add(
     push: Annotated[bool, typer.Option("--push/--no-push", help="dvc push the weights.")] = True,
 ) -> None:
     """Add a complete tenant: weights (trained or given) tracked and pushed with DVC, fixtures."""
+    from mmetools.model.scaffold import commit_tokens
     from mmetools.model.tenant_add import add_tenant
 
-    with status_while(f"adding tenant {tenant}") as status:
-
-        def progress(message: str) -> None:
-            if status is not None and hasattr(status, "update"):
-                status.update(f"{tenant}: {message}")
-            err_console.print(f"{tenant}: {message}", markup=False)
-
-        added = add_tenant(family, tenant, weights=weights, seed=seed, push=push,
-                           progress=progress)  # fmt: skip
+    with status_while(f"adding tenant {tenant}"):  # each step is logged
+        added = add_tenant(family, tenant, weights=weights, seed=seed, push=push)
     how = "given weights" if added.seed is None else f"trained with seed {added.seed}"
-    console.print(
-        f"added {added.folder} ({how}, {added.fixtures} fixture case(s)); commit it: "
-        f"git add {added.folder}",
-        markup=False,
-    )
+    console.print(f"added {added.folder} ({how}, {added.fixtures} fixture case(s))", markup=False)
+    console.print(f"commit it: {commit_tokens(added.folder)['git_add']}", markup=False)
