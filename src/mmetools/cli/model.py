@@ -126,10 +126,13 @@ def lock_command(
     uv for the serving target's Python and platform (the env step installs from it)."""
     from mmetools.build.env.lock import lock_model
     from mmetools.core.settings import load_settings
+    from mmetools.model.folder import ModelFolder
 
     target = load_settings().target
     bad = 0
-    for folder in model_folders_of(models):
+    # A family's lock is its own (beside its requirements.txt), shared by its tenants: once.
+    folders = {f.source_dir: ModelFolder(f.source_dir) for f in model_folders_of(models)}
+    for folder in folders.values():
         with console.status(f"{folder.name}: resolving for Python {target.python_version}"):
             result = lock_model(folder, target, check=check)
         if result.status in ("missing", "stale"):

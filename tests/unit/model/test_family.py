@@ -168,3 +168,33 @@ def test_model_arguments_take_a_family_or_one_tenant(fam: Family, tmp_path: Path
         tenant_folder(fam.path, "zed")
     with pytest.raises(UsageError, match="not a model family"):
         family(fam.tenants_dir)
+
+
+# --- the commands' usage errors (no tracebacks, nothing written) --------------------------------
+
+
+def test_tenant_add_refuses_bad_names_existing_tenants_and_missing_weights(
+    fam: Family, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mmetools.cli import main
+
+    before = sorted(p.name for p in fam.tenants_dir.iterdir())
+    assert main(["tenant", "add", str(fam.path), "Bad-Name"]) == 2
+    assert "invalid tenant name 'Bad-Name'" in capsys.readouterr().err
+    assert main(["tenant", "add", str(fam.path), "acme"]) == 1
+    assert "already exists; `tenant add` never overwrites a tenant" in capsys.readouterr().err
+    missing = tmp_path / "nope.onnx"
+    assert main(["tenant", "add", str(fam.path), "delta", "--weights", str(missing)]) == 2
+    assert f"--weights {missing}: no such file" in capsys.readouterr().err
+    assert main(["tenant", "add", str(fam.tenants_dir), "delta"]) == 2
+    assert "not a model family" in capsys.readouterr().err
+    assert sorted(p.name for p in fam.tenants_dir.iterdir()) == before
+
+
+def test_new_family_writes_a_family_with_no_tenant(tmp_path: Path) -> None:
+    folder = scaffold_model("scorer", "onnx", tmp_path / "models", family=True)
+    assert not (folder / "model_version.txt").exists()
+    assert (folder / "BUILD").read_text().count('triton_model_family(name="scorer")') == 1
+    assert Family(folder).tenants() == []
+    with pytest.raises(UsageError, match="has no tenants yet"):
+        resolve_model_args([folder])
