@@ -156,11 +156,15 @@ def tenant_problems(fam: Family, tenant: str) -> list[tuple[Path, str]]:
     return problems
 
 
+def _destination(fam: Family, tenant: str, root: Path) -> Path:
+    return root / BUILD_DIR / tenant_model_name(fam.name, tenant)
+
+
 def assemble_tenant(fam: Family, tenant: str, root: Path) -> ModelFolder:
     """The tenant's model folder under ``build/tenants/<family>-<tenant>``: the family's files
     with the tenant's over them. Files are copied (the packager refuses links), and only those
     whose size or mtime changed; the env step's packed envs are kept."""
-    destination = root / BUILD_DIR / tenant_model_name(fam.name, tenant)
+    destination = _destination(fam, tenant, root)
     source = fam.tenant_dir(tenant)
     wanted: dict[Path, Path] = {}
     for relative in _files(fam.path):
@@ -221,9 +225,10 @@ def tenant_folder(family_path: Path, tenant: str, *, fetch: bool = True) -> Mode
     problems = tenant_problems(fam, tenant)
     if problems:
         raise ConfigError("\n".join(f"{path}: {message}" for path, message in problems))
-    if fetch:
-        fetch_weights(ModelFolder(fam.tenant_dir(tenant)))
-    return assemble_tenant(fam, tenant, find_root(fam.path))
+    root = find_root(fam.path)
+    if fetch:  # named as the model it builds; its pointers are in its own folder
+        fetch_weights(ModelFolder(_destination(fam, tenant, root), origin=fam.tenant_dir(tenant)))
+    return assemble_tenant(fam, tenant, root)
 
 
 def family_tenant_folders(family_path: Path) -> list[ModelFolder]:
