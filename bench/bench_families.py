@@ -42,6 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from benchlib import REPO_ROOT, load_note, seconds, table, write_results
 
@@ -171,10 +172,22 @@ class Run:
     seconds: float
     peak_mib: float
     built: int  # artifacts the run left in its run folder
+    steps: dict[str, float]  # the builds' own steps (their JUnit reports), summed over models
+
+
+def build_steps(repo: Path) -> dict[str, float]:
+    """Seconds per pipeline step (validate .. artifact) summed over this run's build reports."""
+    totals: dict[str, float] = {}
+    for report in (repo / "dist" / "reports").glob("*-build.xml"):
+        for case in ElementTree.parse(report).getroot().iter("testcase"):
+            name = case.get("name", "")
+            totals[name] = totals.get(name, 0.0) + float(case.get("time", "0"))
+    return {name: round(value, 2) for name, value in sorted(totals.items())}
 
 
 def run_pipeline(repo: Path, cache: Path, *options: str) -> Run:
     argv = [str(repo / ".venv" / "bin" / "python"), "ci/pipeline.py", *options, *DRIVER]
+    shutil.rmtree(repo / "dist" / "reports", ignore_errors=True)
     env = {**os.environ, "MMETOOLS_CACHE_DIR": str(cache)}
     started = time.perf_counter()
     completed = subprocess.run([sys.executable, "-c", PEAK, *argv], cwd=repo, env=env,
@@ -187,7 +200,7 @@ def run_pipeline(repo: Path, cache: Path, *options: str) -> Run:
     if "run folder: " in completed.stdout:
         run_dir = repo / completed.stdout.split("run folder: ", 1)[1].split()[0]
         built = len(list(run_dir.glob("*.tar.gz")))
-    return Run(elapsed, peak, built)
+    return Run(elapsed, peak, built, build_steps(repo))
 
 
 def bump(version_file: Path) -> None:
@@ -248,6 +261,7 @@ def main() -> None:
             separate, models = make_separate(work, family, count, "separate")
             single, single_names = make_separate(work, family, 1, "single")
             cache = work / "cache"
+            print("timing the family, then the separate folders, then one model", flush=True)
             fam = scenarios(family, cache, tenants, family=True)
             sep = scenarios(separate, cache, models, family=False)
             one = scenarios(single, cache, single_names, family=False)
@@ -264,6 +278,11 @@ def main() -> None:
                           ("no-op", "noop"))
     ]  # fmt: skip
     print(table(["scenario", "family", "peak", f"{count} separate", "peak"], rows))
+    print("full run, seconds per step summed over the models (family / separate):")
+    for step in sorted(set(fam["full"].steps) | set(sep["full"].steps)):
+        print(
+            f"  {step:10} {fam['full'].steps.get(step, 0):8.1f} {sep['full'].steps.get(step, 0):8.1f}"
+        )
     ratio_marginal = marginal_family / marginal_separate if marginal_separate > 0 else float("nan")
     ratio_one = fam["one"].seconds / one["one"].seconds
     print(f"marginal CI time per tenant: {seconds(marginal_family)} vs a separate model's "
