@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from mmetools.core.errors import ConfigError, UsageError
+from mmetools.core.errors import ConfigError, MmetoolsError, UsageError
 from mmetools.core.settings import find_root
 from mmetools.model.config import CONFIG_FILE
 from mmetools.model.dvc import POINTER_SUFFIX, fetch_weights
@@ -240,4 +240,13 @@ def family_tenant_folders(family_path: Path) -> list[ModelFolder]:
             f"{fam.path}: family '{fam.name}' has no tenants yet "
             f"(`mmetools tenant add {fam.path} TENANT`)"
         )
-    return [tenant_folder(fam.path, tenant) for tenant in tenants]
+    root = find_root(fam.path)
+    folders = []
+    for tenant in tenants:
+        try:
+            folders.append(tenant_folder(fam.path, tenant))
+        except MmetoolsError as e:
+            # One broken tenant stops only itself: its validate or fetch step says why.
+            logger.warning("%s: tenant '%s' is built as it is: %s", fam.path, tenant, e)
+            folders.append(assemble_tenant(fam, tenant, root))
+    return folders

@@ -198,3 +198,16 @@ def test_new_family_writes_a_family_with_no_tenant(tmp_path: Path) -> None:
     assert Family(folder).tenants() == []
     with pytest.raises(UsageError, match="has no tenants yet"):
         resolve_model_args([folder])
+
+
+def test_one_broken_tenant_of_a_family_stops_only_itself(fam: Family) -> None:
+    from mmetools.core.errors import ValidationFailed
+    from mmetools.model.validation import validate_model
+
+    add_files(fam.tenant_dir("acme"), {"fam_pipeline/config.pbtxt": "x"})
+    acme, bravo = resolve_model_args([fam.path])[0]
+    with pytest.raises(ValidationFailed) as error:
+        validate_model(acme)
+    assert any(str(fam.tenant_dir("acme") / "fam_pipeline/config.pbtxt") in p
+               for p in error.value.problems)  # fmt: skip
+    validate_model(bravo)
