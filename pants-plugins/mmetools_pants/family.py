@@ -26,7 +26,7 @@ from mmetools_pants.target_types import (
 )
 
 
-class GenerateTenantTargetsRequest(GenerateTargetsRequest):
+class GenerateTenantTargetsRequest(GenerateTargetsRequest[TritonModelFamilyTarget]):
     generate_from = TritonModelFamilyTarget
 
 

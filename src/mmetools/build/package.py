@@ -418,7 +418,8 @@ def write_artifact(
             # a differing sha256 between machines (member sha256s still match).
             compression={"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
                          "library": DEFLATE_LIBRARY},  # fmt: skip
-            model_folder=_relative(model.path, settings.root),
+            # The committed folder (a tenant's: its family), whose git state publish records.
+            model_folder=_relative(model.source_dir, settings.root),
         )
         # All three under temp names first, then moved together with the tarball last, so an
         # interruption never leaves this build's sidecars beside an earlier build's tarball.

@@ -119,6 +119,16 @@ def test_a_family_reaches_staging_and_ci_follows_what_changed(repo: Repo) -> Non
         fixture = repo.path / f"models/fam/tenants/{tenant}/tests/fixtures/example.json"
         expected.add(json.dumps(json.loads(fixture.read_text())["expected"]["PROBABILITY"]))
     assert len(expected) == 3  # each tenant's own weights, its own expected outputs
+    # The published manifest names the family's committed folder, clean at this commit.
+    import boto3
+
+    key = "mme/feature~fam/fam-acme_1.tar.gz.manifest.json"
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    published = json.loads(body)
+    assert published["model_folder"] == "models/fam"
+    head = repo.run("git", "rev-parse", "HEAD").stdout.strip()
+    assert published["provenance"]["git"] == {**published["provenance"]["git"], "commit": head,
+                                              "dirty": False}  # fmt: skip
 
     # 2. One tenant's weights change: only it is built and published.
     bravo = "models/fam/tenants/bravo"
