@@ -257,11 +257,12 @@ def changed_models_pants(repo: Path, base: str, runner: CommandRunner) -> list[s
     names = []
     for line in result.output.splitlines():
         line = line.strip()
-        if line.startswith(f"{MODELS_DIR}/") and ":" in line and " " not in line:
-            spec, _, target = line.partition(":")
-            folder = spec.split("/")[1]
-            # A family's generated target per tenant: models/<family>:<family>#<tenant>
-            _, generated, tenant = target.partition("#")
+        if line.startswith(f"{MODELS_DIR}/") and (":" in line or "#" in line) and " " not in line:
+            # models/<name>:<name>, or a family's generated target per tenant, which Pants
+            # prints models/<family>#<tenant> (models/<family>:<target>#<tenant> when the
+            # target is not named after its folder)
+            address, generated, tenant = line.partition("#")
+            folder = address.partition(":")[0].split("/")[1]
             names.append(tenant_model_name(folder, tenant) if generated else folder)
     return sorted(set(names) & set(all_models(repo)))
 

@@ -89,6 +89,6 @@ class TritonModelFamilyTarget(TargetGenerator):
     help = (
         "A model family (models/<family>/): one ensemble, one artifact per tenant. Generates a "
         "`triton_model` per tenants/<tenant>/ that holds a model_version.txt, addressed "
-        "models/<family>:<family>#<tenant>, whose sources are the family's shared files and that "
+        "models/<family>#<tenant>, whose sources are the family's shared files and that "
         "tenant's folder: a change to one tenant selects only it, a shared change every tenant."
     )

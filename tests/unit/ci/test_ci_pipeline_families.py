@@ -108,9 +108,16 @@ def test_a_shared_file_of_the_family_selects_every_tenant_and_no_other_model(rep
 
 def test_pants_detection_maps_generated_tenant_addresses(repo: Path) -> None:
     def runner(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> object:
-        return pipeline.CommandResult(0, "models/fam:fam#charlie\nmodels/alpha:alpha\n")
+        # As Pants 2.17 prints them (checked with ./pants list on a family).
+        return pipeline.CommandResult(
+            0, "models/fam#charlie\nmodels/fam:fam#acme\nmodels/alpha:alpha\n"
+        )
 
-    assert pipeline.changed_models_pants(repo, "abc", runner) == ["alpha", "fam-charlie"]
+    assert pipeline.changed_models_pants(repo, "abc", runner) == [
+        "alpha",
+        "fam-acme",
+        "fam-charlie",
+    ]
 
 
 def test_a_family_with_its_target_generator_is_no_folder_without_a_target(repo: Path) -> None:
