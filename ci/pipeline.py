@@ -53,6 +53,7 @@ from rich.table import Table
 
 from mmetools.build.files import artifact_file_name, evidence_name
 from mmetools.core.errors import MmetoolsError
+from mmetools.model.folder import TENANTS_DIR, own_folder, split_model_name, tenant_model_name
 from mmetools.pipeline import STEP_NAMES
 from mmetools.rendering.console import StepRow, step_line, steps_table
 from mmetools.rendering.junit import write_steps_junit
@@ -69,6 +70,7 @@ STEPS = ("quality", "build", "diff", "publish", "smoke")
 # place of "build".
 TABLE_STEPS = ("quality", "build", *STEP_NAMES, "diff", "publish", "smoke")
 TARGET_TYPE = "triton_model"
+FAMILY_TARGET_TYPE = "triton_model_family"  # generates one triton_model per tenant
 # Branch variables CI systems set (a CI checkout is often a detached HEAD).
 BRANCH_VARIABLES = ("MMETOOLS_BRANCH", "GITHUB_HEAD_REF", "GITHUB_REF_NAME", "CI_COMMIT_REF_NAME")
 
@@ -121,10 +123,25 @@ def git(repo: Path, *args: str) -> str | None:
 
 
 def all_models(repo: Path) -> list[str]:
+    """Every model name: models/<name>/ with a version, and each tenant of a family
+    (models/<family>/tenants/<tenant>/ with a version) as <family>-<tenant>."""
     models = repo / MODELS_DIR
     if not models.is_dir():
         return []
-    return sorted(p.name for p in models.iterdir() if (p / VERSION_FILE).is_file())
+    names = []
+    for folder in models.iterdir():
+        if (folder / VERSION_FILE).is_file():
+            names.append(folder.name)
+        elif (folder / TENANTS_DIR).is_dir():
+            names.extend(tenant_model_name(folder.name, t.name)
+                         for t in (folder / TENANTS_DIR).iterdir()
+                         if (t / VERSION_FILE).is_file())  # fmt: skip
+    return sorted(names)
+
+
+def model_dir(model: str) -> str:
+    """The folder argument of a model: models/<name>, a tenant's models/<family>/tenants/<t>."""
+    return own_folder(model, Path()).as_posix()
 
 
 def current_branch(repo: Path, environ: Mapping[str, str]) -> str | None:
@@ -199,13 +216,21 @@ def is_toolkit_path(path: str) -> bool:
 
 
 def models_of_paths(paths: Sequence[str], models: Sequence[str]) -> list[str]:
-    """Models affected by changed paths: their own folder, or all of them for a toolkit path."""
+    """Models affected by changed paths: their own folder, or all of them for a toolkit path.
+    A tenant's own folder selects that tenant; any other file of a family selects all of its
+    tenants (the same rule as the triton_model_family targets' sources)."""
     if any(is_toolkit_path(p) for p in paths):
         return sorted(models)
-    touched = {
-        p.split("/")[1] for p in paths if p.startswith(f"{MODELS_DIR}/") and p.count("/") >= 2
-    }
-    return sorted(m for m in models if m in touched)
+    touched: set[str] = set()
+    for path in paths:
+        parts = path.split("/")
+        if parts[0] != MODELS_DIR or len(parts) < 3:
+            continue
+        if len(parts) >= 5 and parts[2] == TENANTS_DIR:
+            touched.add(tenant_model_name(parts[1], parts[3]))
+        else:
+            touched.add(parts[1])
+    return sorted(m for m in models if m in touched or split_model_name(m)[0] in touched)
 
 
 def changed_models_git(repo: Path, base: str) -> list[str]:
@@ -236,8 +261,13 @@ def changed_models_pants(repo: Path, base: str, runner: CommandRunner) -> list[s
     names = []
     for line in result.output.splitlines():
         line = line.strip()
-        if line.startswith(f"{MODELS_DIR}/") and ":" in line and " " not in line:
-            names.append(line.split(":")[0].split("/")[1])
+        if line.startswith(f"{MODELS_DIR}/") and (":" in line or "#" in line) and " " not in line:
+            # models/<name>:<name>, or a family's generated target per tenant, which Pants
+            # prints models/<family>#<tenant> (models/<family>:<target>#<tenant> when the
+            # target is not named after its folder)
+            address, generated, tenant = line.partition("#")
+            folder = address.partition(":")[0].split("/")[1]
+            names.append(tenant_model_name(folder, tenant) if generated else folder)
     return sorted(set(names) & set(all_models(repo)))
 
 
@@ -283,7 +313,7 @@ class PipelineOptions:
 
 
 def _version(repo: Path, model: str) -> str:
-    return (repo / MODELS_DIR / model / VERSION_FILE).read_text(encoding="utf-8").strip()
+    return (repo / model_dir(model) / VERSION_FILE).read_text(encoding="utf-8").strip()
 
 
 def artifact_path(options: PipelineOptions, model: str) -> str:
@@ -336,21 +366,38 @@ def smoke_step(options: PipelineOptions, model: str) -> Step:
 def diff_step(options: PipelineOptions, model: str, artifact: str) -> Step:
     """Compare this build with the published previous version before publishing (`mmetools diff`,
     i.e. `mmetools.release.diff.diff_against_published`): exit 1 over a threshold."""
-    return Step(model, "diff", (options.mmetools, "diff", f"{MODELS_DIR}/{model}", "--artifact",
+    return Step(model, "diff", (options.mmetools, "diff", model_dir(model), "--artifact",
                                 artifact, "--branch", options.branch,
                                 "--markdown", diff_report(options, model, ".md"),
                                 "--junit-xml", diff_report(options, model, ".xml"),
                                 "--json", diff_report(options, model, ".json")))  # fmt: skip
 
 
-def model_steps(options: PipelineOptions, model: str) -> list[Step]:
-    """The steps of one model, in pipeline order (see the module docstring)."""
-    folder = f"{MODELS_DIR}/{model}"
+def build_groups(models: Sequence[str]) -> list[tuple[str, ...]]:
+    """The models each `mmetools build` builds: a model alone, a family's selected tenants
+    together (one env and one Triton server for all of them), in the order given."""
+    groups: dict[str, list[str]] = {}
+    for model in models:
+        family, tenant = split_model_name(model)
+        groups.setdefault(f"{family}-" if tenant is not None else model, []).append(model)
+    return [tuple(group) for group in groups.values()]
+
+
+def build_argv(options: PipelineOptions, group: Sequence[str]) -> tuple[str, ...]:
+    """The build of ``group`` (see build_groups); a family's JUnit report is named after it."""
+    label = group[0] if len(group) == 1 else split_model_name(group[0])[0]
+    return (options.mmetools, "build", *(model_dir(m) for m in group), "--out", options.run_dir,
+            "--junit-xml", build_junit(options, label))  # fmt: skip
+
+
+def model_steps(
+    options: PipelineOptions, model: str, group: Sequence[str] | None = None
+) -> list[Step]:
+    """The steps of one model, in pipeline order (see the module docstring); its build is
+    that of its ``group`` (build_groups), itself alone by default."""
     artifact = artifact_path(options, model)
     tool = options.mmetools
-    build = (tool, "build", folder, "--out", options.run_dir, "--junit-xml",
-             build_junit(options, model))  # fmt: skip
-    steps = [Step(model, "build", build)]
+    steps = [Step(model, "build", build_argv(options, group or (model,)))]
     steps.append(diff_step(options, model, artifact))
     if options.publish:
         publish = (tool, "publish", artifact, "--branch", options.branch, "--json",
@@ -372,7 +419,7 @@ def models_without_target(repo: Path) -> list[str]:
             continue
         build = folder / "BUILD"
         text = build.read_text(encoding="utf-8") if build.is_file() else ""
-        if f"{TARGET_TYPE}(" not in text:
+        if f"{TARGET_TYPE}(" not in text and f"{FAMILY_TARGET_TYPE}(" not in text:
             missing.append(folder.name)
     return missing
 
@@ -416,22 +463,23 @@ class Pipeline:
     def skip(self, step: Step, reason: str) -> StepResult:
         return self._record(StepResult(step, "skipped", 0.0, reason=reason))
 
-    def _build(self, step: Step) -> StepResult:
-        """Run the build; it passed only if this run's folder now holds its artifact and its
-        evidence (a build that printed success having built nothing is a failure)."""
-        result = self._run(step)
-        self.build_rows.extend(read_build_junit(self.options.repo / build_junit(self.options,
-                                                                                 step.model)))  # fmt: skip
-        if result.status != "passed":
-            return result
+    def _build(self, step: Step, shared: StepResult | None = None, size: int = 1) -> StepResult:
+        """Run the build (or take ``shared``: the one build of a family's ``size`` tenants); it
+        passed for this model only if this run's folder now holds its artifact and evidence (a
+        build that printed success having built nothing is a failure; one tenant failing does
+        not fail the others)."""
+        result = shared if shared is not None else self._run(step)
+        if shared is None:
+            self.build_rows.extend(read_build_junit(self.options.repo / step.argv[-1]))
         artifact = artifact_path(self.options, step.model)
         missing = [p for p in (artifact, evidence_of(artifact))
                    if not (self.options.repo / p).is_file()]  # fmt: skip
+        seconds = result.seconds / size
         if missing:
-            reason = f"exit 0 but built nothing: {', '.join(missing)} missing"
-            return StepResult(step, "failed", result.seconds, result.output, reason)
+            reason = result.reason or f"exit 0 but built nothing: {', '.join(missing)} missing"
+            return StepResult(step, "failed", seconds, result.output, reason)
         self.built.append(artifact)
-        return result
+        return StepResult(step, "passed", seconds, result.output)
 
     def _diff(self, step: Step) -> StepResult:
         """Run the diff; a first version (nothing published below it) is a skipped step with the
@@ -455,26 +503,39 @@ class Pipeline:
         else:
             quality = self.skip(quality_step(self.options), "--skip-quality")
             quality = StepResult(quality.step, "passed", 0.0)
-        for model in self.options.models:
-            failed: StepResult | None = None
-            for step in model_steps(self.options, model):
-                if failed is not None:
-                    self.skip(step, f"{failed.step.name} failed")
-                elif step.name == "diff" and not self.options.publish:
-                    self.skip(step, "--no-publish: no publish to gate")
-                elif step.name == "publish" and quality.status != "passed":
-                    self.skip(step, "code quality failed")
-                elif step.name == "smoke" and not self.options.endpoint_declared:
-                    stage = self.options.endpoint_stage
-                    self.skip(step, f"mmetools.toml declares no endpoints.{stage}: no {stage} "
-                                    "endpoint to smoke")  # fmt: skip
-                elif step.name == "smoke" and self.results[-1].status != "passed":
-                    self.skip(step, f"publish {self.results[-1].status}: nothing new to smoke")
-                else:
-                    run = {"build": self._build, "diff": self._diff}.get(step.name, self._run)
-                    outcome = self._record(run(step))
-                    failed = outcome if outcome.status == "failed" else None
+        for group in build_groups(self.options.models):
+            shared: StepResult | None = None
+            if len(group) > 1:  # a family's tenants: one build, then each tenant's own steps
+                step = Step(split_model_name(group[0])[0], "build", build_argv(self.options, group))
+                shared = self._run(step)
+                self.build_rows.extend(read_build_junit(self.options.repo / step.argv[-1]))
+            for model in group:
+                self._model(model, group, quality, shared)
         return self.results
+
+    def _model(
+        self, model: str, group: Sequence[str], quality: StepResult, shared: StepResult | None
+    ) -> None:
+        failed: StepResult | None = None
+        for step in model_steps(self.options, model, group):
+            if failed is not None:
+                self.skip(step, f"{failed.step.name} failed")
+            elif step.name == "diff" and not self.options.publish:
+                self.skip(step, "--no-publish: no publish to gate")
+            elif step.name == "publish" and quality.status != "passed":
+                self.skip(step, "code quality failed")
+            elif step.name == "smoke" and not self.options.endpoint_declared:
+                stage = self.options.endpoint_stage
+                self.skip(step, f"mmetools.toml declares no endpoints.{stage}: no {stage} "
+                                "endpoint to smoke")  # fmt: skip
+            elif step.name == "smoke" and self.results[-1].status != "passed":
+                self.skip(step, f"publish {self.results[-1].status}: nothing new to smoke")
+            else:
+                if step.name == "build":
+                    outcome = self._record(self._build(step, shared, len(group)))
+                else:
+                    outcome = self._record({"diff": self._diff}.get(step.name, self._run)(step))
+                failed = outcome if outcome.status == "failed" else None
 
     @property
     def failures(self) -> list[StepResult]:

@@ -48,7 +48,11 @@ from mmetools_pants.processes import (
     model_caches,
 )
 from mmetools_pants.subsystem import MmetoolsSubsystem
-from mmetools_pants.target_types import TritonModelSourcesField
+from mmetools_pants.target_types import (
+    TENANTS_DIR,
+    TritonModelSourcesField,
+    TritonModelTenantField,
+)
 from mmetools_pants.tool import TOOL_BIN, MmetoolsTool
 
 SETTINGS_FILE = "mmetools.toml"
@@ -64,14 +68,20 @@ class TritonModelFieldSet(FieldSet):
     required_fields = (TritonModelSourcesField,)
 
     sources: TritonModelSourcesField
+    tenant: TritonModelTenantField
 
     @property
     def model_dir(self) -> str:
+        """models/<name>, or a family's tenant's models/<family>/tenants/<tenant>."""
+        if self.tenant.value:
+            return f"{self.address.spec_path}/{TENANTS_DIR}/{self.tenant.value}"
         return self.address.spec_path
 
     @property
     def model_name(self) -> str:
-        return PurePath(self.address.spec_path).name
+        """<name>, or a tenant's <family>-<tenant> (mmetools' model/folder.py tenant_model_name)."""
+        name = PurePath(self.address.spec_path).name
+        return f"{name}-{self.tenant.value}" if self.tenant.value else name
 
 
 @dataclass(frozen=True)

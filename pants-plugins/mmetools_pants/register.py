@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from pants.engine.target import Target
 
-from mmetools_pants import check, inputs, package, publish, tailor, test, tool
-from mmetools_pants.target_types import TritonModelTarget
+from mmetools_pants import check, family, inputs, package, publish, tailor, test, tool
+from mmetools_pants.target_types import TritonModelFamilyTarget, TritonModelTarget
 
 
 def target_types() -> list[type[Target]]:
-    return [TritonModelTarget]
+    return [TritonModelTarget, TritonModelFamilyTarget]
 
 
 def model_rules() -> tuple[object, ...]:
     """The rules of the triton_model goals: test, package, publish and check."""
     return (
         *tool.rules(),
+        *family.rules(),
         *inputs.rules(),
         *test.rules(),
         *package.rules(),

@@ -1,4 +1,6 @@
-"""The `triton_model` target: one monorepo model folder, models/<name>/, as Pants sees it."""
+"""The `triton_model` target: one monorepo model folder, models/<name>/, as Pants sees it; and
+`triton_model_family`, which generates one `triton_model` per tenant of a model family
+(models/<family>/tenants/<tenant>/, see mmetools' model/family.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ from pants.engine.target import (
     BoolField,
     Dependencies,
     MultipleSourcesField,
+    StringField,
     Target,
+    TargetGenerator,
 )
 
 # Everything in the model folder that decides what is tested and shipped: Triton configs, Python
@@ -47,6 +51,14 @@ class SkipTritonModelPublishField(BoolField):
     help = "If true, `pants publish` builds this model's artifact but does not publish it."
 
 
+class TritonModelTenantField(StringField):
+    alias = "tenant"
+    help = (
+        "Set by `triton_model_family` on the target it generates for a tenant: the model is "
+        "models/<family>/tenants/<tenant>, named <family>-<tenant>. Not set by hand."
+    )
+
+
 class TritonModelTarget(Target):
     alias = "triton_model"
     core_fields = (
@@ -55,6 +67,7 @@ class TritonModelTarget(Target):
         TritonModelSourcesField,
         SkipTritonModelTestsField,
         SkipTritonModelPublishField,
+        TritonModelTenantField,
     )
     help = (
         "A Triton ensemble of the monorepo (models/<name>/) shipped as <name>_<version>.tar.gz to "
@@ -62,4 +75,22 @@ class TritonModelTarget(Target):
         "`test` runs its fixtures in a local Triton, `package` builds dist/<name>_<version>.tar.gz "
         "(+ .sha256 and manifest), `publish` uploads it to staging, or to production on the "
         "production branch. Each runs the mmetools CLI of [mmetools].venv as hermetic processes."
+    )
+
+
+TENANTS_DIR = "tenants"
+VERSION_FILE = "model_version.txt"
+
+
+class TritonModelFamilyTarget(TargetGenerator):
+    alias = "triton_model_family"
+    core_fields = (*COMMON_TARGET_FIELDS,)
+    copied_fields = COMMON_TARGET_FIELDS
+    moved_fields = (Dependencies, SkipTritonModelTestsField, SkipTritonModelPublishField)
+    generated_target_cls = TritonModelTarget
+    help = (
+        "A model family (models/<family>/): one ensemble, one artifact per tenant. Generates a "
+        "`triton_model` per tenants/<tenant>/ that holds a model_version.txt, addressed "
+        "models/<family>#<tenant>, whose sources are the family's shared files and that "
+        "tenant's folder: a change to one tenant selects only it, a shared change every tenant."
     )

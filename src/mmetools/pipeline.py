@@ -460,7 +460,7 @@ def _artifact_step(
         tested = record_of_report(ARTIFACT_TEST, report, settings, mode, image)
         tests = (tested,) if source is None else (source, tested)
         unsigned = Evidence(item.artifact.path.name, item.artifact.sha256, tests,
-                            tested_target(settings), new_run(item.tested.ready.model.folder.path))  # fmt: skip
+                            tested_target(settings), new_run(item.tested.ready.model.folder.source_dir))  # fmt: skip
         evidence = write_evidence(
             evidence_path(item.artifact.path), unsigned, signing_key(settings)
         )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +37,7 @@ from conftest import REPO_ROOT
 from mmetools.build.files import MANIFEST_SUFFIX
 from mmetools.release.publish import branch_slug
 from mmetools.model.scaffold import FRAMEWORKS, next_steps
+from support.repository import make_repository
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -93,22 +93,6 @@ class Journey:
             ["git", *args], cwd=self.repo, env=dict(self.env), check=True,
             capture_output=True, text=True,
         ).stdout  # fmt: skip
-
-
-def make_repository(destination: Path) -> Path:
-    """The project's tracked files as they are in this checkout, committed on main."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO_ROOT, check=True, capture_output=True
-    ).stdout.decode()
-    for relative in filter(None, listed.split("\0")):
-        source = REPO_ROOT / relative
-        if not source.is_file():
-            continue  # deleted in this checkout, not committed yet
-        target = destination / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target, follow_symlinks=False)
-    (destination / ".venv").symlink_to(REPO_ROOT / ".venv")
-    return destination
 
 
 @pytest.fixture

@@ -64,6 +64,7 @@ from mmetools.build.parallel_gzip import (
     BLOCK_SIZE,
     DEFAULT_LEVEL,
     DEFLATE_LIBRARY,
+    DICTIONARY_SIZE,
     ParallelGzipWriter,
 )
 from mmetools.build.secrets import has_secret_name, looks_like_secret, matches_name
@@ -287,6 +288,30 @@ def _tarinfo(member: Member) -> tarfile.TarInfo:
     return info
 
 
+# Files this large start at a deflate block boundary of the stream (see _align): a shared file
+# (a family's packed env) is then deflated once per process, whatever precedes it.
+ALIGN_MIN_SIZE = BLOCK_SIZE
+_PAD_KEY = "comment"  # a PAX keyword every reader ignores (POSIX pax: "comment")
+
+
+def _align(info: tarfile.TarInfo, offset: int, tar: tarfile.TarFile) -> None:
+    """Pad ``info``'s PAX header so its data starts at a multiple of BLOCK_SIZE, after at least
+    a deflate window of padding and headers (so the block's dictionary is the same wherever
+    the member sits); the records fill their blocks exactly (no varying NUL tail)."""
+    bare = len(info.tobuf(tarfile.PAX_FORMAT, tar.encoding, tar.errors))
+    target = -(offset + 3 * tarfile.BLOCKSIZE) % BLOCK_SIZE + 3 * tarfile.BLOCKSIZE
+    if target < DICTIONARY_SIZE + 3 * tarfile.BLOCKSIZE:
+        target += BLOCK_SIZE
+    estimate = max(0, target - bare - tarfile.BLOCKSIZE - 16)  # records minus "NNN comment=\n"
+    for length in range(max(0, estimate - 64), estimate + 64):
+        info.pax_headers = {_PAD_KEY: "x" * length}
+        header = info.tobuf(tarfile.PAX_FORMAT, tar.encoding, tar.errors)
+        # The byte before the member's own header block ends the records: no NUL padding.
+        if len(header) == target and header[-tarfile.BLOCKSIZE - 1] == ord("\n"):
+            return
+    info.pax_headers = {}  # pragma: no cover - every target is reachable; unaligned is correct
+
+
 def write_tarball(
     members: list[Member],
     output: BinaryIO,
@@ -307,6 +332,8 @@ def write_tarball(
         ) as tar:
             for member in members:
                 info = _tarinfo(member)
+                if member.kind == "file" and member.size >= ALIGN_MIN_SIZE:
+                    _align(info, tar.offset, tar)
                 if member.kind == "dir" or member.source is None:
                     tar.addfile(info)
                     digests.append(MemberDigest(member.name, "dir", 0, None))
@@ -425,7 +452,8 @@ def write_artifact(
             # a differing sha256 between machines (member sha256s still match).
             compression={"format": "gzip", "level": level, "block_size": BLOCK_SIZE,
                          "library": DEFLATE_LIBRARY},  # fmt: skip
-            model_folder=_relative(model.path, settings.root),
+            # The committed folder (a tenant's: its family), whose git state publish records.
+            model_folder=_relative(model.source_dir, settings.root),
         )
         # All three under temp names first, then moved together with the tarball last, so an
         # interruption never leaves this build's sidecars beside an earlier build's tarball.

@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from mmetools.cli.app import app, err_console, fixtures_app, staging_app
+from mmetools.cli.app import app, err_console, fixtures_app, staging_app, tenant_app
 from mmetools.cli.build import (
     build_command,
     env_command,
@@ -25,7 +25,14 @@ from mmetools.cli.build import (
     package_command,
     targets_command,
 )
-from mmetools.cli.model import fixtures_check, fixtures_regen, lock_command, new_model, validate
+from mmetools.cli.model import (
+    fixtures_check,
+    fixtures_regen,
+    lock_command,
+    new_model,
+    tenant_add,
+    validate,
+)
 from mmetools.cli.release import bump_command, diff_command, loadtest_command, publish_command
 from mmetools.cli.deploy import (
     CHANGES_EXIT_CODE,
@@ -46,6 +53,7 @@ from mmetools.core.redaction import redact
 fixtures_app.command("regen")(fixtures_regen)
 fixtures_app.command("check")(fixtures_check)
 staging_app.command("prune")(staging_prune)
+tenant_app.command("add")(tenant_add)
 app.command("new")(new_model)
 app.command("validate")(validate)
 app.command("publish")(publish_command)

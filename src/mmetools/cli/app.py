@@ -61,6 +61,12 @@ staging_app = typer.Typer(
 )
 app.add_typer(staging_app, name="staging")
 
+tenant_app = typer.Typer(
+    help="Tenants of a model family: one ensemble, one artifact per tenant.",
+    no_args_is_help=True,
+)
+app.add_typer(tenant_app, name="tenant")
+
 # The --mode option of every command that starts a Triton server.
 TritonModeOption = Annotated[
     Optional[str],

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmetools.cli.app import console, err_console, model_folders_of
+from mmetools.cli.app import console, err_console, model_folders_of, status_while
 
 
 def fixtures_regen(
@@ -74,12 +74,19 @@ def new_model(
     models_dir: Annotated[
         Path, typer.Option("--models-dir", help="Folder that holds the model folders.")
     ] = Path("models"),
+    family: Annotated[
+        bool,
+        typer.Option("--family", help="A model family: one ensemble, one artifact per tenant."),
+    ] = False,
 ) -> None:
     """Create a complete model folder: configs, pre/post-processing, train/export script, fixtures."""
     from mmetools.model.scaffold import next_steps, scaffold_model
 
-    folder = scaffold_model(name, framework, models_dir)
+    folder = scaffold_model(name, framework, models_dir, family=family)
     console.print(f"created {folder} and its BUILD")
+    if family:
+        console.print(f"next: mmetools tenant add {folder} TENANT (see {folder / 'README.md'})")
+        return
     console.print("next, from the repository root after `source .venv/bin/activate`:")
     for command in next_steps(folder, framework):
         console.print(f"  {command}", markup=False, highlight=False, soft_wrap=True)
@@ -119,10 +126,13 @@ def lock_command(
     uv for the serving target's Python and platform (the env step installs from it)."""
     from mmetools.build.env.lock import lock_model
     from mmetools.core.settings import load_settings
+    from mmetools.model.folder import ModelFolder
 
     target = load_settings().target
     bad = 0
-    for folder in model_folders_of(models):
+    # A family's lock is its own (beside its requirements.txt), shared by its tenants: once.
+    folders = {f.source_dir: ModelFolder(f.source_dir) for f in model_folders_of(models)}
+    for folder in folders.values():
         with console.status(f"{folder.name}: resolving for Python {target.python_version}"):
             result = lock_model(folder, target, check=check)
         if result.status in ("missing", "stale"):
@@ -137,3 +147,26 @@ def lock_command(
             console.print(f"{result.path}: {result.status}", markup=False, soft_wrap=True)
     if bad:
         raise typer.Exit(1)
+
+
+def tenant_add(
+    family: Annotated[Path, typer.Argument(help="The family's folder, e.g. models/scorer.")],
+    tenant: Annotated[str, typer.Argument(help="Tenant name: lowercase letters, digits, '_'.")],
+    weights: Annotated[
+        Optional[Path],
+        typer.Option("--weights", help="Take these trained weights instead of running train.py."),
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="train.py's seed (default: from the name).")
+    ] = None,
+    push: Annotated[bool, typer.Option("--push/--no-push", help="dvc push the weights.")] = True,
+) -> None:
+    """Add a complete tenant: weights (trained or given) tracked and pushed with DVC, fixtures."""
+    from mmetools.model.scaffold import commit_tokens
+    from mmetools.model.tenant_add import add_tenant
+
+    with status_while(f"adding tenant {tenant}"):  # each step is logged
+        added = add_tenant(family, tenant, weights=weights, seed=seed, push=push)
+    how = "given weights" if added.seed is None else f"trained with seed {added.seed}"
+    console.print(f"added {added.folder} ({how}, {added.fixtures} fixture case(s))", markup=False)
+    console.print(f"commit it: {commit_tokens(added.folder)['git_add']}", markup=False)

@@ -132,8 +132,9 @@ def _tracked_file(pointer: Path, index: int, out: Any) -> TrackedFile:
 
 
 def tracked_files(model: ModelFolder) -> list[TrackedFile]:
-    """Every output of every .dvc pointer inside the model folder, sorted by path."""
-    pointers = files_named(model.path, POINTER_SUFFIX)  # the one walker: no recursion
+    """Every output of every .dvc pointer inside the model folder (a tenant's: inside its own
+    folder, where its weights are pulled), sorted by path."""
+    pointers = files_named(model.own_dir, POINTER_SUFFIX)  # the one walker: no recursion
     return sorted((f for p in pointers for f in read_pointer(p)), key=lambda f: f.path)
 
 

@@ -9,6 +9,10 @@ models/<name>/
   <name>_postprocessing/       optional Python backend step
   <name>_pipeline/             platform: "ensemble", wiring the steps
   tests/fixtures/<case>.json   fixture cases: inputs and expected outputs with tolerances
+
+A model family (model/family.py) holds the ensemble once and one entry per tenant under
+``tenants/<tenant>/``; each tenant is a model named ``<family>-<tenant>`` whose Triton steps keep
+the family's names (``<family>_pipeline``...): every tarball is its own namespace on an MME.
 """
 
 from __future__ import annotations
@@ -56,12 +60,18 @@ def model_env_value(model_name: str) -> str:
 
 
 MODEL_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
+# A tenant of family F is the model "F-T": '-' is in no model or tenant name, so the split is unique.
+TENANT_SEPARATOR = "-"
+TENANTS_DIR = "tenants"
+MODELS_DIR = "models"
 # Step folders are <name>_postprocessing and temp names add a prefix and suffix: 64 keeps every
 # derived file name far below the 255-byte limit of file systems.
 MAX_MODEL_NAME_LENGTH = 64
 ARTIFACT_SUFFIX = ".tar.gz"  # the artifact's name; its sidecars' names: build/files.py
 ARTIFACT_NAME_PATTERN = re.compile(
-    r"^(?P<name>[a-z][a-z0-9_]*)_(?P<version>[1-9][0-9]*)" + re.escape(ARTIFACT_SUFFIX) + "$"
+    r"^(?P<name>[a-z][a-z0-9_]*(?:-[a-z][a-z0-9_]*)?)_(?P<version>[1-9][0-9]*)"
+    + re.escape(ARTIFACT_SUFFIX)
+    + "$"
 )
 _VERSION_TEXT = re.compile(r"^[1-9][0-9]*$")
 
@@ -82,6 +92,32 @@ def artifact_file_name(name: str, version: int | str) -> str:
     """``<name>_<version>.tar.gz``: the one rule for an artifact's name (``version`` as written
     in model_version.txt, or parsed); its sidecars are named by build/files.py."""
     return f"{name}_{version}{ARTIFACT_SUFFIX}"
+
+
+def tenant_model_name(family: str, tenant: str) -> str:
+    """``<family>-<tenant>``: the one rule for a tenant's model name (its artifact is
+    ``<family>-<tenant>_<version>.tar.gz``; S3 keys and TargetModel names follow from it)."""
+    return f"{family}{TENANT_SEPARATOR}{tenant}"
+
+
+def split_model_name(name: str) -> tuple[str, str | None]:
+    """``"fam-acme"`` -> ("fam", "acme"); a plain model name -> (name, None)."""
+    family, separator, tenant = name.partition(TENANT_SEPARATOR)
+    return (family, tenant) if separator else (name, None)
+
+
+def own_folder(name: str, root: Path) -> Path:
+    """The folder holding a model's own version and fixtures: ``models/<name>`` or, for a
+    tenant, ``models/<family>/tenants/<tenant>``."""
+    family, tenant = split_model_name(name)
+    if tenant is None:
+        return root / MODELS_DIR / name
+    return root / MODELS_DIR / family / TENANTS_DIR / tenant
+
+
+def requirements_of(name: str, root: Path) -> Path:
+    """The requirements.txt a model's (or a tenant's family's) Python steps are built from."""
+    return root / MODELS_DIR / split_model_name(name)[0] / REQUIREMENTS_FILE
 
 
 def parse_artifact_name(path: Path) -> ModelRef:
@@ -123,19 +159,47 @@ def is_model_folder(path: Path) -> bool:
     return (path / VERSION_FILE).is_file()
 
 
+def is_family_folder(path: Path) -> bool:
+    """A model family has a tenants/ folder, step folders and no model_version.txt of its own."""
+    return (
+        (path / TENANTS_DIR).is_dir()
+        and not is_model_folder(path)
+        and any(path.glob(f"*/{CONFIG_FILE}"))
+    )
+
+
 @dataclass(frozen=True)
 class ModelFolder:
-    """``models/<name>/`` of the monorepo. Its Triton models are the subfolders with a config."""
+    """``models/<name>/`` of the monorepo. Its Triton models are the subfolders with a config.
+
+    A tenant's folder is assembled from its family (model/family.py): ``path`` is that build
+    folder, ``origin`` the tenant's own ``models/<family>/tenants/<tenant>`` where its version
+    and fixtures are read and written."""
 
     path: Path
+    origin: Path | None = None
 
     @property
     def name(self) -> str:
         return self.path.name
 
     @property
+    def steps_name(self) -> str:
+        """The prefix of the Triton step names: the model's name, a tenant's family's name."""
+        return split_model_name(self.name)[0]
+
+    @property
+    def own_dir(self) -> Path:
+        return self.origin if self.origin is not None else self.path
+
+    @property
+    def source_dir(self) -> Path:
+        """The committed folder this model is built from (a tenant's: its family's)."""
+        return self.origin.parent.parent if self.origin is not None else self.path
+
+    @property
     def version_file(self) -> Path:
-        return self.path / VERSION_FILE
+        return self.own_dir / VERSION_FILE
 
     @property
     def requirements_file(self) -> Path:
@@ -143,7 +207,7 @@ class ModelFolder:
 
     @property
     def fixtures_dir(self) -> Path:
-        return self.path / FIXTURES_DIR
+        return self.own_dir / FIXTURES_DIR
 
     def version(self) -> int:
         return read_model_version(self.version_file)
@@ -223,9 +287,19 @@ def weight_paths(model: RepositoryModel) -> list[Path]:
 
 
 def model_folder(path: Path) -> ModelFolder:
-    """``path`` as a monorepo model folder; UsageError when it is not one."""
+    """``path`` as a monorepo model folder (a tenant's ``models/<family>/tenants/<tenant>`` is
+    assembled from its family); UsageError when it is not one, or is a whole family."""
     if not path.is_dir():
         raise UsageError(f"{path}: no such folder")
+    if is_family_folder(path.parent.parent) and path.parent.name == TENANTS_DIR:
+        from mmetools.model.family import tenant_folder  # family.py builds on this module
+
+        return tenant_folder(path.parent.parent, path.name)
+    if is_family_folder(path):
+        raise UsageError(
+            f"{path}: a model family: give one tenant ({path / TENANTS_DIR}/<tenant>), or the "
+            "family to a command that takes several models"
+        )
     if not is_model_folder(path):
         raise UsageError(
             f"{path}: not a model folder (expected {VERSION_FILE} and the model's step folders)"
@@ -280,6 +354,11 @@ def resolve_model_args(paths: Sequence[Path]) -> tuple[list[ModelFolder], list[P
     for path in paths:
         if path.is_file():
             skipped.append(path)
+            continue
+        if is_family_folder(path):  # a family stands for all of its tenants
+            from mmetools.model.family import family_tenant_folders
+
+            folders.extend(family_tenant_folders(path))
             continue
         folders.append(model_folder(path))
     return folders, skipped

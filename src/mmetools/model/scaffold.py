@@ -21,7 +21,12 @@ from pathlib import Path
 
 from mmetools.model.dvc import find_dvc_root, local_remote_folder
 from mmetools.core.errors import DvcError, ScaffoldError, ScaffoldUsageError
-from mmetools.model.folder import MAX_MODEL_NAME_LENGTH, MODEL_NAME_PATTERN
+from mmetools.model.folder import (
+    MAX_MODEL_NAME_LENGTH,
+    MODEL_NAME_PATTERN,
+    TENANTS_DIR,
+    VERSION_FILE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +70,11 @@ def check_name(name: str) -> None:
         )
 
 
-def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
+def scaffold_model(name: str, framework: str, models_dir: Path, *, family: bool = False) -> Path:
     """Create ``models_dir/name`` for ``framework`` ("onnx" or "torchscript"); returns the folder.
     ScaffoldUsageError (exit 2) if the name is invalid or the framework unknown, ScaffoldError
-    if the folder exists or cannot be written."""
+    if the folder exists or cannot be written. ``family``: a model family (model/family.py)
+    with the same ensemble and no tenant yet."""
     check_name(name)
     if framework not in FRAMEWORKS:
         raise ScaffoldUsageError(
@@ -92,6 +98,8 @@ def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
     try:
         _render_tree(root.joinpath("common"), staging, tokens)
         _render_tree(root.joinpath(framework), staging, tokens)
+        if family:
+            _make_family(staging, name)
         _fix_permissions(staging)
         # os.rename fails if the target appeared meanwhile, so a concurrent run cannot be clobbered
         try:
@@ -103,6 +111,47 @@ def scaffold_model(name: str, framework: str, models_dir: Path) -> Path:
         raise
     logger.debug("created %s (%s)", target, framework)
     return target
+
+
+FAMILY_BUILD = """\
+# One target per tenant (models/{name}/tenants/<tenant>): a tenant's files select only it, the
+# family's shared files select every tenant.
+triton_model_family(name="{name}")
+
+python_sources(name="python", sources=["**/*.py"])
+"""
+
+FAMILY_README = """\
+# {name}: a model family
+
+One Triton ensemble ({name}_pipeline and its steps), one artifact per tenant:
+`{name}-<tenant>_<version>.tar.gz`, built from this folder's shared files with
+`tenants/<tenant>/` over them (its weights, its parameters, its fixtures, its version).
+
+    mmetools tenant add models/{name} TENANT        # train (train.py --seed), dvc add + push, fixtures
+    mmetools tenant add models/{name} TENANT --weights PATH    # or take trained weights
+    mmetools build models/{name}                    # every tenant; or models/{name}/tenants/TENANT
+
+A tenant may set files inside a step's version folder only (e.g.
+`tenants/<tenant>/{name}_postprocessing/1/labels.txt`); code and configs are shared. The default
+`{name}_preprocessing/1/normalization.json` serves tenants that do not set their own, and
+`tests/fixtures/` holds the inputs each new tenant's fixtures start from.
+"""
+
+TENANTS_README = """\
+Each folder here is one tenant of the family: model_version.txt, its weights (DVC pointers) and
+fixtures. `mmetools tenant add` writes them.
+"""
+
+
+def _make_family(folder: Path, name: str) -> None:
+    """Turn a rendered model folder into a family: no version of its own, a tenants/ folder,
+    the family's BUILD and README."""
+    (folder / VERSION_FILE).unlink()
+    (folder / "BUILD").write_text(FAMILY_BUILD.format(name=name), encoding="utf-8")
+    (folder / "README.md").write_text(FAMILY_README.format(name=name), encoding="utf-8")
+    (folder / TENANTS_DIR).mkdir()
+    (folder / TENANTS_DIR / "README.md").write_text(TENANTS_README, encoding="utf-8")
 
 
 def template_tokens(name: str, framework: Framework) -> dict[str, str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from mmetools.build.files import ArtifactFiles
 from mmetools.build.manifest import file_sha256
 from mmetools.core.settings import Settings
-from mmetools.model.folder import FIXTURES_DIR
+from mmetools.model.folder import FIXTURES_DIR, own_folder
 from mmetools.release.evidence import (
     ARTIFACT_TEST,
     CaseOutcome,
@@ -81,7 +81,7 @@ def record_of_report(
 
 
 def _model_dir(path: Path, settings: Settings) -> Path:
-    return settings.root / "models" / ArtifactFiles.parse(path).model
+    return own_folder(ArtifactFiles.parse(path).model, settings.root)
 
 
 def record_artifact_tests(

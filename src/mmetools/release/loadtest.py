@@ -40,7 +40,7 @@ from mmetools.testing.loaded_models import staged_model_folder
 from mmetools.core.errors import LoadTestError, UsageError
 from mmetools.model.cases import EnsembleSignature, FixtureCase, load_fixtures
 from mmetools.testing.memory import Fit, MemorySample, models_per_instance, sample_process_tree
-from mmetools.model.folder import ModelFolder, model_folder, parse_artifact_name
+from mmetools.model.folder import ModelFolder, model_folder, own_folder, parse_artifact_name
 from mmetools.testing.artifact_test import (
     MmeClient,
     emulated_target,
@@ -412,7 +412,7 @@ def endpoint_model_folder(target_model: str, given: Path | None, settings: Setti
     ``models/<name>`` of the artifact named by ``target_model``."""
     if given is None:
         ref = parse_artifact_name(Path(target_model))
-        given = settings.root / "models" / ref.name
+        given = own_folder(ref.name, settings.root)
     return model_folder(given)
 
 

@@ -48,9 +48,10 @@ from mmetools.model.config import CONFIG_FILE, is_ensemble, load_config, load_re
 from mmetools.model.folder import (
     EXECUTION_ENV_KEY,
     FIXTURES_DIR,
-    REQUIREMENTS_FILE,
     ModelRef,
+    own_folder,
     parse_artifact_name,
+    requirements_of,
 )
 from mmetools.core.interpreters import find_python
 from mmetools.testing.image_python import give_image_python, python_steps_in, steps_using_an_env
@@ -336,7 +337,7 @@ class _Artifact:
 def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Artifact | ModelReport:
     ref = parse_artifact_name(path)
     try:
-        fixtures = fixtures_dir or settings.root / "models" / ref.name / FIXTURES_DIR
+        fixtures = fixtures_dir or own_folder(ref.name, settings.root) / FIXTURES_DIR
         if not fixtures.is_dir():
             raise FixtureError(
                 f"{path}: no fixtures for model '{ref.name}' at {fixtures} "
@@ -345,7 +346,7 @@ def _prepare(path: Path, settings: Settings, fixtures_dir: Path | None) -> _Arti
         check_artifact(path, settings.triton.max_unpacked_mb * MiB)
         audit = audit_artifact(path, settings.target)
         require_audit(audit, "test --artifact")
-        requirements = settings.root / "models" / ref.name / REQUIREMENTS_FILE
+        requirements = requirements_of(ref.name, settings.root)
         env = ensure_serving_env(requirements, settings.cache_dir)
     except MmetoolsError as e:
         return ModelReport(ref.name, str(path), error=str(e))
@@ -463,7 +464,7 @@ def run_artifacts(
     emulated = emulated_target(settings, chosen, env_steps)
 
     def make_server(item: _Artifact) -> TritonServer:
-        requirements = settings.root / "models" / item.ref.name / REQUIREMENTS_FILE
+        requirements = requirements_of(item.ref.name, settings.root)
         return TritonServer(
             target_python=emulated,
             mode=chosen,

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -28,7 +29,8 @@ from mmetools.cli import main
 from mmetools.build.env import EnvBackend, Progress
 from mmetools.core.errors import ArtifactError, DvcError, ValidationFailed
 from mmetools.model.folder import ModelFolder, weight_paths
-from mmetools.build.parallel_gzip import ParallelGzipWriter
+from mmetools.build import parallel_gzip
+from mmetools.build.parallel_gzip import BLOCK_SIZE, ParallelGzipWriter
 from mmetools.release.publish import load_local_artifact
 from mmetools.core.targets import ServingTarget
 from support.build.package_support import build, make_demo_model, settings_for, tar_names
@@ -161,12 +163,52 @@ def test_parallel_stream_decompresses_to_the_plain_tar_bytes(tmp_path: Path) -> 
     with tarfile.open(fileobj=plain, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for member in members:
             info = artifact_module._tarinfo(member)
+            if member.kind == "file" and member.size >= artifact_module.ALIGN_MIN_SIZE:
+                artifact_module._align(info, tar.offset, tar)
             if member.kind == "dir" or member.source is None:
                 tar.addfile(info)
             else:
                 with member.source.open("rb") as stream:
                     tar.addfile(info, stream)
     assert gzip.decompress(compressed.getvalue()) == plain.getvalue()
+
+
+def _shared_and_own(tmp_path: Path, own_size: int) -> list[Member]:
+    """A tenant-like tarball: its own small file, then a large file every tenant shares."""
+    shared = tmp_path / "shared.bin"
+    if not shared.exists():
+        shared.write_bytes(random.Random(1).randbytes(3 * BLOCK_SIZE + 12345))
+    own = tmp_path / f"own_{own_size}.bin"
+    own.write_bytes(random.Random(own_size).randbytes(own_size))
+    return [
+        Member("a", "dir", None),
+        Member("a/own", "file", own, own_size),
+        Member("b", "dir", None),
+        Member("b/python_env.tar.gz", "file", shared, shared.stat().st_size),
+    ]
+
+
+def test_a_shared_large_member_starts_on_a_block_and_is_deflated_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = parallel_gzip.BlockCache(256 << 20)
+    monkeypatch.setattr(parallel_gzip, "BLOCK_CACHE", cache)
+    first, second = io.BytesIO(), io.BytesIO()
+    write_tarball(_shared_and_own(tmp_path, 700), first, threads=2)
+    misses = cache.misses
+    write_tarball(_shared_and_own(tmp_path, 70_000), second, threads=2)
+    # The second tarball deflates only what differs: its own block(s) and the last one.
+    assert cache.misses - misses <= 2 and cache.hits >= 3
+    with tarfile.open(fileobj=io.BytesIO(second.getvalue()), mode="r:gz") as tar:
+        member = tar.getmember("b/python_env.tar.gz")
+        assert member.offset_data % BLOCK_SIZE == 0
+        assert tar.extractfile(member).read() == (tmp_path / "shared.bin").read_bytes()  # type: ignore[union-attr]
+
+    # Reuse changes no byte: the same tarball without the cache is identical.
+    monkeypatch.setattr(parallel_gzip, "BLOCK_CACHE", parallel_gzip.BlockCache(0))
+    uncached = io.BytesIO()
+    write_tarball(_shared_and_own(tmp_path, 70_000), uncached, threads=1)
+    assert uncached.getvalue() == second.getvalue()
 
 
 # --------------------------------------------------------------------------------------------

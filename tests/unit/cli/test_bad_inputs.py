@@ -901,7 +901,7 @@ BAD_NAMES = (
     "screen_detector_0.tar.gz",
     "screen_detector_v3.tar.gz",
     "screen_detector_1.2.tar.gz",
-    "screen-detector_1.tar.gz",
+    "screen-detector-x_1.tar.gz",  # one '-' at most: <family>-<tenant>
     "Screen_detector_1.tar.gz",
     "screen_detector_1.tgz",
     "screen_detector_1.tar.gz.sha256",

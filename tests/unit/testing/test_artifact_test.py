@@ -31,7 +31,7 @@ def test_parse_artifact_name() -> None:
         "screen_detector_0.tar.gz",
         "screen_detector_01.tar.gz",
         "Screen_detector_1.tar.gz",
-        "screen-detector_1.tar.gz",
+        "screen-detector-x_1.tar.gz",  # one '-' at most: <family>-<tenant>
         "screen_detector_1.tgz",
         "_1.tar.gz",
         "screen_detector_1.tar.gz.sha256",

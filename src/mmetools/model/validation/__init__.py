@@ -25,6 +25,7 @@ from mmetools.model.folder import ModelFolder
 from mmetools.model.validation.paths import (
     validate_model_folder,
     validate_path,
+    validate_tenant,
     validate_paths,
     validate_repository,
 )
@@ -44,7 +45,11 @@ logger = logging.getLogger(__name__)
 def validate_model(model: ModelFolder) -> None:
     """Static validation of the model folder; ValidationFailed with every error (warnings are
     logged)."""
-    problems = validate_path(model.path)
+    problems = (
+        validate_path(model.path)
+        if model.origin is None
+        else validate_tenant(model.source_dir, model.origin.name)
+    )
     errors = [problem for problem in problems if problem.is_error]
     for problem in problems:
         if not problem.is_error:
@@ -64,6 +69,7 @@ __all__ = [
     "validate_model",
     "validate_model_folder",
     "validate_path",
+    "validate_tenant",
     "validate_paths",
     "validate_repository",
 ]

@@ -4,11 +4,18 @@ which rules apply to it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from mmetools.core.errors import UsageError
 from mmetools.model.config import CONFIG_FILE, model_folders
-from mmetools.model.folder import VERSION_FILE, ModelFolder, is_model_folder
+from mmetools.model.folder import (
+    TENANTS_DIR,
+    VERSION_FILE,
+    ModelFolder,
+    is_family_folder,
+    is_model_folder,
+)
 from mmetools.model.validation.bls import bls_problems
 from mmetools.model.validation.ensemble import EnsembleChecker, ensemble_cycle_problems
 from mmetools.model.validation.problems import Problem, by_file
@@ -34,6 +41,12 @@ def validate_paths(paths: Sequence[Path]) -> list[Problem]:
 def validate_path(path: Path) -> list[Problem]:
     """Validate a monorepo model folder, a Triton model repository or a folder of model folders."""
     _check_usable(path)
+    if is_family_folder(path):
+        from mmetools.model.family import family
+
+        return [p for tenant in family(path).tenants() for p in validate_tenant(path, tenant)]
+    if path.parent.name == TENANTS_DIR and is_family_folder(path.parent.parent):
+        return validate_tenant(path.parent.parent, path.name)
     if is_model_folder(path):
         return validate_model_folder(path)
     if model_folders(path):
@@ -58,6 +71,24 @@ def validate_model_folder(folder: ModelFolder | Path) -> list[Problem]:
     return by_file(problems)
 
 
+def validate_tenant(family_path: Path, tenant: str) -> list[Problem]:
+    """A tenant's own rules (model/family.py), then those of its assembled model folder."""
+    from mmetools.model.family import Family, assemble_tenant, source_of, tenant_problems
+    from mmetools.core.settings import find_root
+
+    fam = Family(family_path)
+    own = [Problem(path, message) for path, message in tenant_problems(fam, tenant)]
+    if own:
+        return by_file(own)
+    assembled = assemble_tenant(fam, tenant, find_root(family_path))
+    # Said against the committed files, not the assembled copies, and naming the tenant.
+    return by_file([
+        replace(problem, path=source_of(fam, tenant, assembled, problem.path),
+                message=f"{problem.message} (tenant '{tenant}')")
+        for problem in validate_model_folder(assembled)
+    ])  # fmt: skip
+
+
 def _triton_problems(repository: Repository, rules: Rules) -> list[Problem]:
     """Everything Triton would reject when loading the repository, not just the first problem."""
     problems = list(repository.load_problems)
@@ -79,7 +110,7 @@ def _check_usable(path: Path) -> None:
             f"{path}: not a folder; expected a model folder (with {VERSION_FILE}) "
             "or a Triton model repository"
         )
-    if is_model_folder(path) or model_folders(path):
+    if is_model_folder(path) or model_folders(path) or is_family_folder(path):
         return
     if any(c.is_dir() and is_model_folder(c) for c in path.iterdir()):
         return

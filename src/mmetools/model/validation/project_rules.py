@@ -85,7 +85,7 @@ def _without_prefix(message: str, path: Path) -> str:
 def _ensemble_problems(folder: ModelFolder, repository: Repository) -> Iterator[Problem]:
     """Exactly one ensemble, named <name>_pipeline, and every other model one of its steps."""
     ensembles = [name for name, model in repository.models.items() if is_ensemble(model.config)]
-    expected_name = f"{folder.name}{PIPELINE_SUFFIX}"
+    expected_name = f"{folder.steps_name}{PIPELINE_SUFFIX}"
     if not ensembles and not repository.broken:
         found = join(sorted(repository.models)) or "no model folders"
         yield Problem(
