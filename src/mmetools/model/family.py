@@ -26,6 +26,7 @@ from pathlib import Path
 
 from mmetools.core.errors import ConfigError, MmetoolsError, UsageError
 from mmetools.core.settings import find_root
+from mmetools.core.tree import walk
 from mmetools.model.config import CONFIG_FILE
 from mmetools.model.dvc import POINTER_SUFFIX, fetch_weights
 from mmetools.model.folder import (
@@ -100,13 +101,13 @@ def family(path: Path) -> Family:
 def _files(folder: Path, *, pointers: bool = True) -> list[Path]:
     """Regular files below ``folder``, relative to it, sorted (DVC pointers too: the assembled
     folder shows validation and the fetch step that its weights are tracked)."""
-    found: list[Path] = []
-    for directory, subdirs, names in os.walk(folder):
-        subdirs[:] = sorted(d for d in subdirs if d not in _NEVER_COPIED)
-        for name in names:
-            if name in _NEVER_COPIED or (not pointers and name.endswith(POINTER_SUFFIX)):
-                continue
-            found.append((Path(directory) / name).relative_to(folder))
+    found = [
+        Path(entry.relative)
+        for entry in walk(folder, enter=lambda entry: entry.name not in _NEVER_COPIED)
+        if (entry.is_file or entry.path.is_file())  # DVC may link weights in
+        and entry.name not in _NEVER_COPIED
+        and (pointers or not entry.name.endswith(POINTER_SUFFIX))
+    ]
     return sorted(found)
 
 

@@ -50,8 +50,9 @@ MODEL_ENV_SUFFIX = "_env.tar.gz"
 
 
 def model_env_archive(model_name: str) -> str:
-    """The model's one env at the artifact's root: ``<model>_env.tar.gz``."""
-    return f"{model_name}{MODEL_ENV_SUFFIX}"
+    """The model's one env at the artifact's root: ``<model>_env.tar.gz``; a tenant's is its
+    family's (``<family>_env.tar.gz``): the configs that name it are the family's, shared."""
+    return f"{split_model_name(model_name)[0]}{MODEL_ENV_SUFFIX}"
 
 
 def model_env_value(model_name: str) -> str:

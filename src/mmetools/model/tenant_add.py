@@ -17,6 +17,7 @@ from pathlib import Path
 from mmetools.core.errors import ScaffoldError, ScaffoldUsageError
 from mmetools.core.process import run
 from mmetools.core.settings import find_root
+from mmetools.core.tree import remove_tree
 from mmetools.model.dvc import POINTER_SUFFIX, dvc_executable, find_dvc_root
 from mmetools.model.family import Family, assemble_tenant, family, name_problem
 from mmetools.model.folder import FIXTURES_DIR, VERSION_FILE, ModelFolder, weight_filename
@@ -119,7 +120,7 @@ def add_tenant(
         folder = assemble_tenant(fam, tenant, find_root(fam.path))
         cases = regenerate_fixtures(folder)
     except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
+        remove_tree(target, ignore_errors=True)
         raise
     return AddedTenant(target, weight_file, used_seed, len(cases))
 

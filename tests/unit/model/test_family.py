@@ -211,3 +211,11 @@ def test_one_broken_tenant_of_a_family_stops_only_itself(fam: Family) -> None:
     assert any(str(fam.tenant_dir("acme") / "fam_pipeline/config.pbtxt") in p
                for p in error.value.problems)  # fmt: skip
     validate_model(bravo)
+
+
+def test_a_tenants_env_is_its_familys_as_the_shared_configs_name_it() -> None:
+    from mmetools.model.folder import model_env_archive, model_env_value
+
+    assert model_env_archive("fam-acme") == "fam_env.tar.gz"
+    assert model_env_value("fam-acme") == model_env_value("fam")
+    assert model_env_archive("screen_detector") == "screen_detector_env.tar.gz"
