@@ -32,8 +32,7 @@ from mmetools.testing.artifact_test import (
     TARGET_MODEL_HEADER,
     check_artifact,
     emulated_target,
-    packed_env_steps,
-    place_target_stub,
+    serve_as_the_image,
 )
 from mmetools.testing.memory import sample_process_tree
 from mmetools.testing.serving_env import ServingEnv, current_environment
@@ -201,10 +200,7 @@ class TritonBackend:
                 ["tar", "-xzf", str(artifact), "-C", str(folder), "--no-same-owner"],
                 context=f"unpacking {target_model}",
             )
-            if server.target_python is not None:
-                steps = packed_env_steps(artifact, self.settings)
-                if steps:
-                    place_target_stub(folder, steps, server.target_python.version)
+            serve_as_the_image(server, folder)
         except (MmetoolsError, ProcessError, OSError) as e:
             raise LoadFailed(target_model, f"{target_model}: cannot unpack: {e}", 400) from e
 

@@ -395,11 +395,18 @@ def unpack_for_server(
     Python steps without an env run in the image's Python, and every step with an env (its own
     or the model's one env) gets the target's stub."""
     unpack_artifact(artifact, destination)
-    if server.target_python is not None and env_steps:
-        give_image_python(destination, server.target_python)
-        place_target_stub(
-            destination, steps_using_an_env(destination), server.target_python.version
-        )
+    if env_steps:
+        serve_as_the_image(server, destination)
+
+
+def serve_as_the_image(server: TritonServer, model_dir: Path) -> None:
+    """When the server emulates the target: the Python steps of the unpacked ``model_dir``
+    without an env run in the image's Python (its packages only), and every step with an env
+    gets the target's stub. The one preparation `test --artifact` and the local endpoint share."""
+    if server.target_python is None:
+        return
+    give_image_python(model_dir, server.target_python)
+    place_target_stub(model_dir, steps_using_an_env(model_dir), server.target_python.version)
 
 
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:
