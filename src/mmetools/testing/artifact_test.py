@@ -405,8 +405,10 @@ def serve_as_the_image(server: TritonServer, model_dir: Path) -> None:
     gets the target's stub. The one preparation `test --artifact` and the local endpoint share."""
     if server.target_python is None:
         return
-    give_image_python(model_dir, server.target_python)
-    place_target_stub(model_dir, steps_using_an_env(model_dir), server.target_python.version)
+    # Read before the image's Python is given (that edits configs: no second parse of them).
+    with_env = steps_using_an_env(model_dir)
+    given = give_image_python(model_dir, server.target_python)
+    place_target_stub(model_dir, sorted({*with_env, *given}), server.target_python.version)
 
 
 def run_artifact_on_server(server: TritonServer, item: _Artifact, repeat: int = 1) -> ModelReport:

@@ -54,10 +54,11 @@ _ACTIVATE = (
 )
 
 
-def give_image_python(model_dir: Path, python: TargetPython) -> None:
+def give_image_python(model_dir: Path, python: TargetPython) -> tuple[str, ...]:
     """Point each Python step of the unpacked copy that sets no EXECUTION_ENV_PATH at a folder
     env that is the emulated image's Python (``include-system-site-packages``: the image's
-    packages and nothing else), so it runs as in the container. The artifact is not touched."""
+    packages and nothing else), so it runs as in the container. The artifact is not touched.
+    Returns the steps it pointed there."""
     steps = [
         config
         for config in sorted(model_dir.glob(f"*/{CONFIG_FILE}"))
@@ -65,7 +66,7 @@ def give_image_python(model_dir: Path, python: TargetPython) -> None:
         and EXECUTION_ENV_KEY not in load_config(config).parameters
     ]
     if not steps:
-        return
+        return ()
     env = model_dir / IMAGE_PYTHON_DIR
     (env / "bin").mkdir(parents=True, exist_ok=True)
     (env / "pyvenv.cfg").write_text(
@@ -80,3 +81,4 @@ def give_image_python(model_dir: Path, python: TargetPython) -> None:
         with config.open("a", encoding="utf-8") as stream:
             stream.write(f'\nparameters: {{ key: "{EXECUTION_ENV_KEY}" value: {{ string_value: '
                          f'"$$TRITON_MODEL_DIRECTORY/../{IMAGE_PYTHON_DIR}" }} }}\n')  # fmt: skip
+    return tuple(config.parent.name for config in steps)
