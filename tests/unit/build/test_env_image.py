@@ -63,20 +63,27 @@ def _lock(tmp_path: Path, body: str, requirements: str) -> Path:
     return model.path
 
 
-def test_no_env_when_the_image_provides_everything_and_configs_must_not_ask(
+def test_no_env_when_the_image_provides_everything_and_no_config_asks(
     tmp_path: Path, tools: FakeTools
 ) -> None:
     folder = _lock(tmp_path, NUMPY, "numpy==1.26.4\n")
     model = make_model(tmp_path, requirements="numpy==1.26.4\n")
     backend = VenvPackBackend(LOCAL_312, "uv")
-    with pytest.raises(EnvPackError, match=r"provides every locked requirement \(numpy==1.26.4\)"):
-        pack_env(model, settings_for(tmp_path), backend=backend)  # configs still set it
+    # Configs that still ask (as scaffolded) get an empty env layered on the image: it loads.
+    messages: list[str] = []
+    packed = pack_env(model, settings_for(tmp_path), backend=backend, progress=messages.append)
+    assert packed is not None and packed.steps
+    install = next(call for call in tools.calls if "install" in call)
+    assert install[-3:-1] == ["--no-deps", "-r"]
+    assert any("packing an empty env" in m and "numpy==1.26.4" in m for m in messages), messages
+    tools.calls.clear()
     for step in ("demo_preprocessing", "demo_postprocessing"):
         config = folder / step / "config.pbtxt"
         config.write_text(config.read_text().split("parameters:")[0])
     (folder / "demo_preprocessing" / "python_env.tar.gz").write_bytes(b"stale")
     assert pack_env(model, settings_for(tmp_path), backend=backend) is None
     assert tools.calls == [] and not (folder / "demo_preprocessing" / "python_env.tar.gz").exists()
+    assert not any(path.exists() for path in packed.steps)  # the empty env's copies are gone
 
 
 def test_layered_env_installs_only_the_missing_without_dependencies(

@@ -160,16 +160,20 @@ def pack_env(
     chosen = backend if backend is not None else select_backend(settings)
     split = image_split(source, requirements, target, chosen)
     if split is not None and split.empty:
-        # The image has every locked requirement at its locked version: the steps run in the
-        # image's Python, no env is packed and no config may ask for one.
-        _require_no_execution_env_path(model, steps, split)
-        _remove_stale_copies(model, steps)
+        provided = ", ".join(f"{n}=={v}" for n, v in split.provided)
+        if not _configs_referencing_env(steps):
+            # The image has every locked requirement at its locked version and no config asks
+            # for an env: the steps run in the image's Python, no env is packed.
+            _remove_stale_copies(model, steps)
+            report(f"no env: the image provides every locked requirement ({provided})")
+            return None
+        # The configs ask for an env (as scaffolded: a requirement added later needs no config
+        # edit): an empty one layered on the image, a few KB; dropping their block ships none.
         report(
-            "no env: the image provides every locked requirement ("
-            + ", ".join(f"{n}=={v}" for n, v in split.provided)
-            + ")"
+            f"the image provides every locked requirement ({provided}): packing an empty env "
+            f"layered on it, as the configs set {EXECUTION_ENV_KEY} (remove that block from "
+            "them to ship no env at all)"
         )
-        return None
     # Check every config before building anything: a bad value should not cost a 5-minute build.
     for step in steps:
         require_execution_env_path(step.config, step.config_path, step.name)
@@ -257,19 +261,6 @@ def image_split(
     if backend.name != "venv" or not source.name.endswith(".lock"):
         return None
     return split_lock(requirements, target)
-
-
-def _require_no_execution_env_path(
-    model: ModelFolder, steps: list[RepositoryModel], split: LockSplit
-) -> None:
-    referencing = _configs_referencing_env(steps)
-    if referencing:
-        provided = ", ".join(f"{n}=={v}" for n, v in split.provided)
-        raise EnvPackError(
-            f"model '{model.name}': the serving image provides every locked requirement "
-            f"({provided}), so no env is packed, but these configs set {EXECUTION_ENV_KEY} and "
-            f"would fail to load: {', '.join(referencing)}; remove the parameter block"
-        )
 
 
 def _remove_copy(destination: Path) -> None:
