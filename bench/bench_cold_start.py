@@ -339,6 +339,7 @@ def main() -> None:
     s3 = boto3.client("s3", endpoint_url=url)
     s3.create_bucket(Bucket="bench")
     results: dict[str, Any] = {}
+    lost: list[str] = []  # cold starts whose server died (not in the medians)
     try:
         with load_note() as note:
             for release, image in TARGETS.items():
@@ -362,31 +363,46 @@ def main() -> None:
                 runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {
                     (label, *k): [] for label in SERVERS for k in layouts
                 }
+
+                def start(options: tuple[str, ...]) -> TritonServer:
+                    return TritonServer(mode=BUNDLED, frontend=SAGEMAKER, python_env=env,
+                                        options=options, cache_dir=settings.cache_dir,
+                                        target_python=target_python(settings)).start()  # fmt: skip
+
                 try:
                     for label, options in SERVERS.items():
-                        servers[label] = TritonServer(
-                            mode=BUNDLED,
-                            frontend=SAGEMAKER,
-                            python_env=env,
-                            options=options,
-                            cache_dir=settings.cache_dir,
-                            target_python=target_python(settings),
-                        ).start()
+                        servers[label] = start(options)
                     for rep in range(reps):
                         for label, server in servers.items():  # interleaved
                             for (name, layout), path in layouts.items():
                                 key = f"{release}/{layout}/{path.name}"
-                                runs[(label, name, layout)].append(
-                                    cold_start(server, s3, key, path, name)
-                                )
+                                try:
+                                    one = cold_start(server, s3, key, path, name)
+                                except Exception as error:  # a server that died: say so, go on
+                                    if server.alive():
+                                        raise
+                                    lost.append(f"{release} {label} {name} ({layout}) rep "
+                                                f"{rep + 1}: {type(error).__name__}")  # fmt: skip
+                                    print(
+                                        f"  server died: {lost[-1]}; its log ends:\n"
+                                        + "\n".join(server.log_excerpt()[-15:]),
+                                        flush=True,
+                                    )
+                                    server.stop()
+                                    server = servers[label] = start(SERVERS[label])
+                                    continue
+                                runs[(label, name, layout)].append(one)
                         print(f"  {release}: repetition {rep + 1}/{reps} done", flush=True)
                 finally:
                     for server in servers.values():
                         server.stop()
                 for (label, name, layout), measured in runs.items():
+                    if not measured:
+                        continue
                     summary = {k: median([m[k] for m in measured]) for k in measured[0]}
                     summary["bytes"] = layouts[(name, layout)].stat().st_size
                     results[f"{release}/{label}/{name}/{layout}"] = {**summary, "runs": measured}
+                write_results("bench_cold_start", {"reps": reps, "results": results, "lost": lost})
         sizes, loads = [], []
         for key, summary in results.items():
             release, label, name, layout = key.split("/")
@@ -416,11 +432,15 @@ def main() -> None:
                      "Triton load", "1st request", "Python steps alone", "artifact share vs (a)",
                      "alone vs (a)", "whole vs (a)", "whole w/o stand-in vs (a)",
                      "memory after load"], loads))  # fmt: skip
+        if lost:
+            print("\nnot in the medians (the server died): " + "; ".join(lost))
         print(
             f"\n{reps} repetitions, medians; load average {note['before']:.2f} before, "
             f"{note['after']:.2f} after; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
         )
-        write_results("bench_cold_start", {"reps": reps, "results": results, "load": note})
+        write_results(
+            "bench_cold_start", {"reps": reps, "results": results, "lost": lost, "load": note}
+        )
     finally:
         moto.terminate()
         moto.wait(timeout=10)
