@@ -4,8 +4,8 @@
 For each example (screen_detector, intent_classifier) and each target (Triton 24.09: Python 3.10;
 24.12: Python 3.12), the same model in several layouts, interleaved in every repetition:
 
-  (a) per-step envs  what the packager of the branch point (`git merge-base HEAD main`) writes,
-                     as the AWS blog and Veriff do: a full env (numpy included, no bytecode) in
+  (a) per-step envs  what main's packager wrote before issue 22 merged (that merge's first
+                     parent), as the AWS blog and Veriff do: a full env (numpy included, no bytecode) in
                      every Python step, <step>/python_env.tar.gz
   (b) one env        this packager's default: <model>_env.tar.gz at the root, referenced by every
                      Python step, holding only what the image lacks (layered on its numpy), with
@@ -19,7 +19,21 @@ CPU Triton, the target's Python emulated, the image's numpy as its site-packages
 request; memory (server + stubs) after the load; unload. Triton's log gives each step's load
 window: the Python steps' window covers env extraction, stub start and imports; the inferencer's
 window is the Python-based stand-in for the native onnxruntime/pytorch backend (not what a GPU
-image runs): shown apart. "artifact share" = native unpack + the Python steps' window.
+image runs): shown apart. Then the Python steps alone: a fresh unpack whose Python steps are
+loaded each as its own SageMaker model, all at once (their env reached through a symbolic link,
+so the python backend still extracts it once), with no stand-in competing for the CPU.
+
+  artifact share        native unpack + the Python steps' window (in the whole load)
+  artifact share alone  native unpack + the Python steps loaded alone
+  whole                 native unpack + Triton load + first request (the stand-in included)
+  whole w/o stand-in    native unpack + the Python steps loaded alone
+
+Every repetition runs on two servers per target: the image's defaults, and with
+`--disable-auto-complete-config` (an endpoint passes it in SAGEMAKER_TRITON_ADDITIONAL_ARGS):
+with auto-complete on, the python backend starts one extra stub per Python step (and per
+stand-in) at load to auto-complete the config, and sleeps 1 s before stopping it
+(python_backend r24.09/r24.12 src/python_be.cc ModelState::Create, StubLauncher::UpdateHealth).
+Ratios compare layouts on the same server.
 
     .venv/bin/python bench/bench_cold_start.py            # 5 repetitions
     .venv/bin/python bench/bench_cold_start.py --quick    # 2 repetitions
@@ -37,6 +51,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -58,7 +73,11 @@ from mmetools.testing.artifact_test import (
     place_target_stub,
     target_python,
 )
-from mmetools.testing.image_python import give_image_python, steps_using_an_env
+from mmetools.testing.image_python import (
+    give_image_python,
+    python_steps_in,
+    steps_using_an_env,
+)
 from mmetools.testing.memory import sample_process_tree
 from mmetools.testing.serving_env import ensure_serving_env
 from mmetools.testing.triton import BUNDLED, SAGEMAKER, TritonServer
@@ -67,6 +86,8 @@ EXAMPLES = ("screen_detector", "intent_classifier")
 TARGETS = {"24.09": "nvcr.io/nvidia/tritonserver:24.09-py3",
            "24.12": "nvcr.io/nvidia/tritonserver:24.12-py3"}  # fmt: skip
 WEIGHTS = ("*.onnx", "*.pt")
+# The servers every repetition runs on: the image's defaults, and auto-complete off.
+SERVERS = {"image defaults": (), "no auto-complete": ("--disable-auto-complete-config",)}
 _LOG_LINE = re.compile(r'^I\d{4} (\d\d):(\d\d):(\d\d\.\d+) .*?"(loading|successfully loaded)[: ]')
 _LOG_MODEL = re.compile(r"::([A-Za-z0-9_.-]+?)(?::\d+)?['\"]")
 
@@ -86,9 +107,15 @@ def _settings(image: str) -> Settings:
 
 
 def build_today(name: str, image: str, work: Path) -> Path:
-    """Layout (a): the branch point's own packager on the branch point's model folder."""
-    base = subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=REPO_ROOT, text=True,
-                          capture_output=True, check=True).stdout.strip()  # fmt: skip
+    """Layout (a): the packager of main just before issue 22 merged (one full env per step), on
+    that commit's model folder."""
+    # The first parent of the merge that brought one env per model: main as it was before.
+    merge = subprocess.run(["git", "log", "--merges", "--grep=^Merge issue 22:", "--format=%P",
+                            "-n", "1", "HEAD"], cwd=REPO_ROOT, text=True, capture_output=True,
+                           check=True).stdout.split()  # fmt: skip
+    if not merge:
+        raise SystemExit("layout (a): no 'Merge issue 22:' commit in this history")
+    base = merge[0]
     tree = work / f"today-{base[:8]}"
     if not tree.exists():
         tree.mkdir()
@@ -225,24 +252,77 @@ def cold_start(
     first = time.perf_counter() - started
     windows = _log_windows(_log_since(server, offset))
     client.unload(model_id, artifact.name)
-    # The stubs exit after the unload answers: wait for them, so the next "before" is clean.
-    for _ in range(100):
-        if sample_process_tree(server.pid).stubs <= before.stubs:
-            break
-        time.sleep(0.1)
+    _wait_for_stubs(server, before.stubs)
     shutil.rmtree(work, ignore_errors=True)
     python_steps = [w for step, w in windows.items() if step.endswith("processing")]
     stand_in = [w for step, w in windows.items() if step.endswith("inferencer")]
     python_window = (max(e for _, e in python_steps) - min(s for s, _ in python_steps)
                      if python_steps else 0.0)  # fmt: skip
     stand_in_window = sum(e - s for s, e in stand_in)
+    alone = python_steps_alone(server, work.with_name(f"{model_id}-alone"), artifact)
     return {
         "download": download, "unpack": unpack, "unpacked": unpacked, "files": files,
         "load": result.seconds, "python_steps": python_window, "stand_in": stand_in_window,
         "first_request": first, "memory": after.total - before.total, "stubs": after.stubs,
-        "artifact_share": unpack + python_window,
-        "whole": unpack + result.seconds + first,
+        "python_alone": alone,
+        "artifact_share": unpack + python_window, "artifact_alone": unpack + alone,
+        "whole": unpack + result.seconds + first, "whole_without_stand_in": unpack + alone,
     }  # fmt: skip
+
+
+def python_steps_alone(server: TritonServer, work: Path, artifact: Path) -> float:
+    """Seconds until every Python step of a fresh unpack of ``artifact`` is loaded, each as its
+    own SageMaker model, all at once, with no stand-in: env extraction, stubs, imports. What
+    the steps share at the root (the env, the emulated image's Python) is reached through a
+    symbolic link, which the python backend resolves, so it still extracts the env once."""
+    assert server.target_python is not None
+    unpacked = work / "model"
+    unpacked.mkdir(parents=True)
+    subprocess.run(["tar", "-xzf", str(artifact), "-C", str(unpacked)], check=True)
+    give_image_python(unpacked, server.target_python)
+    place_target_stub(unpacked, steps_using_an_env(unpacked), server.target_python.version)
+    steps = python_steps_in(artifact)
+    shared = [p for p in unpacked.iterdir() if not (p.is_dir() and (p / "config.pbtxt").exists())]
+    folders = {}
+    for step in steps:
+        folder = work / step / "model"
+        folder.mkdir(parents=True)
+        (unpacked / step).rename(folder / step)
+        for item in shared:
+            (folder / item.name).symlink_to(item)
+        folders[step] = folder
+    client = MmeClient(server)
+    errors: list[str] = []
+    ids = {step: uuid.uuid4().hex[:16] for step in steps}
+
+    def load(step: str) -> None:
+        result = client.load(ids[step], folders[step], f"{step}.tar.gz", [step])
+        if result.seconds is None:
+            errors.append(f"{step}: {result.error}")
+
+    threads = [threading.Thread(target=load, args=(step,)) for step in steps]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds_taken = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{artifact.name}: loading the Python steps alone failed: {errors}")
+    for step in steps:
+        client.unload(ids[step], f"{step}.tar.gz")
+    _wait_for_stubs(server, 0)
+    shutil.rmtree(work, ignore_errors=True)
+    return seconds_taken
+
+
+def _wait_for_stubs(server: TritonServer, at_most: int) -> None:
+    """The stubs exit after the unload answers: wait for them, so the next load starts clean."""
+    assert server.pid
+    for _ in range(100):
+        if sample_process_tree(server.pid).stubs <= at_most:
+            return
+        time.sleep(0.1)
 
 
 def main() -> None:
@@ -259,7 +339,7 @@ def main() -> None:
     s3 = boto3.client("s3", endpoint_url=url)
     s3.create_bucket(Bucket="bench")
     results: dict[str, Any] = {}
-    rows = []
+    lost: list[str] = []  # cold starts whose server died (not in the medians)
     try:
         with load_note() as note:
             for release, image in TARGETS.items():
@@ -279,46 +359,88 @@ def main() -> None:
                 # pin it (the bundled python backend returns empty outputs for numpy 2 arrays).
                 env = ensure_serving_env(REPO_ROOT / "models" / EXAMPLES[0] / "requirements.txt",
                                          settings.cache_dir)  # fmt: skip
-                server = TritonServer(mode=BUNDLED, frontend=SAGEMAKER, python_env=env,
-                                      cache_dir=settings.cache_dir,
-                                      target_python=target_python(settings)).start()  # fmt: skip
-                runs: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in layouts}
+                servers: dict[str, TritonServer] = {}
+                runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {
+                    (label, *k): [] for label in SERVERS for k in layouts
+                }
+
+                def start(options: tuple[str, ...]) -> TritonServer:
+                    return TritonServer(mode=BUNDLED, frontend=SAGEMAKER, python_env=env,
+                                        options=options, cache_dir=settings.cache_dir,
+                                        target_python=target_python(settings)).start()  # fmt: skip
+
                 try:
+                    for label, options in SERVERS.items():
+                        servers[label] = start(options)
                     for rep in range(reps):
-                        for (name, layout), path in layouts.items():  # interleaved
-                            key = f"{release}/{layout}/{path.name}"
-                            runs[(name, layout)].append(cold_start(server, s3, key, path, name))
+                        for label, server in servers.items():  # interleaved
+                            for (name, layout), path in layouts.items():
+                                key = f"{release}/{layout}/{path.name}"
+                                try:
+                                    one = cold_start(server, s3, key, path, name)
+                                except Exception as error:  # a server that died: say so, go on
+                                    if server.alive():
+                                        raise
+                                    lost.append(f"{release} {label} {name} ({layout}) rep "
+                                                f"{rep + 1}: {type(error).__name__}")  # fmt: skip
+                                    print(
+                                        f"  server died: {lost[-1]}; its log ends:\n"
+                                        + "\n".join(server.log_excerpt()[-15:]),
+                                        flush=True,
+                                    )
+                                    server.stop()
+                                    server = servers[label] = start(SERVERS[label])
+                                    continue
+                                runs[(label, name, layout)].append(one)
                         print(f"  {release}: repetition {rep + 1}/{reps} done", flush=True)
                 finally:
-                    server.stop()
-                for (name, layout), measured in runs.items():
+                    for server in servers.values():
+                        server.stop()
+                for (label, name, layout), measured in runs.items():
+                    if not measured:
+                        continue
                     summary = {k: median([m[k] for m in measured]) for k in measured[0]}
                     summary["bytes"] = layouts[(name, layout)].stat().st_size
-                    results[f"{release}/{name}/{layout}"] = {**summary, "runs": measured}
+                    results[f"{release}/{label}/{name}/{layout}"] = {**summary, "runs": measured}
+                write_results("bench_cold_start", {"reps": reps, "results": results, "lost": lost})
+        sizes, loads = [], []
         for key, summary in results.items():
-            release, name, layout = key.split("/")
-            base = results[f"{release}/{name}/a"]
-            rows.append([
-                release, name, layout, f"{summary['bytes'] / 1e6:.2f} MB",
-                f"{summary['bytes'] / base['bytes']:.3f}x",
-                f"{summary['unpacked'] / 1e6:.1f} MB / {summary['files']:.0f}",
-                seconds(summary["download"]), seconds(summary["unpack"]),
-                seconds(summary["python_steps"]), seconds(summary["stand_in"]),
-                seconds(summary["load"]), seconds(summary["first_request"]),
-                f"{summary['artifact_share'] / base['artifact_share']:.2f}x",
-                f"{summary['whole'] / base['whole']:.2f}x",
+            release, label, name, layout = key.split("/")
+            base = results[f"{release}/{label}/{name}/a"]
+            ratio = {k: f"{summary[k] / base[k]:.2f}x" for k in
+                     ("artifact_share", "artifact_alone", "whole", "whole_without_stand_in")}  # fmt: skip
+            if label == next(iter(SERVERS)):
+                sizes.append([
+                    release, name, layout, f"{summary['bytes'] / 1e6:.2f} MB",
+                    f"{summary['bytes'] / base['bytes']:.3f}x",
+                    f"{summary['unpacked'] / 1e6:.1f} MB / {summary['files']:.0f}",
+                    seconds(summary["download"]), seconds(summary["unpack"]),
+                ])  # fmt: skip
+            loads.append([
+                release, label, name, layout, seconds(summary["python_steps"]),
+                seconds(summary["stand_in"]), seconds(summary["load"]),
+                seconds(summary["first_request"]), seconds(summary["python_alone"]),
+                ratio["artifact_share"], ratio["artifact_alone"], ratio["whole"],
+                ratio["whole_without_stand_in"],
                 f"{summary['memory'] / 2**20:.0f} MiB ({summary['stubs']:.0f} stubs)",
             ])  # fmt: skip
         print()
         print(table(["target", "model", "layout", "artifact", "vs (a)", "unpacked / files",
-                     "S3 GET", "native unpack", "Python steps", "stand-in", "Triton load",
-                     "1st request", "artifact share vs (a)", "whole vs (a)",
-                     "memory after load"], rows))  # fmt: skip
+                     "S3 GET", "native unpack"], sizes))  # fmt: skip
+        print()
+        print(table(["target", "server", "model", "layout", "Python steps", "stand-in",
+                     "Triton load", "1st request", "Python steps alone", "artifact share vs (a)",
+                     "alone vs (a)", "whole vs (a)", "whole w/o stand-in vs (a)",
+                     "memory after load"], loads))  # fmt: skip
+        if lost:
+            print("\nnot in the medians (the server died): " + "; ".join(lost))
         print(
             f"\n{reps} repetitions, medians; load average {note['before']:.2f} before, "
             f"{note['after']:.2f} after; {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
         )
-        write_results("bench_cold_start", {"reps": reps, "results": results, "load": note})
+        write_results(
+            "bench_cold_start", {"reps": reps, "results": results, "lost": lost, "load": note}
+        )
     finally:
         moto.terminate()
         moto.wait(timeout=10)

@@ -94,6 +94,31 @@ def test_server_arguments_sagemaker_as_the_mme_container() -> None:
     ]
 
 
+def test_server_arguments_append_the_options_last_as_serve_appends_additional_args() -> None:
+    # The image's serve appends SAGEMAKER_TRITON_ADDITIONAL_ARGS after its own options.
+    options = ("--disable-auto-complete-config", "--model-load-thread-count=1")
+    argv = server_arguments(
+        REPO,
+        frontend=SAGEMAKER,
+        ports=Ports(sagemaker=8080),
+        backend_directory=None,
+        options=options,
+    )
+    assert tuple(argv[-2:]) == options and argv[:-2] == server_arguments(
+        REPO, frontend=SAGEMAKER, ports=Ports(sagemaker=8080), backend_directory=None
+    )
+    launch = bundled_launch(
+        find_bundled_triton(),
+        Path("/cache/backends"),
+        REPO,
+        frontend=SAGEMAKER,
+        ports=Ports(sagemaker=9000),
+        python_env=ServingEnv(Path("/cache/serving-envs/abc"), "3.11", "abc"),
+        options=options,
+    )
+    assert launch.argv[-2:] == options
+
+
 def test_bundled_launch_puts_serving_env_first_on_path_and_libraries_on_loader_path() -> None:
     bundled = find_bundled_triton()
     env = ServingEnv(Path("/cache/serving-envs/abc"), "3.11", "abc")

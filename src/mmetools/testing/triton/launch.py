@@ -66,8 +66,11 @@ def server_arguments(
     backend_directory: Path | None,
     address: str = LOOPBACK,
     shm_prefix: str = "",
+    options: Sequence[str] = (),
 ) -> list[str]:
-    """tritonserver's options: explicit model control, one HTTP frontend, nothing else open."""
+    """tritonserver's options: explicit model control, one HTTP frontend, nothing else open;
+    then ``options`` as given (last, as the SageMaker image's `serve` appends
+    SAGEMAKER_TRITON_ADDITIONAL_ARGS, e.g. ``--disable-auto-complete-config``)."""
     argv = [
         f"--model-repository={repository}",
         "--model-control-mode=explicit",
@@ -91,7 +94,7 @@ def server_arguments(
         ]
     else:
         argv += [f"--http-port={ports.http}", f"--http-address={address}"]
-    return argv
+    return [*argv, *options]
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ def bundled_launch(
     shm_prefix: str = "",
     base_env: Mapping[str, str] | None = None,
     target_python: TargetPython | None = None,
+    options: Sequence[str] = (),
 ) -> Launch:
     base = os.environ if base_env is None else base_env
     libraries = [str(bundled.libraries)]
@@ -179,6 +183,7 @@ def bundled_launch(
             ports=ports,
             backend_directory=backends,
             shm_prefix=shm_prefix,
+            options=options,
         ),
     ]
     env = [
@@ -203,6 +208,7 @@ def native_launch(
     python_env: ServingEnv | None,
     shm_prefix: str = "",
     base_env: Mapping[str, str] | None = None,
+    options: Sequence[str] = (),
 ) -> Launch:
     """A tritonserver on PATH with its own (native) backends folder."""
     base = os.environ if base_env is None else base_env
@@ -214,6 +220,7 @@ def native_launch(
             ports=ports,
             backend_directory=None,
             shm_prefix=shm_prefix,
+            options=options,
         ),
     ]
     env = [("PATH", _path_with(python_env.path if python_env else None, base))]
@@ -231,6 +238,7 @@ def docker_launch(
     container: str,
     gpus: bool = True,
     requirements: Path | None = None,
+    options: Sequence[str] = (),
 ) -> Launch:
     """``docker run`` of NVIDIA's Triton image. Folders are mounted at their host paths so the
     staged repository's symbolic links resolve inside the container; the frontend port is
@@ -252,7 +260,12 @@ def docker_launch(
         "tritonserver",
         # inside the container the port is published from all its interfaces
         *server_arguments(
-            repository, frontend=frontend, ports=ports, backend_directory=None, address="0.0.0.0"
+            repository,
+            frontend=frontend,
+            ports=ports,
+            backend_directory=None,
+            address="0.0.0.0",
+            options=options,
         ),
     ]
     if requirements is not None:

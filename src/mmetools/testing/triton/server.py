@@ -91,6 +91,7 @@ class TritonServer:
         gpus: bool = True,
         startup_timeout: float = STARTUP_TIMEOUT,
         target_python: TargetPython | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         if mode not in MODES:
             raise UsageError(f"unknown Triton mode '{mode}' (choose from {', '.join(MODES)})")
@@ -110,6 +111,7 @@ class TritonServer:
         self.gpus = gpus
         self.startup_timeout = startup_timeout
         self.target_python = target_python
+        self.options = tuple(options)  # more tritonserver options, appended as given
         self.workdir: Path | None = None
         self.ports = Ports()
         self.start_seconds: float | None = None
@@ -215,6 +217,7 @@ class TritonServer:
                 python_env=self.python_env,
                 shm_prefix=self.shm_prefix,
                 target_python=self.target_python,
+                options=self.options,
             )
         if self.mode == NATIVE:
             executable = shutil.which("tritonserver")
@@ -227,6 +230,7 @@ class TritonServer:
                 ports=self.ports,
                 python_env=self.python_env,
                 shm_prefix=self.shm_prefix,
+                options=self.options,
             )
         if shutil.which("docker") is None:
             raise TritonError("docker mode needs the `docker` command (and a running engine)")
@@ -240,6 +244,7 @@ class TritonServer:
             container=f"mmetools-triton-{os.getpid()}-{self._require_workdir().name[-8:]}",
             gpus=self.gpus,
             requirements=self.requirements,
+            options=self.options,
         )
 
     def _spawn(self) -> None:
