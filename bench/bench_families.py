@@ -50,7 +50,6 @@ BRANCH = "feature/bench"
 DRIVER = ["--no-pants", "--detect", "git", "--skip-quality", "--no-publish", "--branch", BRANCH]
 FAMILY = "fam"
 WEIGHTS = f"{FAMILY}_inferencer/1/model.onnx"
-GITIGNORE = "/.venv\n/dist/\n/build/\n__pycache__/\npython_env.tar.gz\n.python_env.json\n"
 # The child that reports its children's peak RSS (ru_maxrss, KiB on Linux) after the run.
 PEAK = (
     "import resource, subprocess, sys\n"
@@ -100,7 +99,7 @@ def new_repo(path: Path) -> Path:
     shutil.copyfile(REPO_ROOT / ".dvcignore", path / ".dvcignore")
     shutil.copytree(REPO_ROOT / ".dvc", path / ".dvc",
                     ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))  # fmt: skip
-    (path / ".gitignore").write_text(GITIGNORE)
+    (path / ".gitignore").write_text((REPO_ROOT / ".gitignore").read_text())  # the same rules
     (path / "README.md").write_text("bench\n")
     (path / "ci").mkdir()
     shutil.copyfile(REPO_ROOT / "ci" / "pipeline.py", path / "ci" / "pipeline.py")
