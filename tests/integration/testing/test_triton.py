@@ -114,7 +114,10 @@ def test_native_mode_runs_the_tritonserver_on_path(
 
 
 SIGTERM_SCRIPT = """\
-import sys
+import signal, sys
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the test runner was started in the
+# background (a non-interactive shell's `&` ignores SIGINT, and Python then keeps it ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mmetools.testing.triton import TritonServer
 with TritonServer() as server:
     print(server.pid, server.workdir, flush=True)
