@@ -3,51 +3,22 @@ failures (the pipeline itself, src/mmetools/pipeline.py, is tested in test_pipel
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from xml.etree import ElementTree
 
 import pytest
 from rich.console import Console
 
-from conftest import REPO_ROOT
+from support.ci_repository import commit as _commit
+from support.ci_repository import git as _git
+from support.ci_repository import load_pipeline
+from support.ci_repository import write as _write
 
-
-def _load_pipeline() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ci_pipeline", REPO_ROOT / "ci" / "pipeline.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ci_pipeline"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-pipeline = _load_pipeline()
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def _write(repo: Path, files: Mapping[str, str]) -> None:
-    for relpath, text in files.items():
-        path = repo / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
-def _commit(repo: Path, message: str) -> None:
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", message)
+pipeline = load_pipeline()
 
 
 @pytest.fixture
