@@ -59,7 +59,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import REPO_ROOT, load_note, median, seconds, table, write_results
+from benchlib import REPO_ROOT, load_note, median, seconds, start_moto, table, write_results
 
 import boto3
 
@@ -168,26 +168,6 @@ def folder_layout(artifact: Path, name: str, output: Path) -> Path | None:
                 member.size = len(data)
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
     return output
-
-
-def _moto() -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
-    process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            return process, url
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("moto_server did not start")
 
 
 def _log_windows(lines: list[str]) -> dict[str, tuple[float, float]]:
@@ -333,7 +313,7 @@ def main() -> None:
     args = parser.parse_args()
     reps = 2 if args.quick else args.reps
     work = Path(tempfile.mkdtemp(prefix="bench-cold-start-"))
-    moto, url = _moto()
+    moto, url = start_moto()
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_DEFAULT_REGION="us-east-1")  # fmt: skip
     s3 = boto3.client("s3", endpoint_url=url)

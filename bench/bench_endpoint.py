@@ -24,15 +24,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from benchlib import REPO_ROOT, load_note, table, write_results
+from benchlib import REPO_ROOT, load_note, start_moto, table, write_results
 
 from mmetools.core.settings import load_settings
 from mmetools.model.folder import ModelFolder
@@ -60,30 +56,6 @@ def artifacts(dist: Path) -> dict[str, Path]:
             ).path
         found[name] = path
     return found
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    assert moto, "moto_server is missing (ci/bootstrap installs it)"
-    process = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            return process, url
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moto_server did not start")
 
 
 def main() -> None:

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,37 +41,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from benchlib import start_moto  # noqa: E402 (bench/ is the script's folder)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    if executable is None:
-        raise SystemExit("moto_server not found next to this Python (run ci/bootstrap)")
-    port = free_port()
-    process = subprocess.Popen(
-        [executable, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            return process, url
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise SystemExit(f"moto_server did not start on {url}")
-            time.sleep(0.1)
 
 
 def make_artifact(folder: Path, size_mb: int) -> Path:

@@ -8,9 +8,13 @@ import json
 import math
 import os
 import platform
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,3 +95,33 @@ def write_results(name: str, data: dict[str, Any]) -> Path:
     os.replace(temporary, path)
     print(f"\nwrote {path.relative_to(REPO_ROOT)}")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    """A moto_server on a free loopback port (the one next to this Python), once it answers."""
+    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
+    if executable is None:
+        raise SystemExit("moto_server not found next to this Python (run ci/bootstrap)")
+    port = free_port()
+    process = subprocess.Popen(
+        [executable, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            return process, url
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise SystemExit(f"moto_server did not start on {url}")
+            time.sleep(0.1)
