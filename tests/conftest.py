@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -45,14 +46,19 @@ def _outside_ci() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A real HTTP S3 endpoint (moto_server) on 127.0.0.1; yields its URL. One per test session."""
+@contextlib.contextmanager
+def running_moto(
+    environment: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[str]:
+    """A moto_server on a free loopback port, with ``environment`` added to this process's
+    (IAM checks, request recording); yields its URL once it answers, stops it afterwards."""
     port = free_port()
     executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     assert executable, "moto_server is not installed in the test environment (ci/bootstrap)"
     process = subprocess.Popen(
         [executable, "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **(environment or {})},
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -72,6 +78,13 @@ def moto_endpoint() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real HTTP S3 endpoint (moto_server) on 127.0.0.1; yields its URL. One per test session."""
+    with running_moto() as url:
+        yield url
 
 
 @pytest.fixture

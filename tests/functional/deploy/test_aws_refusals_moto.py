@@ -5,19 +5,14 @@ of plan / apply / status / smoke exits 2 with one line saying what to renew or g
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
-from conftest import MODELS_DIR, free_port
+from conftest import MODELS_DIR, running_moto
 from mmetools.cli import main
 from support.deploy.declarations import BUCKET, STAGING, write_repo
 
@@ -33,28 +28,8 @@ UNAUTHENTICATED = 3  # create the bucket, the user and its key; every later call
 
 @pytest.fixture(scope="module")
 def moto_with_iam() -> Iterator[str]:
-    port = free_port()
-    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    assert executable
-    environment = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(UNAUTHENTICATED)}
-    process = subprocess.Popen(
-        [executable, "-H", "127.0.0.1", "-p", str(port)], env=environment,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "moto_server failed"
-            time.sleep(0.1)
-    try:
+    with running_moto({"INITIAL_NO_AUTH_ACTION_COUNT": str(UNAUTHENTICATED)}) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

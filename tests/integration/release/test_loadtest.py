@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MODELS_DIR, free_port
+from conftest import MODELS_DIR, running_moto
 from support.release.evidence_support import copy_model
 
 from mmetools import cli
@@ -75,43 +70,18 @@ def test_loadtest_of_a_model_folder_writes_json_and_html_with_charts(
 @pytest.fixture
 def recording_moto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A moto_server of its own on loopback that records every request to a file."""
-    port = free_port()
     recording = tmp_path / "moto-recording.jsonl"
-    executable = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    assert executable
-    process = subprocess.Popen(
-        [executable, "-H", "127.0.0.1", "-p", str(port)],
-        env={
-            **os.environ,
-            "MOTO_ENABLE_RECORDING": "true",
-            "MOTO_RECORDER_FILEPATH": str(recording),
-        },
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "moto did not start"
-            time.sleep(0.1)
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    try:
+    environment = {"MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(recording)}
+    with running_moto(environment, cwd=tmp_path) as url:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
         yield recording
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.mark.integration
